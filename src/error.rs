@@ -1,0 +1,33 @@
+//! The crate's error type.
+//!
+//! One `#[non_exhaustive]` [`Error`] at the top, with one nested enum per part of the
+//! crate ([`GgufError`] for the file format, [`QuantError`] for block data, …). Every
+//! variant says what went wrong and where: the key, the tensor name, the byte offset.
+
+use crate::gguf::GgufError;
+use crate::quant::QuantError;
+
+/// Everything that can go wrong in tramontane.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The GGUF file is malformed, or a metadata key or tensor is missing or of the wrong type.
+    #[error("gguf: {0}")]
+    Gguf(#[from] GgufError),
+    /// Quantized block data does not fit the operation (length, type).
+    #[error("quant: {0}")]
+    Quant(#[from] QuantError),
+    /// Reading a file failed.
+    #[cfg(feature = "std")]
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path that was being opened or read.
+        path: alloc::string::String,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `Result<T, tramontane::Error>`.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
