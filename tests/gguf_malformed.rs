@@ -71,14 +71,23 @@ fn bad_magic() {
     let mut r = Raw::header(3, 0, 0);
     r.0[0] = b'X';
     assert!(matches!(err(&r), GgufError::BadMagic { .. }));
-    assert!(matches!(Gguf::parse(&b"GGU"[..]), Err(GgufError::Truncated { .. })));
-    assert!(matches!(Gguf::parse(&b""[..]), Err(GgufError::Truncated { .. })));
+    assert!(matches!(
+        Gguf::parse(&b"GGU"[..]),
+        Err(GgufError::Truncated { .. })
+    ));
+    assert!(matches!(
+        Gguf::parse(&b""[..]),
+        Err(GgufError::Truncated { .. })
+    ));
 }
 
 #[test]
 fn versions_0_1_4_rejected_2_3_accepted() {
     for v in [0, 1, 4, u32::MAX] {
-        assert_eq!(err(&Raw::header(v, 0, 0)), GgufError::UnsupportedVersion { version: v });
+        assert_eq!(
+            err(&Raw::header(v, 0, 0)),
+            GgufError::UnsupportedVersion { version: v }
+        );
     }
     for v in [2, 3] {
         let r = Raw::header(v, 0, 0);
@@ -90,7 +99,13 @@ fn versions_0_1_4_rejected_2_3_accepted() {
 
 #[test]
 fn huge_counts() {
-    for (t, k) in [(u64::MAX, 0), (0, u64::MAX), (1 << 40, 0), (0, 1 << 40), (u64::MAX / 2, u64::MAX / 2)] {
+    for (t, k) in [
+        (u64::MAX, 0),
+        (0, u64::MAX),
+        (1 << 40, 0),
+        (0, 1 << 40),
+        (u64::MAX / 2, u64::MAX / 2),
+    ] {
         let e = err(&Raw::header(3, t, k));
         assert!(matches!(e, GgufError::CountTooLarge { .. }), "{e:?}");
     }
@@ -106,7 +121,13 @@ fn key_length_overflow() {
         let mut r = Raw::header(3, 0, 1);
         r.u64(len).0.extend_from_slice(&[b'a'; 32]);
         let e = err(&r);
-        assert!(matches!(e, GgufError::StringTooLong { .. } | GgufError::Truncated { .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                GgufError::StringTooLong { .. } | GgufError::Truncated { .. }
+            ),
+            "{e:?}"
+        );
     }
 }
 
@@ -154,7 +175,10 @@ fn alignment_rules() {
     for bad in [0u32, 3, 48, u32::MAX] {
         let mut r = Raw::header(3, 0, 1);
         r.kv_u32("general.alignment", bad);
-        assert!(matches!(err(&r), GgufError::BadAlignment { .. }), "alignment {bad}");
+        assert!(
+            matches!(err(&r), GgufError::BadAlignment { .. }),
+            "alignment {bad}"
+        );
     }
     // Wrong types: u64, i32, string.
     let mut r = Raw::header(3, 0, 1);
@@ -180,7 +204,10 @@ fn alignment_rules() {
     let mut r = Raw::header(3, 1, 1);
     r.kv_u32("general.alignment", 64).tensor("t", &[4], 0, 32);
     r.data(200);
-    assert!(matches!(err(&r), GgufError::MisalignedTensor { alignment: 64, .. }));
+    assert!(matches!(
+        err(&r),
+        GgufError::MisalignedTensor { alignment: 64, .. }
+    ));
 }
 
 #[test]
@@ -202,7 +229,14 @@ fn tensor_name_rules() {
     assert_eq!(err(&r), GgufError::DuplicateTensor { name: "t".into() });
     // Invalid UTF-8 in a name.
     let mut r = Raw::header(3, 1, 0);
-    r.u64(2).u8(0xff).u8(0xfe).u32(1).u64(4).u32(0).u64(0).data(16);
+    r.u64(2)
+        .u8(0xff)
+        .u8(0xfe)
+        .u32(1)
+        .u64(4)
+        .u32(0)
+        .u64(0)
+        .data(16);
     assert!(matches!(err(&r), GgufError::InvalidUtf8 { .. }));
 }
 
@@ -219,27 +253,60 @@ fn dims_rules() {
     assert!(matches!(err(&r), GgufError::BadDimCount { .. }));
     let mut r = Raw::header(3, 1, 0);
     r.tensor("t", &[4, 0], 0, 0).data(16);
-    assert!(matches!(err(&r), GgufError::BadDim { index: 1, value: 0, .. }));
+    assert!(matches!(
+        err(&r),
+        GgufError::BadDim {
+            index: 1,
+            value: 0,
+            ..
+        }
+    ));
     let mut r = Raw::header(3, 1, 0);
     r.tensor("t", &[u64::MAX], 0, 0).data(16);
     assert!(matches!(err(&r), GgufError::BadDim { .. }));
-    for dims in [&[1u64 << 32, 1 << 32][..], &[1 << 62, 4], &[1 << 30, 1 << 30, 1 << 30, 1 << 30]] {
+    for dims in [
+        &[1u64 << 32, 1 << 32][..],
+        &[1 << 62, 4],
+        &[1 << 30, 1 << 30, 1 << 30, 1 << 30],
+    ] {
         let mut r = Raw::header(3, 1, 0);
         r.tensor("t", dims, 0, 0).data(16);
-        assert!(matches!(err(&r), GgufError::ShapeOverflow { .. }), "{dims:?}");
+        assert!(
+            matches!(err(&r), GgufError::ShapeOverflow { .. }),
+            "{dims:?}"
+        );
     }
     // Q4_0 needs ne[0] % 32 == 0.
     let mut r = Raw::header(3, 1, 0);
     r.tensor("t", &[33], 2, 0).data(64);
-    assert!(matches!(err(&r), GgufError::RowNotBlockMultiple { ne0: 33, block: 32, .. }));
+    assert!(matches!(
+        err(&r),
+        GgufError::RowNotBlockMultiple {
+            ne0: 33,
+            block: 32,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn tensor_types() {
-    for (id, expect) in [(40, TypeId::Unknown(40)), (u32::MAX, TypeId::Unknown(u32::MAX)), (4, TypeId::Removed(4)), (31, TypeId::Removed(31)), (36, TypeId::Removed(36))] {
+    for (id, expect) in [
+        (40, TypeId::Unknown(40)),
+        (u32::MAX, TypeId::Unknown(u32::MAX)),
+        (4, TypeId::Removed(4)),
+        (31, TypeId::Removed(31)),
+        (36, TypeId::Removed(36)),
+    ] {
         let mut r = Raw::header(3, 1, 0);
         r.tensor("t", &[256], id, 0).data(1024);
-        assert_eq!(err(&r), GgufError::BadTensorType { tensor: "t".into(), ty: expect });
+        assert_eq!(
+            err(&r),
+            GgufError::BadTensorType {
+                tensor: "t".into(),
+                ty: expect
+            }
+        );
     }
     // A type we cannot compute with is still readable.
     let mut r = Raw::header(3, 1, 0);
@@ -259,15 +326,21 @@ fn tensor_bounds_and_overlap() {
     assert!(matches!(err(&r), GgufError::TensorOutOfBounds { .. }));
     // Overlap: t2 starts inside t1.
     let mut r = Raw::header(3, 2, 0);
-    r.tensor("t1", &[16], 0, 0).tensor("t2", &[8], 0, 32).data(128);
+    r.tensor("t1", &[16], 0, 0)
+        .tensor("t2", &[8], 0, 32)
+        .data(128);
     assert!(matches!(err(&r), GgufError::OverlappingTensors { .. }));
     // Same ranges, listed the other way round.
     let mut r = Raw::header(3, 2, 0);
-    r.tensor("t2", &[8], 0, 32).tensor("t1", &[16], 0, 0).data(128);
+    r.tensor("t2", &[8], 0, 32)
+        .tensor("t1", &[16], 0, 0)
+        .data(128);
     assert!(matches!(err(&r), GgufError::OverlappingTensors { .. }));
     // Touching is fine.
     let mut r = Raw::header(3, 2, 0);
-    r.tensor("t1", &[8], 0, 0).tensor("t2", &[8], 0, 32).data(64);
+    r.tensor("t1", &[8], 0, 0)
+        .tensor("t2", &[8], 0, 32)
+        .data(64);
     let g = r.parse().unwrap();
     assert_eq!(g.tensor("t2").unwrap().data, &[0xAB; 32][..]);
     // Header claims tensors but the file ends before the data section.
@@ -319,8 +392,10 @@ fn sample_file() -> Vec<u8> {
     w.add("f64", tramontane::gguf::OwnedValue::F64(0.25));
     w.add_str_array("tokenizer.ggml.tokens", &["<s>", "a", "é", "🦀"]);
     w.add_f32_array("tokenizer.ggml.scores", &[0.0, -1.0, -2.0, -3.5]);
-    w.add_tensor("a", GgmlType::F32, &[4, 2], &[1u8; 32]).unwrap();
-    w.add_tensor("b", GgmlType::Q8_0, &[32], &[2u8; 34]).unwrap();
+    w.add_tensor("a", GgmlType::F32, &[4, 2], &[1u8; 32])
+        .unwrap();
+    w.add_tensor("b", GgmlType::Q8_0, &[32], &[2u8; 34])
+        .unwrap();
     w.add_tensor("c", GgmlType::F16, &[3], &[3u8; 6]).unwrap();
     w.to_bytes().unwrap()
 }
@@ -336,23 +411,50 @@ fn round_trip() {
     assert!(g.get_bool("tokenizer.ggml.add_bos_token").unwrap());
     assert_eq!(g.get_i32("i64").unwrap(), -5);
     assert_eq!(g.get_f32("f64").unwrap(), 0.25);
-    let toks: Vec<&str> = g.get_array("tokenizer.ggml.tokens").unwrap().strings().unwrap().collect();
+    let toks: Vec<&str> = g
+        .get_array("tokenizer.ggml.tokens")
+        .unwrap()
+        .strings()
+        .unwrap()
+        .collect();
     assert_eq!(toks, ["<s>", "a", "é", "🦀"]);
     let scores = g.get_array("tokenizer.ggml.scores").unwrap();
     assert_eq!(scores.elem_type(), ValueType::F32);
-    assert_eq!(scores.f32s().unwrap().collect::<Vec<_>>(), [0.0, -1.0, -2.0, -3.5]);
-    assert_eq!(g.get_array("tokenizer.ggml.tokens").unwrap().get(3).unwrap().as_str(), Some("🦀"));
+    assert_eq!(
+        scores.f32s().unwrap().collect::<Vec<_>>(),
+        [0.0, -1.0, -2.0, -3.5]
+    );
+    assert_eq!(
+        g.get_array("tokenizer.ggml.tokens")
+            .unwrap()
+            .get(3)
+            .unwrap()
+            .as_str(),
+        Some("🦀")
+    );
     let a = g.tensor("a").unwrap();
-    assert_eq!((a.info.ty, a.info.shape(), a.data), (GgmlType::F32, &[4u64, 2][..], &[1u8; 32][..]));
+    assert_eq!(
+        (a.info.ty, a.info.shape(), a.data),
+        (GgmlType::F32, &[4u64, 2][..], &[1u8; 32][..])
+    );
     assert_eq!(g.tensor("b").unwrap().data, &[2u8; 34][..]);
     assert_eq!(g.tensor("c").unwrap().data, &[3u8; 6][..]);
     assert_eq!(g.tensor("c").unwrap().info.offset % 32, 0);
     // Typed accessors check types and presence.
-    assert!(matches!(g.get_u32("general.architecture"), Err(GgufError::WrongType { .. })));
-    assert!(matches!(g.get_str("missing"), Err(GgufError::MissingKey { .. })));
+    assert!(matches!(
+        g.get_u32("general.architecture"),
+        Err(GgufError::WrongType { .. })
+    ));
+    assert!(matches!(
+        g.get_str("missing"),
+        Err(GgufError::MissingKey { .. })
+    ));
     assert!(matches!(g.get_u32("i64"), Err(GgufError::WrongType { .. })));
     assert_eq!(g.find_u32("missing").unwrap(), None);
-    assert!(matches!(g.tensor("zzz"), Err(GgufError::MissingTensor { .. })));
+    assert!(matches!(
+        g.tensor("zzz"),
+        Err(GgufError::MissingTensor { .. })
+    ));
     // Metadata order is the file order.
     let keys: Vec<&str> = g.metadata().map(|(k, _)| k).collect();
     assert_eq!(keys.first(), Some(&"general.architecture"));
@@ -407,4 +509,46 @@ fn every_single_byte_flip_is_handled() {
             }
         }
     }
+}
+
+/// A short deterministic smoke run of the fuzz target's body: random mutations of a
+/// valid file (byte flips, splices, cuts, length fields set to extremes). The real
+/// fuzzing is `cargo fuzz run gguf` (see fuzz/).
+#[test]
+fn fuzz_smoke() {
+    let base = sample_file();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rand = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let t0 = std::time::Instant::now();
+    let mut parsed = 0;
+    for _ in 0..20_000 {
+        let mut b = base.clone();
+        for _ in 0..1 + rand() % 4 {
+            let i = (rand() as usize) % b.len();
+            match rand() % 4 {
+                0 => b[i] = rand() as u8,
+                1 => b.truncate(i),
+                2 if i + 8 <= b.len() => b[i..i + 8].copy_from_slice(&[0xFF; 8]),
+                _ => b.insert(i, rand() as u8),
+            }
+            if b.is_empty() {
+                break;
+            }
+        }
+        if tramontane::gguf::fuzz_parse(&b) > 0 {
+            parsed += 1;
+        }
+        if t0.elapsed().as_secs() > 50 {
+            break;
+        }
+    }
+    assert!(
+        parsed > 0,
+        "no mutation parsed: the smoke run is not exercising the accessors"
+    );
 }

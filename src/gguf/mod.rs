@@ -155,12 +155,17 @@ impl<B: AsRef<[u8]>> Gguf<B> {
 
     /// Every metadata entry in file order.
     pub fn metadata(&self) -> impl Iterator<Item = (&str, Value<'_>)> + '_ {
-        self.index.kvs.iter().map(move |kv| (self.str_at(&kv.key), self.value_of(kv)))
+        self.index
+            .kvs
+            .iter()
+            .map(move |kv| (self.str_at(&kv.key), self.value_of(kv)))
     }
 
     fn value_of(&self, kv: &reader::RawKv) -> Value<'_> {
         match &kv.val {
-            reader::RawVal::Fixed(ty, r) => Value::decode_fixed(*ty, self.slice(r)).unwrap_or(Value::U8(0)),
+            reader::RawVal::Fixed(ty, r) => {
+                Value::decode_fixed(*ty, self.slice(r)).unwrap_or(Value::U8(0))
+            }
             reader::RawVal::Str(r) => Value::String(self.str_at(r)),
             reader::RawVal::Array { elem, len, bytes } => Value::Array(ArrayView {
                 elem: *elem,
@@ -176,23 +181,41 @@ impl<B: AsRef<[u8]>> Gguf<B> {
             .index
             .kvs_sorted
             .binary_search_by(|&i| {
-                let k = self.index.kvs.get(i as usize).map(|kv| self.str_at(&kv.key)).unwrap_or("");
+                let k = self
+                    .index
+                    .kvs
+                    .get(i as usize)
+                    .map(|kv| self.str_at(&kv.key))
+                    .unwrap_or("");
                 k.cmp(key)
             })
             .ok()?;
         let kv_index = *self.index.kvs_sorted.get(i)?;
-        self.index.kvs.get(kv_index as usize).map(|kv| self.value_of(kv))
+        self.index
+            .kvs
+            .get(kv_index as usize)
+            .map(|kv| self.value_of(kv))
     }
 
     fn require(&self, key: &str) -> Result<Value<'_>, GgufError> {
-        self.get(key).ok_or_else(|| GgufError::MissingKey { key: key.to_string() })
+        self.get(key).ok_or_else(|| GgufError::MissingKey {
+            key: key.to_string(),
+        })
     }
 
     fn wrong(key: &str, expected: &'static str, v: &Value<'_>) -> GgufError {
-        GgufError::WrongType { key: key.to_string(), expected, found: v.value_type() }
+        GgufError::WrongType {
+            key: key.to_string(),
+            expected,
+            found: v.value_type(),
+        }
     }
 
-    fn int_of<T: TryFrom<i128>>(key: &str, expected: &'static str, v: Value<'_>) -> Result<T, GgufError> {
+    fn int_of<T: TryFrom<i128>>(
+        key: &str,
+        expected: &'static str,
+        v: Value<'_>,
+    ) -> Result<T, GgufError> {
         v.as_integer()
             .and_then(|i| T::try_from(i).ok())
             .ok_or_else(|| Self::wrong(key, expected, &v))
@@ -241,7 +264,9 @@ impl<B: AsRef<[u8]>> Gguf<B> {
 
     /// Like [`Gguf::get_u32`], but a missing key is `Ok(None)`.
     pub fn find_u32(&self, key: &str) -> Result<Option<u32>, GgufError> {
-        self.get(key).map(|v| Self::int_of(key, "uint32", v)).transpose()
+        self.get(key)
+            .map(|v| Self::int_of(key, "uint32", v))
+            .transpose()
     }
 
     /// Like [`Gguf::get_f32`], but a missing key is `Ok(None)`.
@@ -309,7 +334,12 @@ impl<B: AsRef<[u8]>> Gguf<B> {
             .index
             .tensors_sorted
             .binary_search_by(|&i| {
-                let n = self.index.tensors.get(i as usize).map(|t| self.str_at(&t.name)).unwrap_or("");
+                let n = self
+                    .index
+                    .tensors
+                    .get(i as usize)
+                    .map(|t| self.str_at(&t.name))
+                    .unwrap_or("");
                 n.cmp(name)
             })
             .ok()
@@ -318,9 +348,14 @@ impl<B: AsRef<[u8]>> Gguf<B> {
         match found {
             Some(t) => {
                 let info = self.info_of(t);
-                Ok(TensorView { info, data: self.tensor_data(&info) })
+                Ok(TensorView {
+                    info,
+                    data: self.tensor_data(&info),
+                })
             }
-            None => Err(GgufError::MissingTensor { name: name.to_string() }),
+            None => Err(GgufError::MissingTensor {
+                name: name.to_string(),
+            }),
         }
     }
 
@@ -339,4 +374,32 @@ impl<B: AsRef<[u8]>> Gguf<B> {
         out.sort_by_key(|e| e.0);
         out
     }
+}
+
+/// Parse `data` and, if it is a valid GGUF file, read every metadata value (every
+/// array element) and every tensor's bytes, looking each tensor up by name. Used by
+/// the fuzz target and by the smoke test; returns how many items were touched.
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) -> usize {
+    let Ok(g) = Gguf::parse(data) else { return 0 };
+    let mut touched = 0usize;
+    for (key, v) in g.metadata() {
+        touched = touched.wrapping_add(key.len());
+        if let Value::Array(a) = v {
+            for item in a.iter() {
+                touched = touched.wrapping_add(usize::from(item.as_str().is_some()) + 1);
+            }
+        }
+        let again = g.get(key).map(|v| v.value_type());
+        touched = touched.wrapping_add(usize::from(again == Some(v.value_type())));
+    }
+    for t in g.tensors() {
+        let view = g.tensor(t.name);
+        if let Ok(view) = view {
+            touched =
+                touched.wrapping_add(view.data.iter().map(|&b| usize::from(b)).sum::<usize>());
+            touched = touched.wrapping_add(usize::from(view.data.len() as u64 == t.size));
+        }
+    }
+    touched
 }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine as on a developer's: installs what it
+# needs (idempotently), then runs every test. Usage: ./run-tests.sh [--quick]
+#   --quick   host tests only (no cross builds, no qemu runs)
+# Environment:
+#   TRAMONTANE_MODELS_DIR   where the real models are cached (default fixtures/models)
+#   TRAMONTANE_SKIP_CROSS=1 same as --quick
+set -euo pipefail
+cd "$(dirname "$0")"
+quick=${TRAMONTANE_SKIP_CROSS:-0}
+[ "${1:-}" = "--quick" ] && quick=1
+step() { printf '\n==> %s\n' "$*"; }
+t_start=$(date +%s)
+
+step "python tools (gguf-py, numpy) for the cross-checks"
+if ! python3 -c 'import gguf, numpy' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check gguf numpy
+fi
+
+step "real models (fetched and sha256-checked on first use)"
+fixtures/fetch-models.sh all
+
+step "host test suite (release)"
+cargo test --release --all-targets
+cargo test --release --doc
+
+step "inspect --json lists exactly what gguf-py lists, on both real models"
+cargo build --release --example inspect
+models_dir=${TRAMONTANE_MODELS_DIR:-fixtures/models}
+for m in "$models_dir"/*.gguf; do
+    target/release/examples/inspect "$m" --json > target/inspect.json
+    python3 fixtures/gguf_py_check.py compare-inspect "$m" target/inspect.json
+done
+
+if [ "$quick" != 1 ]; then
+    step "cross toolchains (Debian packages)"
+    cross/setup.sh
+    step "no_std core for thumbv7em-none-eabihf and aarch64-unknown-none"
+    cross/check-nostd.sh
+    step "aarch64 test suite under qemu (cortex-a53, neoverse-n1, max)"
+    cross/test-aarch64.sh
+fi
+echo
+echo "all tests passed in $(( $(date +%s) - t_start )) s"
