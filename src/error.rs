@@ -5,6 +5,7 @@
 //! variant says what went wrong and where: the key, the tensor name, the byte offset.
 
 use crate::gguf::GgufError;
+use crate::kernels::KernelError;
 use crate::quant::QuantError;
 
 /// Everything that can go wrong in tramontane.
@@ -17,6 +18,9 @@ pub enum Error {
     /// Quantized block data does not fit the operation (length, type).
     #[error("quant: {0}")]
     Quant(#[from] QuantError),
+    /// A kernel call did not fit (types, lengths), or a SIMD level is unavailable.
+    #[error("kernel: {0}")]
+    Kernel(#[from] KernelError),
     /// Reading a file failed.
     #[cfg(feature = "std")]
     #[error("cannot read {path}: {source}")]

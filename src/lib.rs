@@ -28,8 +28,10 @@ extern crate std;
 pub mod backing;
 pub mod error;
 pub mod gguf;
+pub mod kernels;
 pub mod quant;
 
 pub use backing::Backing;
 pub use error::{Error, Result};
 pub use gguf::{GgmlType, Gguf, GgufError};
+pub use kernels::cpu_features;

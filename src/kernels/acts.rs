@@ -1,0 +1,208 @@
+//! Activations, quantized once per matmul to the weights' partner type.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::KernelError;
+use crate::gguf::GgmlType;
+use crate::quant::{self, BlockQ8K, BlockQ8_0, BlockQ8_1};
+
+/// Up to `max_vecs` activation vectors of up to `max_cols` values, quantized to one of
+/// the activation types (Q8_0, Q8_1, Q8_K, F16, BF16, F32).
+///
+/// The buffer is allocated in [`Acts::new`] (4 bytes per value, enough for every
+/// type); [`Acts::quantize`] never allocates. Vector `v` occupies bytes
+/// `v·row_bytes .. (v+1)·row_bytes`.
+#[derive(Clone, Debug)]
+pub struct Acts {
+    /// Storage; `u32` only to give the byte view an alignment of 4.
+    buf: Vec<u32>,
+    max_cols: usize,
+    max_vecs: usize,
+    ty: GgmlType,
+    cols: usize,
+    n_vecs: usize,
+    row_bytes: usize,
+}
+
+impl Acts {
+    /// Room for `max_vecs` vectors of up to `max_cols` values of any activation type.
+    ///
+    /// # Panics
+    ///
+    /// Like any `Vec` allocation, if `max_cols · max_vecs · 4` bytes overflow or cannot
+    /// be allocated; callers size this from validated model dimensions.
+    pub fn new(max_cols: usize, max_vecs: usize) -> Self {
+        let words = max_cols.saturating_mul(max_vecs);
+        Acts {
+            buf: vec![0u32; words],
+            max_cols,
+            max_vecs,
+            ty: GgmlType::F32,
+            cols: 0,
+            n_vecs: 0,
+            row_bytes: 0,
+        }
+    }
+
+    /// Quantize `x`, `n_vecs` vectors of `cols` values one after the other
+    /// (`x.len() = n_vecs · cols`), to `ty` with ggml's reference rounding.
+    ///
+    /// `ty` must be an activation type and `cols` a multiple of its block size.
+    pub fn quantize(&mut self, ty: GgmlType, x: &[f32], cols: usize) -> Result<(), KernelError> {
+        let row_bytes = act_row_bytes(ty, cols)?;
+        if cols > self.max_cols {
+            return Err(KernelError::Capacity {
+                what: "activation columns",
+                needed: cols,
+                capacity: self.max_cols,
+            });
+        }
+        let n_vecs = if cols == 0 {
+            if !x.is_empty() {
+                return Err(KernelError::Length {
+                    what: "activations for 0 columns",
+                    expected: 0,
+                    got: x.len(),
+                });
+            }
+            0
+        } else {
+            if x.len() % cols != 0 {
+                return Err(KernelError::Length {
+                    what: "activation values (a multiple of cols)",
+                    expected: x.len() - x.len() % cols,
+                    got: x.len(),
+                });
+            }
+            x.len() / cols
+        };
+        if n_vecs > self.max_vecs {
+            return Err(KernelError::Capacity {
+                what: "activation vectors",
+                needed: n_vecs,
+                capacity: self.max_vecs,
+            });
+        }
+        // Both ≤ the capacity, so this fits: row_bytes ≤ 4·cols.
+        let total = row_bytes * n_vecs;
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.buf);
+        let bytes = bytes.get_mut(..total).ok_or(KernelError::Capacity {
+            what: "activation bytes",
+            needed: total,
+            capacity: self
+                .max_cols
+                .saturating_mul(self.max_vecs)
+                .saturating_mul(4),
+        })?;
+        if cols > 0 {
+            for (x, dst) in x.chunks_exact(cols).zip(bytes.chunks_exact_mut(row_bytes)) {
+                quantize_into(ty, x, dst)?;
+            }
+        }
+        self.ty = ty;
+        self.cols = cols;
+        self.n_vecs = n_vecs;
+        self.row_bytes = row_bytes;
+        Ok(())
+    }
+
+    /// Vectors held since the last [`Acts::quantize`].
+    pub fn n_vecs(&self) -> usize {
+        self.n_vecs
+    }
+
+    /// Their type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Values per vector.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes per quantized vector.
+    pub fn row_bytes(&self) -> usize {
+        self.row_bytes
+    }
+
+    /// The quantized bytes of vector `v`, if it exists.
+    pub fn vec_bytes(&self, v: usize) -> Option<&[u8]> {
+        if v >= self.n_vecs {
+            return None;
+        }
+        let bytes: &[u8] = bytemuck::cast_slice(&self.buf);
+        bytes.get(v * self.row_bytes..(v + 1) * self.row_bytes)
+    }
+
+    /// All quantized vectors, back to back.
+    pub fn bytes(&self) -> &[u8] {
+        let bytes: &[u8] = bytemuck::cast_slice(&self.buf);
+        bytes.get(..self.n_vecs * self.row_bytes).unwrap_or(&[])
+    }
+}
+
+/// Bytes of one activation row of `cols` values of `ty`, checking the type and blocks.
+pub(crate) fn act_row_bytes(ty: GgmlType, cols: usize) -> Result<usize, KernelError> {
+    use GgmlType as T;
+    if !matches!(ty, T::Q8_0 | T::Q8_1 | T::Q8_K | T::F16 | T::BF16 | T::F32) {
+        return Err(KernelError::UnsupportedType { ty });
+    }
+    row_bytes(ty, cols)
+}
+
+/// Bytes of a row of `cols` values of any type.
+pub(crate) fn row_bytes(ty: GgmlType, cols: usize) -> Result<usize, KernelError> {
+    let bs = ty.block_size() as usize;
+    if cols % bs != 0 {
+        return Err(KernelError::NotWholeBlocks {
+            ty,
+            cols,
+            block_size: bs,
+        });
+    }
+    (cols / bs)
+        .checked_mul(ty.block_bytes() as usize)
+        .ok_or(KernelError::Overflow { what: "row bytes" })
+}
+
+/// Quantize one row into exactly `row_bytes(ty, x.len())` bytes.
+fn quantize_into(ty: GgmlType, x: &[f32], dst: &mut [u8]) -> Result<(), KernelError> {
+    use GgmlType as T;
+    let (expected, got) = (x.len(), dst.len());
+    let bad = |_| KernelError::Length {
+        what: "activation row bytes",
+        expected,
+        got,
+    };
+    match ty {
+        T::Q8_0 => {
+            let y = quant::blocks_mut::<BlockQ8_0>(dst).map_err(bad)?;
+            quant::quantize_row_q8_0(x, y).map_err(|_| KernelError::UnsupportedType { ty })
+        }
+        T::Q8_1 => {
+            let y = quant::blocks_mut::<BlockQ8_1>(dst).map_err(bad)?;
+            quant::quantize_row_q8_1(x, y).map_err(|_| KernelError::UnsupportedType { ty })
+        }
+        T::Q8_K => {
+            let y = quant::blocks_mut::<BlockQ8K>(dst).map_err(bad)?;
+            quant::quantize_row_q8_k(x, y).map_err(|_| KernelError::UnsupportedType { ty })
+        }
+        T::F32 => {
+            for (v, d) in x.iter().zip(dst.chunks_exact_mut(4)) {
+                d.copy_from_slice(&v.to_le_bytes());
+            }
+            Ok(())
+        }
+        T::F16 => {
+            super::ops::f32_to_f16_row(x, dst);
+            Ok(())
+        }
+        T::BF16 => {
+            super::ops::f32_to_bf16_row(x, dst);
+            Ok(())
+        }
+        _ => Err(KernelError::UnsupportedType { ty }),
+    }
+}

@@ -1,0 +1,392 @@
+//! Portable scalar kernels: the reference every SIMD kernel is tested against, and the
+//! fallback on every target.
+//!
+//! The integer arithmetic is ggml's (`ggml_vec_dot_*_generic` in `ggml-cpu/quants.c`);
+//! the float accumulation order is this crate's (see the [module docs](super)), the one
+//! every SIMD level reproduces exactly.
+//!
+//! Each `dot_*` takes a row of weight blocks and a row of activation blocks as bytes and
+//! the number of values `n`. The caller ([`super::Kernels`]) has checked that both
+//! slices hold exactly `n` values; given shorter or ragged slices these functions still
+//! do not panic, they use the whole blocks present.
+
+// Index loops mirror ggml's reference code, which makes them easy to compare.
+#![allow(clippy::needless_range_loop)]
+
+use bytemuck::Pod;
+
+use super::{reduce32, reduce8, Kernels};
+use crate::quant::{
+    self, BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K,
+    BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, KVALUES_IQ4NL,
+};
+
+/// The scalar table.
+pub(crate) static SCALAR: Kernels = Kernels::scalar();
+
+/// View bytes as blocks; a ragged tail is ignored (never happens after validation).
+#[inline(always)]
+pub(crate) fn blk<B: Pod>(b: &[u8]) -> &[B] {
+    let whole = b.len() - b.len() % core::mem::size_of::<B>().max(1);
+    quant::blocks(&b[..whole]).unwrap_or(&[])
+}
+
+#[inline(always)]
+fn f16(b: [u8; 2]) -> f32 {
+    half::f16::from_le_bytes(b).to_f32()
+}
+
+/// Accumulate 32-value block terms in 8 lanes, `acc[b % 8] += t_b`, then [`reduce8`].
+#[inline(always)]
+fn lanes8(terms: impl Iterator<Item = f32>) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (b, t) in terms.enumerate() {
+        acc[b % 8] += t;
+    }
+    reduce8(acc)
+}
+
+// ---------------------------------------------------------------- 32-value blocks
+
+/// Σ (q − 8)·y over one Q4_0 block (exact).
+#[inline(always)]
+pub(crate) fn isum_q4_0(x: &BlockQ4_0, y: &[i8; 32]) -> i32 {
+    let mut s = 0i32;
+    for j in 0..16 {
+        let v0 = i32::from(x.qs[j] & 0x0f) - 8;
+        let v1 = i32::from(x.qs[j] >> 4) - 8;
+        s += v0 * i32::from(y[j]) + v1 * i32::from(y[j + 16]);
+    }
+    s
+}
+
+/// q4_0 · q8_0.
+pub(crate) fn dot_q4_0(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockQ4_0>(x), blk::<BlockQ8_0>(y));
+    lanes8(
+        x.iter()
+            .zip(y)
+            .map(|(x, y)| (x.d() * y.d()) * isum_q4_0(x, &y.qs) as f32),
+    )
+}
+
+/// q4_1 · q8_1.
+pub(crate) fn dot_q4_1(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockQ4_1>(x), blk::<BlockQ8_1>(y));
+    lanes8(x.iter().zip(y).map(|(x, y)| {
+        let mut s = 0i32;
+        for j in 0..16 {
+            s += i32::from(x.qs[j] & 0x0f) * i32::from(y.qs[j]);
+            s += i32::from(x.qs[j] >> 4) * i32::from(y.qs[j + 16]);
+        }
+        (x.d() * y.d()) * s as f32 + x.m() * y.s()
+    }))
+}
+
+/// Σ (q − 16)·y over one Q5_0 block.
+#[inline(always)]
+pub(crate) fn isum_q5_0(x: &BlockQ5_0, y: &[i8; 32]) -> i32 {
+    let qh = x.qh();
+    let mut s = 0i32;
+    for j in 0..16 {
+        let h0 = ((qh >> j) & 1) << 4;
+        let h1 = ((qh >> (j + 16)) & 1) << 4;
+        let v0 = (u32::from(x.qs[j] & 0x0f) | h0) as i32 - 16;
+        let v1 = (u32::from(x.qs[j] >> 4) | h1) as i32 - 16;
+        s += v0 * i32::from(y[j]) + v1 * i32::from(y[j + 16]);
+    }
+    s
+}
+
+/// q5_0 · q8_0.
+pub(crate) fn dot_q5_0(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockQ5_0>(x), blk::<BlockQ8_0>(y));
+    lanes8(
+        x.iter()
+            .zip(y)
+            .map(|(x, y)| (x.d() * y.d()) * isum_q5_0(x, &y.qs) as f32),
+    )
+}
+
+/// q5_1 · q8_1.
+pub(crate) fn dot_q5_1(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockQ5_1>(x), blk::<BlockQ8_1>(y));
+    lanes8(x.iter().zip(y).map(|(x, y)| {
+        let qh = x.qh();
+        let mut s = 0i32;
+        for j in 0..16 {
+            let v0 = u32::from(x.qs[j] & 0x0f) | (((qh >> j) & 1) << 4);
+            let v1 = u32::from(x.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
+            s += v0 as i32 * i32::from(y.qs[j]) + v1 as i32 * i32::from(y.qs[j + 16]);
+        }
+        (x.d() * y.d()) * s as f32 + x.m() * y.s()
+    }))
+}
+
+/// q8_0 · q8_0.
+pub(crate) fn dot_q8_0(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockQ8_0>(x), blk::<BlockQ8_0>(y));
+    lanes8(x.iter().zip(y).map(|(x, y)| {
+        let s: i32 =
+            x.qs.iter()
+                .zip(&y.qs)
+                .map(|(a, b)| i32::from(*a) * i32::from(*b))
+                .sum();
+        (x.d() * y.d()) * s as f32
+    }))
+}
+
+/// iq4_nl · q8_0.
+pub(crate) fn dot_iq4_nl(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockIQ4NL>(x), blk::<BlockQ8_0>(y));
+    lanes8(x.iter().zip(y).map(|(x, y)| {
+        let mut s = 0i32;
+        for j in 0..16 {
+            s += i32::from(KVALUES_IQ4NL[usize::from(x.qs[j] & 0x0f)]) * i32::from(y.qs[j]);
+            s += i32::from(KVALUES_IQ4NL[usize::from(x.qs[j] >> 4)]) * i32::from(y.qs[j + 16]);
+        }
+        (x.d() * y.d()) * s as f32
+    }))
+}
+
+// ---------------------------------------------------------------- super-blocks
+
+/// Accumulate super-block terms sequentially.
+#[inline(always)]
+fn sequential(terms: impl Iterator<Item = f32>) -> f32 {
+    let mut sum = 0.0f32;
+    for t in terms {
+        sum += t;
+    }
+    sum
+}
+
+/// The super-block term `d·isum − dmin·msum` in the fixed order of every level.
+#[inline(always)]
+pub(crate) fn k_term(d: f32, isum: i32, dmin: f32, msum: i32) -> f32 {
+    let a = d * isum as f32;
+    let b = dmin * msum as f32;
+    a - b
+}
+
+#[inline(always)]
+fn dot16(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| i32::from(*a) * i32::from(*b))
+        .sum()
+}
+
+/// `Σ_j bsum_j · m_{j/2}` for the 8 mins of Q4_K / Q5_K.
+#[inline(always)]
+fn msum8(y: &BlockQ8K, mins: &[u8; 8]) -> i32 {
+    (0..16)
+        .map(|j| i32::from(y.bsum(j)) * i32::from(mins[j / 2]))
+        .sum()
+}
+
+/// Scales and mins of the 8 sub-blocks of a Q4_K / Q5_K block.
+#[inline(always)]
+pub(crate) fn scales_mins_k4(scales: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let mut sc = [0u8; 8];
+    let mut m = [0u8; 8];
+    for j in 0..8 {
+        let (a, b) = quant_scale_min_k4(j, scales);
+        sc[j] = a;
+        m[j] = b;
+    }
+    (sc, m)
+}
+
+#[inline(always)]
+fn quant_scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// q2_K · q8_K.
+pub(crate) fn dot_q2_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockQ2K>(x), blk::<BlockQ8K>(y));
+    sequential(x.iter().zip(y).map(|(x, y)| {
+        let msum: i32 = (0..16)
+            .map(|j| i32::from(y.bsum(j)) * i32::from(x.scales[j] >> 4))
+            .sum();
+        let mut isum = 0i32;
+        for h in 0..2 {
+            let q2 = &x.qs[32 * h..32 * h + 32];
+            for s in 0..4 {
+                let base = 128 * h + 32 * s;
+                let is = 8 * h + 2 * s;
+                let mut lo = 0i32;
+                let mut hi = 0i32;
+                for l in 0..16 {
+                    lo += i32::from(y.qs[base + l]) * i32::from((q2[l] >> (2 * s)) & 3);
+                    hi += i32::from(y.qs[base + 16 + l]) * i32::from((q2[l + 16] >> (2 * s)) & 3);
+                }
+                isum +=
+                    i32::from(x.scales[is] & 0x0f) * lo + i32::from(x.scales[is + 1] & 0x0f) * hi;
+            }
+        }
+        k_term(y.d() * x.d(), isum, y.d() * x.dmin(), msum)
+    }))
+}
+
+/// The 256 values of a Q3_K block (−4..=3).
+#[inline(always)]
+pub(crate) fn unpack_q3_k(x: &BlockQ3K) -> [i8; 256] {
+    let mut a = [0i8; 256];
+    for h in 0..2 {
+        let q3 = &x.qs[32 * h..32 * h + 32];
+        for s in 0..4 {
+            let m = 1u8 << (4 * h + s);
+            for l in 0..32 {
+                let low = ((q3[l] >> (2 * s)) & 3) as i8;
+                a[128 * h + 32 * s + l] = low - if x.hmask[l] & m != 0 { 0 } else { 4 };
+            }
+        }
+    }
+    a
+}
+
+/// q3_K · q8_K.
+pub(crate) fn dot_q3_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockQ3K>(x), blk::<BlockQ8K>(y));
+    sequential(x.iter().zip(y).map(|(x, y)| {
+        let a = unpack_q3_k(x);
+        let mut isum = 0i32;
+        for j in 0..16 {
+            let r = 16 * j..16 * j + 16;
+            isum += i32::from(x.scale(j)) * dot16(&a[r.clone()], &y.qs[r]);
+        }
+        k_term(x.d() * y.d(), isum, 0.0, 0)
+    }))
+}
+
+/// q4_K · q8_K.
+pub(crate) fn dot_q4_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockQ4K>(x), blk::<BlockQ8K>(y));
+    sequential(x.iter().zip(y).map(|(x, y)| {
+        let (sc, m) = scales_mins_k4(&x.scales);
+        let mut isum = 0i32;
+        for j in 0..4 {
+            let q4 = &x.qs[32 * j..32 * j + 32];
+            let (mut lo, mut hi) = (0i32, 0i32);
+            for l in 0..32 {
+                lo += i32::from(q4[l] & 0x0f) * i32::from(y.qs[64 * j + l]);
+                hi += i32::from(q4[l] >> 4) * i32::from(y.qs[64 * j + 32 + l]);
+            }
+            isum += i32::from(sc[2 * j]) * lo + i32::from(sc[2 * j + 1]) * hi;
+        }
+        k_term(x.d() * y.d(), isum, x.dmin() * y.d(), msum8(y, &m))
+    }))
+}
+
+/// q5_K · q8_K.
+pub(crate) fn dot_q5_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockQ5K>(x), blk::<BlockQ8K>(y));
+    sequential(x.iter().zip(y).map(|(x, y)| {
+        let (sc, m) = scales_mins_k4(&x.scales);
+        let mut isum = 0i32;
+        for j in 0..4 {
+            let q4 = &x.qs[32 * j..32 * j + 32];
+            let (mut lo, mut hi) = (0i32, 0i32);
+            for l in 0..32 {
+                let h = x.qh[l];
+                let v0 = (q4[l] & 0x0f) | (((h >> (2 * j)) & 1) << 4);
+                let v1 = (q4[l] >> 4) | (((h >> (2 * j + 1)) & 1) << 4);
+                lo += i32::from(v0) * i32::from(y.qs[64 * j + l]);
+                hi += i32::from(v1) * i32::from(y.qs[64 * j + 32 + l]);
+            }
+            isum += i32::from(sc[2 * j]) * lo + i32::from(sc[2 * j + 1]) * hi;
+        }
+        k_term(x.d() * y.d(), isum, x.dmin() * y.d(), msum8(y, &m))
+    }))
+}
+
+/// The 256 values of a Q6_K block (−32..=31).
+#[inline(always)]
+pub(crate) fn unpack_q6_k(x: &BlockQ6K) -> [i8; 256] {
+    let mut a = [0i8; 256];
+    for h in 0..2 {
+        let ql = &x.ql[64 * h..64 * h + 64];
+        let qh = &x.qh[32 * h..32 * h + 32];
+        let a = &mut a[128 * h..128 * h + 128];
+        for l in 0..32 {
+            a[l] = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) as i8 - 32;
+            a[l + 32] = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
+            a[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
+            a[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
+        }
+    }
+    a
+}
+
+/// q6_K · q8_K.
+pub(crate) fn dot_q6_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockQ6K>(x), blk::<BlockQ8K>(y));
+    sequential(x.iter().zip(y).map(|(x, y)| {
+        let a = unpack_q6_k(x);
+        let mut isum = 0i32;
+        for j in 0..16 {
+            let r = 16 * j..16 * j + 16;
+            isum += i32::from(x.scales[j]) * dot16(&a[r.clone()], &y.qs[r]);
+        }
+        k_term(x.d() * y.d(), isum, 0.0, 0)
+    }))
+}
+
+/// iq4_xs · q8_K.
+pub(crate) fn dot_iq4_xs(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockIQ4XS>(x), blk::<BlockQ8K>(y));
+    sequential(x.iter().zip(y).map(|(x, y)| {
+        let mut isum = 0i32;
+        for ib in 0..8 {
+            let qs = &x.qs[16 * ib..16 * ib + 16];
+            let q8 = &y.qs[32 * ib..32 * ib + 32];
+            let mut s = 0i32;
+            for j in 0..16 {
+                s += i32::from(KVALUES_IQ4NL[usize::from(qs[j] & 0x0f)]) * i32::from(q8[j]);
+                s += i32::from(KVALUES_IQ4NL[usize::from(qs[j] >> 4)]) * i32::from(q8[j + 16]);
+            }
+            isum += x.scale(ib) * s;
+        }
+        k_term(x.d() * y.d(), isum, 0.0, 0)
+    }))
+}
+
+// ---------------------------------------------------------------- float rows
+
+/// 32-lane dot product of two rows of `N`-byte values decoded by `f`.
+#[inline(always)]
+fn lanes32<const N: usize>(x: &[u8], y: &[u8], f: impl Fn([u8; N]) -> f32) -> f32 {
+    let mut acc = [0.0f32; 32];
+    for (i, (a, b)) in x.chunks_exact(N).zip(y.chunks_exact(N)).enumerate() {
+        if let (Ok(a), Ok(b)) = (<[u8; N]>::try_from(a), <[u8; N]>::try_from(b)) {
+            acc[i % 32] += f(a) * f(b);
+        }
+    }
+    reduce32(acc)
+}
+
+/// f32 · f32.
+pub(crate) fn dot_f32(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    lanes32::<4>(x, y, f32::from_le_bytes)
+}
+
+/// f16 · f16.
+pub(crate) fn dot_f16(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    lanes32::<2>(x, y, f16)
+}
+
+/// bf16 · bf16.
+pub(crate) fn dot_bf16(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    lanes32::<2>(x, y, |b| {
+        f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16)
+    })
+}

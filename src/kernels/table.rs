@@ -1,0 +1,323 @@
+//! The table of kernel function pointers for one level, and the matmul driver on top.
+
+use super::acts::row_bytes;
+use super::{act_type, scalar, Acts, KernelError, KernelLevel, Threads, Weight};
+use crate::gguf::GgmlType;
+
+/// Dot product of one weight row with one activation row of `n` values.
+///
+/// # Safety
+///
+/// The CPU must support the table's level. `x` must hold exactly `n` values of the
+/// weight type and `y` exactly `n` values of its activation type (whole blocks).
+pub(crate) type DotFn = unsafe fn(x: &[u8], y: &[u8], n: usize) -> f32;
+
+/// Dot products of one weight row with up to 4 activation rows (`ys[..nv]`), each
+/// computed exactly as [`DotFn`] would; `out[nv..]` is left as is.
+///
+/// # Safety
+///
+/// As [`DotFn`], for each of `ys[..nv]`; `nv ≤ 4`.
+pub(crate) type Dot4Fn =
+    unsafe fn(x: &[u8], ys: [&[u8]; 4], nv: usize, n: usize, out: &mut [f32; 4]);
+
+/// The kernels for one weight type.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TypeKernels {
+    pub(crate) dot: DotFn,
+    pub(crate) dot4: Dot4Fn,
+}
+
+impl TypeKernels {
+    /// A dot kernel with the generic 4-vector loop around it.
+    pub(crate) const fn single(dot: DotFn) -> Self {
+        TypeKernels {
+            dot,
+            dot4: dot4_unused,
+        }
+    }
+}
+
+/// Placeholder for tables built with [`TypeKernels::single`]; never called (see
+/// [`Kernels::dot4`]).
+unsafe fn dot4_unused(_: &[u8], _: [&[u8]; 4], _: usize, _: usize, _: &mut [f32; 4]) {}
+
+/// The kernels of one SIMD level: one entry per weight type.
+///
+/// A value of this type exists only for a level the CPU supports: the scalar table is
+/// always valid, the others are handed out by the capability types (`Avx2::detect()`,
+/// `Neon::detect()`, …) through [`kernels`]. That invariant is what makes the safe
+/// methods sound.
+#[derive(Debug)]
+pub struct Kernels {
+    pub(crate) level: KernelLevel,
+    /// Whether `dot4` entries are real 4-vector kernels (else `dot` is called 4 times).
+    pub(crate) has_dot4: bool,
+    pub(crate) q4_0: TypeKernels,
+    pub(crate) q4_1: TypeKernels,
+    pub(crate) q5_0: TypeKernels,
+    pub(crate) q5_1: TypeKernels,
+    pub(crate) q8_0: TypeKernels,
+    pub(crate) q2_k: TypeKernels,
+    pub(crate) q3_k: TypeKernels,
+    pub(crate) q4_k: TypeKernels,
+    pub(crate) q5_k: TypeKernels,
+    pub(crate) q6_k: TypeKernels,
+    pub(crate) iq4_nl: TypeKernels,
+    pub(crate) iq4_xs: TypeKernels,
+    pub(crate) f32: TypeKernels,
+    pub(crate) f16: TypeKernels,
+    pub(crate) bf16: TypeKernels,
+}
+
+/// The table of `level`, or [`KernelError::Unavailable`] if the CPU lacks it.
+pub fn kernels(level: KernelLevel) -> Result<&'static Kernels, KernelError> {
+    let unavailable = || KernelError::Unavailable {
+        level,
+        best: super::best_level(),
+    };
+    match level {
+        KernelLevel::Scalar => Ok(&scalar::SCALAR),
+        #[cfg(target_arch = "x86_64")]
+        KernelLevel::Avx2 => super::x86_64::Avx2::detect()
+            .map(|t| t.kernels())
+            .ok_or_else(unavailable),
+        #[cfg(target_arch = "aarch64")]
+        KernelLevel::Neon => super::aarch64::Neon::detect()
+            .map(|t| t.kernels())
+            .ok_or_else(unavailable),
+        #[cfg(target_arch = "aarch64")]
+        KernelLevel::Dotprod => super::aarch64::Dotprod::detect()
+            .map(|t| t.kernels())
+            .ok_or_else(unavailable),
+        #[cfg(target_arch = "aarch64")]
+        KernelLevel::I8mm => super::aarch64::I8mm::detect()
+            .map(|t| t.kernels())
+            .ok_or_else(unavailable),
+        #[allow(unreachable_patterns)]
+        _ => Err(unavailable()),
+    }
+}
+
+impl Kernels {
+    /// The portable table.
+    pub(crate) const fn scalar() -> Self {
+        use scalar as s;
+        Kernels {
+            level: KernelLevel::Scalar,
+            has_dot4: false,
+            q4_0: TypeKernels::single(s::dot_q4_0),
+            q4_1: TypeKernels::single(s::dot_q4_1),
+            q5_0: TypeKernels::single(s::dot_q5_0),
+            q5_1: TypeKernels::single(s::dot_q5_1),
+            q8_0: TypeKernels::single(s::dot_q8_0),
+            q2_k: TypeKernels::single(s::dot_q2_k),
+            q3_k: TypeKernels::single(s::dot_q3_k),
+            q4_k: TypeKernels::single(s::dot_q4_k),
+            q5_k: TypeKernels::single(s::dot_q5_k),
+            q6_k: TypeKernels::single(s::dot_q6_k),
+            iq4_nl: TypeKernels::single(s::dot_iq4_nl),
+            iq4_xs: TypeKernels::single(s::dot_iq4_xs),
+            f32: TypeKernels::single(s::dot_f32),
+            f16: TypeKernels::single(s::dot_f16),
+            bf16: TypeKernels::single(s::dot_bf16),
+        }
+    }
+
+    /// The level of this table.
+    pub fn level(&self) -> KernelLevel {
+        self.level
+    }
+
+    pub(crate) fn for_type(&self, ty: GgmlType) -> Option<&TypeKernels> {
+        use GgmlType as T;
+        Some(match ty {
+            T::Q4_0 => &self.q4_0,
+            T::Q4_1 => &self.q4_1,
+            T::Q5_0 => &self.q5_0,
+            T::Q5_1 => &self.q5_1,
+            T::Q8_0 => &self.q8_0,
+            T::Q2_K => &self.q2_k,
+            T::Q3_K => &self.q3_k,
+            T::Q4_K => &self.q4_k,
+            T::Q5_K => &self.q5_k,
+            T::Q6_K => &self.q6_k,
+            T::IQ4_NL => &self.iq4_nl,
+            T::IQ4_XS => &self.iq4_xs,
+            T::F32 => &self.f32,
+            T::F16 => &self.f16,
+            T::BF16 => &self.bf16,
+            _ => return None,
+        })
+    }
+
+    /// Dot product of one row of `n` values of `ty` (`x`, bytes at any address) with one
+    /// row of `n` values of `act_type(ty)` (`y`), e.g. a vector from [`Acts::vec_bytes`].
+    pub fn vec_dot(&self, ty: GgmlType, x: &[u8], y: &[u8], n: usize) -> Result<f32, KernelError> {
+        let (k, at) = self.checked(ty)?;
+        check_len("weight row bytes", row_bytes(ty, n)?, x.len())?;
+        check_len("activation row bytes", row_bytes(at, n)?, y.len())?;
+        // SAFETY: this table exists only for a level the CPU supports (see the type's
+        // docs), and both rows were just checked to hold exactly `n` values.
+        Ok(unsafe { (k.dot)(x, y, n) })
+    }
+
+    /// f16 · f16 for rows already checked to hold `n` values each.
+    pub(crate) fn dot_f16(&self, x: &[u8], y: &[u8], n: usize) -> f32 {
+        if x.len() != 2 * n || y.len() != 2 * n {
+            return scalar::dot_f16(x, y, n);
+        }
+        // SAFETY: level supported (type invariant); both rows hold exactly `n` f16.
+        unsafe { (self.f16.dot)(x, y, n) }
+    }
+
+    fn checked(&self, ty: GgmlType) -> Result<(&TypeKernels, GgmlType), KernelError> {
+        let at = act_type(ty).ok_or(KernelError::UnsupportedType { ty })?;
+        let k = self
+            .for_type(ty)
+            .ok_or(KernelError::UnsupportedType { ty })?;
+        Ok((k, at))
+    }
+
+    /// [`super::matmul`] with this table.
+    pub fn matmul(
+        &self,
+        w: &Weight<'_>,
+        x: &Acts,
+        out: &mut [f32],
+        threads: &Threads,
+    ) -> Result<(), KernelError> {
+        let (k, at) = self.checked(w.ty)?;
+        if x.ty() != at {
+            return Err(KernelError::ActType {
+                weight: w.ty,
+                expected: at,
+                got: x.ty(),
+            });
+        }
+        let n = w.cols;
+        if x.n_vecs() > 0 {
+            check_len("activation columns", n, x.cols())?;
+        }
+        let wrow = row_bytes(w.ty, n)?;
+        let wbytes = wrow.checked_mul(w.rows).ok_or(KernelError::Overflow {
+            what: "weight bytes",
+        })?;
+        check_len("weight bytes", wbytes, w.data.len())?;
+        let nv = x.n_vecs();
+        let total = nv
+            .checked_mul(w.rows)
+            .ok_or(KernelError::Overflow { what: "output" })?;
+        check_len("output length", total, out.len())?;
+        if total == 0 {
+            return Ok(());
+        }
+        let arow = x.row_bytes();
+        let acts = x.bytes();
+        let rows = w.rows;
+        let data = w.data;
+        // Rows per task: enough tasks to balance threads, few enough to keep the
+        // per-task overhead small. Any split gives the same result.
+        let chunk = rows.div_ceil(threads.count() * 8).max(4);
+
+        if nv == 1 {
+            threads.for_rows(out, chunk, |first, piece| {
+                for (i, o) in piece.iter_mut().enumerate() {
+                    let r = first + i;
+                    let xr = data.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]);
+                    // SAFETY: level supported (type invariant); `xr` is a whole row of
+                    // `n` values (rows·wrow bytes checked above, r < rows) and `acts`
+                    // one vector of `n` values of the partner type.
+                    *o = unsafe { (k.dot)(xr, acts, n) };
+                }
+            });
+            return Ok(());
+        }
+
+        let n_tasks = rows.div_ceil(chunk);
+        let shared = SharedOut::new(out);
+        threads.for_tasks(n_tasks, |task| {
+            let r0 = task * chunk;
+            let r1 = (r0 + chunk).min(rows);
+            // Row blocks so that a few weight rows stay in L1 while all vectors pass.
+            for rb in (r0..r1).step_by(ROW_BLOCK) {
+                let rb1 = (rb + ROW_BLOCK).min(r1);
+                for v0 in (0..nv).step_by(4) {
+                    let vn = (nv - v0).min(4);
+                    let ys: [&[u8]; 4] = core::array::from_fn(|i| {
+                        let v = v0 + i.min(vn - 1);
+                        acts.get(v * arow..(v + 1) * arow).unwrap_or(&[])
+                    });
+                    for r in rb..rb1 {
+                        let xr = data.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]);
+                        let mut res = [0.0f32; 4];
+                        if self.has_dot4 {
+                            // SAFETY: as for the single dot: supported level, whole rows
+                            // of `n` values, vn ≤ 4.
+                            unsafe { (k.dot4)(xr, ys, vn, n, &mut res) };
+                        } else {
+                            for (o, y) in res.iter_mut().zip(ys).take(vn) {
+                                // SAFETY: as above.
+                                *o = unsafe { (k.dot)(xr, y, n) };
+                            }
+                        }
+                        for (i, val) in res.iter().enumerate().take(vn) {
+                            shared.write((v0 + i) * rows + r, *val);
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Weight rows processed together in the prefill matmul.
+const ROW_BLOCK: usize = 8;
+
+fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), KernelError> {
+    if expected != got {
+        return Err(KernelError::Length {
+            what,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// An output slice written from several threads at disjoint indices.
+struct SharedOut<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _out: core::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: `SharedOut` is only a way to hand disjoint parts of one `&mut [f32]` to
+// several threads; `write` is the only access, and every index is written by exactly
+// one task (tasks own disjoint row ranges, see `Kernels::matmul`), so there are no
+// data races. f32 is Send.
+unsafe impl Sync for SharedOut<'_> {}
+// SAFETY: as above.
+unsafe impl Send for SharedOut<'_> {}
+
+impl<'a> SharedOut<'a> {
+    fn new(out: &'a mut [f32]) -> Self {
+        SharedOut {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+            _out: core::marker::PhantomData,
+        }
+    }
+
+    /// Store `v` at `i` (ignored if out of bounds, which the callers never do).
+    #[inline]
+    fn write(&self, i: usize, v: f32) {
+        if i < self.len {
+            // SAFETY: `i < len`, so the pointer is inside the slice borrowed for 'a;
+            // no other task writes index `i` (disjoint row ranges) and nobody reads the
+            // slice until all tasks have finished.
+            unsafe { self.ptr.add(i).write(v) };
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! Kernels: every SIMD level against the scalar twins (bit-exact), the scalar twins
+//! against an f64 dot product of the dequantized values (per-type bounds), matmul
+//! invariance under thread count and batching, and the f32 operators.
+//!
+//! Every level this CPU supports is run directly (not only the dispatched one); the
+//! detected and dispatched levels are printed.
+
+use tramontane::gguf::GgmlType;
+use tramontane::kernels::{
+    self, act_type, Acts, KernelError, KernelLevel, Kernels, Threads, Weight,
+};
+use tramontane::quant::{self, dequantize_row};
+
+/// Every weight type with a kernel, in the priority order of the real models.
+const TYPES: [GgmlType; 15] = [
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_1,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q5_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+    GgmlType::BF16,
+];
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // splitmix64
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    fn f32(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// How the block scales of random weights are chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scale {
+    Normal,
+    Zero,
+    Subnormal,
+    Large,
+}
+
+const SCALES: [Scale; 4] = [Scale::Normal, Scale::Zero, Scale::Subnormal, Scale::Large];
+
+fn f16_scale(rng: &mut Rng, s: Scale) -> [u8; 2] {
+    let v: f32 = match s {
+        Scale::Normal => rng.f32() * 0.05,
+        Scale::Zero => 0.0,
+        // f16 subnormals: |v| < 2^-14.
+        Scale::Subnormal => {
+            return ((rng.next() as u16 & 0x03ff) | (rng.next() as u16 & 0x8000)).to_le_bytes()
+        }
+        Scale::Large => rng.f32() * 3.0e4,
+    };
+    half::f16::from_f32(v).to_le_bytes()
+}
+
+fn f32_value(rng: &mut Rng, s: Scale) -> f32 {
+    match s {
+        Scale::Normal => rng.f32(),
+        Scale::Zero => 0.0,
+        Scale::Subnormal => rng.f32() * 1.0e-39,
+        Scale::Large => rng.f32() * 1.0e15,
+    }
+}
+
+/// Random weight rows of `ty`: random quant bits, scales chosen by `s`.
+fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize, s: Scale) -> Vec<u8> {
+    use GgmlType as T;
+    let rb = ty.row_bytes(cols as u64).unwrap() as usize;
+    let n = rb * rows;
+    match ty {
+        T::F32 => {
+            return (0..rows * cols)
+                .flat_map(|_| f32_value(rng, s).to_le_bytes())
+                .collect()
+        }
+        T::F16 => {
+            return (0..rows * cols)
+                .flat_map(|_| {
+                    half::f16::from_f32(f32_value(rng, s).clamp(-6.0e4, 6.0e4)).to_le_bytes()
+                })
+                .collect()
+        }
+        T::BF16 => {
+            return (0..rows * cols)
+                .flat_map(|_| ((f32_value(rng, s).to_bits() >> 16) as u16).to_le_bytes())
+                .collect()
+        }
+        _ => {}
+    }
+    let mut b = rng.bytes(n);
+    let bb = ty.block_bytes() as usize;
+    for blk in b.chunks_exact_mut(bb) {
+        // Offsets of the f16 scale fields in each block (ggml-common.h layouts).
+        let fields: &[usize] = match ty {
+            T::Q4_0 | T::Q5_0 | T::Q8_0 | T::IQ4_NL | T::IQ4_XS => &[0],
+            T::Q4_1 | T::Q5_1 | T::Q4_K | T::Q5_K => &[0, 2],
+            T::Q2_K => &[80, 82],
+            T::Q3_K => &[108],
+            T::Q6_K => &[208],
+            _ => unreachable!(),
+        };
+        for &o in fields {
+            blk[o..o + 2].copy_from_slice(&f16_scale(rng, s));
+        }
+        if ty == T::Q8_0 {
+            // ggml's quantizers never write −128 (the AVX2 sign trick relies on it).
+            for q in &mut blk[2..] {
+                if *q == 0x80 {
+                    *q = 0x81;
+                }
+            }
+        }
+    }
+    b
+}
+
+fn random_acts(rng: &mut Rng, n: usize, s: Scale) -> Vec<f32> {
+    (0..n)
+        .map(|_| match s {
+            Scale::Normal | Scale::Zero => rng.f32() * 2.0,
+            Scale::Subnormal => rng.f32() * 1.0e-36,
+            Scale::Large => rng.f32() * 1.0e8,
+        })
+        .collect()
+}
+
+fn deq(ty: GgmlType, b: &[u8], n: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; n];
+    dequantize_row(ty, b, &mut out).unwrap();
+    out
+}
+
+fn levels() -> Vec<&'static Kernels> {
+    KernelLevel::ALL
+        .into_iter()
+        .filter_map(|l| kernels::kernels(l).ok())
+        .collect()
+}
+
+fn same(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+/// Row lengths to test for `ty`: 0..=3 blocks, plus tails for the float types.
+fn lengths(ty: GgmlType) -> Vec<usize> {
+    let bs = ty.block_size() as usize;
+    let mut v: Vec<usize> = (0..=3).map(|k| k * bs).collect();
+    if bs == 1 {
+        v.extend([1, 7, 31, 33, 63, 65, 100, 257]);
+    } else {
+        v.push(8 * bs + bs); // a full 8-lane group and a tail block
+        v.push(17 * bs);
+    }
+    v
+}
+
+#[test]
+fn print_levels() {
+    let detected: Vec<_> = levels().iter().map(|k| k.level().name()).collect();
+    println!(
+        "kernel levels available: {detected:?}; best {}; dispatched {}",
+        kernels::best_level(),
+        kernels::cpu_features()
+    );
+}
+
+#[test]
+fn every_level_equals_scalar_bit_for_bit() {
+    let scalar = kernels::kernels(KernelLevel::Scalar).unwrap();
+    let mut rng = Rng(1);
+    let mut acts = Acts::new(32 * 256, 1);
+    for k in levels() {
+        for ty in TYPES {
+            let at = act_type(ty).unwrap();
+            for n in lengths(ty) {
+                for s in SCALES {
+                    for _ in 0..3 {
+                        let w = random_weights(&mut rng, ty, 1, n, s);
+                        let x = random_acts(&mut rng, n, s);
+                        acts.quantize(at, &x, n).unwrap();
+                        let y = acts.vec_bytes(0).unwrap_or(&[]);
+                        let want = scalar.vec_dot(ty, &w, y, n).unwrap();
+                        let got = k.vec_dot(ty, &w, y, n).unwrap();
+                        assert!(
+                            same(want, got),
+                            "{} {ty} n={n} {s:?}: scalar {want:e}, got {got:e}",
+                            k.level()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Per-type relative bound on |kernel − f64 dot of the dequantized values|, as a
+/// fraction of Σ|w_i·a_i|.
+fn bound(ty: GgmlType) -> f64 {
+    match ty {
+        // Plain f32 products, rounded once each before summing.
+        GgmlType::F32 => 1.0e-6,
+        // Every other kernel sums exact integer block sums, rounded once per block.
+        _ => 2.0e-6,
+    }
+}
+
+#[test]
+fn scalar_matches_f64_reference() {
+    let scalar = kernels::kernels(KernelLevel::Scalar).unwrap();
+    let mut rng = Rng(2);
+    let mut acts = Acts::new(64 * 256, 1);
+    for ty in TYPES {
+        let at = act_type(ty).unwrap();
+        for n in lengths(ty)
+            .into_iter()
+            .chain([64 * ty.block_size() as usize])
+        {
+            for s in [Scale::Normal, Scale::Zero, Scale::Large] {
+                let w = random_weights(&mut rng, ty, 1, n, s);
+                let x = random_acts(&mut rng, n, Scale::Normal);
+                acts.quantize(at, &x, n).unwrap();
+                let y = acts.vec_bytes(0).unwrap_or(&[]);
+                let got = scalar.vec_dot(ty, &w, y, n).unwrap() as f64;
+                let (wd, yd) = (deq(ty, &w, n), deq(at, y, n));
+                let exact: f64 = wd.iter().zip(&yd).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let mag: f64 = wd
+                    .iter()
+                    .zip(&yd)
+                    .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                    .sum();
+                // Q4_1 / Q5_1 add m·s, with s = d·Σq rounded to f16.
+                let extra = match ty {
+                    GgmlType::Q4_1 | GgmlType::Q5_1 => min_term(ty, &w, y) * 1.0e-3,
+                    _ => 0.0,
+                };
+                let tol = bound(ty) * mag + extra + 1e-30;
+                assert!(
+                    (got - exact).abs() <= tol,
+                    "{ty} n={n} {s:?}: got {got:e}, f64 {exact:e}, |err| {:e} > {tol:e}",
+                    (got - exact).abs()
+                );
+            }
+        }
+    }
+}
+
+/// Σ_b |m_b · s_b| for Q4_1 / Q5_1 rows against Q8_1 activations.
+fn min_term(ty: GgmlType, w: &[u8], y: &[u8]) -> f64 {
+    let bb = ty.block_bytes() as usize;
+    w.chunks_exact(bb)
+        .zip(y.chunks_exact(36))
+        .map(|(wb, yb)| {
+            let m = half::f16::from_le_bytes([wb[2], wb[3]]).to_f32() as f64;
+            let s = half::f16::from_le_bytes([yb[2], yb[3]]).to_f32() as f64;
+            (m * s).abs()
+        })
+        .sum()
+}
+
+#[test]
+fn matmul_is_thread_and_batch_invariant() {
+    let mut rng = Rng(3);
+    let t1 = Threads::single();
+    let t3 = Threads::new(3).unwrap();
+    for k in levels() {
+        for ty in TYPES {
+            let at = act_type(ty).unwrap();
+            let bs = ty.block_size() as usize;
+            let cols = if bs == 1 { 96 } else { 3 * bs.max(32) };
+            let cols = cols - cols % bs;
+            for rows in [1usize, 7, 37] {
+                let w = random_weights(&mut rng, ty, rows, cols, Scale::Normal);
+                let weight = Weight {
+                    name: "w",
+                    ty,
+                    cols,
+                    rows,
+                    data: &w,
+                };
+                for nv in [1usize, 5] {
+                    let x = random_acts(&mut rng, nv * cols, Scale::Normal);
+                    let mut acts = Acts::new(cols, nv);
+                    acts.quantize(at, &x, cols).unwrap();
+                    let mut o1 = vec![0.0f32; nv * rows];
+                    let mut o3 = vec![1.0f32; nv * rows];
+                    k.matmul(&weight, &acts, &mut o1, &t1).unwrap();
+                    k.matmul(&weight, &acts, &mut o3, &t3).unwrap();
+                    for v in 0..nv {
+                        for r in 0..rows {
+                            let i = v * rows + r;
+                            let row = &w[r * w.len() / rows..(r + 1) * w.len() / rows];
+                            let single = k
+                                .vec_dot(ty, row, acts.vec_bytes(v).unwrap(), cols)
+                                .unwrap();
+                            assert!(same(o1[i], o3[i]), "{} {ty} threads", k.level());
+                            assert!(same(o1[i], single), "{} {ty} batch vs single", k.level());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dispatched_matmul_works() {
+    let mut rng = Rng(4);
+    let (rows, cols) = (5, 64);
+    let w = random_weights(&mut rng, GgmlType::Q8_0, rows, cols, Scale::Normal);
+    let weight = Weight {
+        name: "w",
+        ty: GgmlType::Q8_0,
+        cols,
+        rows,
+        data: &w,
+    };
+    let mut acts = Acts::new(cols, 2);
+    acts.quantize(
+        GgmlType::Q8_0,
+        &random_acts(&mut rng, 2 * cols, Scale::Normal),
+        cols,
+    )
+    .unwrap();
+    let mut out = vec![0.0; 2 * rows];
+    kernels::matmul(&weight, &acts, &mut out, &Threads::single()).unwrap();
+    assert!(out.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let k = kernels::kernels(KernelLevel::Scalar).unwrap();
+    let w = vec![0u8; 2 * 18];
+    let weight = Weight {
+        name: "w",
+        ty: GgmlType::Q4_0,
+        cols: 32,
+        rows: 2,
+        data: &w,
+    };
+    let mut acts = Acts::new(64, 2);
+    acts.quantize(GgmlType::Q8_K, &[0.0; 256][..64], 64)
+        .unwrap_err();
+    acts.quantize(GgmlType::Q8_1, &[0.5; 32], 32).unwrap();
+    let mut out = vec![0.0; 2];
+    assert!(matches!(
+        k.matmul(&weight, &acts, &mut out, &Threads::single()),
+        Err(KernelError::ActType { .. })
+    ));
+    acts.quantize(GgmlType::Q8_0, &[0.5; 64], 32).unwrap();
+    // 2 vectors × 2 rows = 4 outputs needed.
+    assert!(matches!(
+        k.matmul(&weight, &acts, &mut out, &Threads::single()),
+        Err(KernelError::Length { .. })
+    ));
+    let short = Weight {
+        data: &w[..35],
+        ..weight
+    };
+    let mut out4 = vec![0.0; 4];
+    assert!(k
+        .matmul(&short, &acts, &mut out4, &Threads::single())
+        .is_err());
+    assert!(k
+        .matmul(&weight, &acts, &mut out4, &Threads::single())
+        .is_ok());
+    // Capacity.
+    assert!(matches!(
+        acts.quantize(GgmlType::Q8_0, &[0.0; 96], 32),
+        Err(KernelError::Capacity { .. })
+    ));
+    assert!(matches!(
+        acts.quantize(GgmlType::Q8_0, &[0.0; 128], 128),
+        Err(KernelError::Capacity { .. })
+    ));
+    assert!(matches!(
+        acts.quantize(GgmlType::Q4_0, &[0.0; 32], 32),
+        Err(KernelError::UnsupportedType { .. })
+    ));
+    assert!(matches!(
+        acts.quantize(GgmlType::Q8_0, &[0.0; 48], 48),
+        Err(KernelError::NotWholeBlocks { .. })
+    ));
+    // Unsupported weight types and wrong row lengths in vec_dot.
+    assert!(k.vec_dot(GgmlType::IQ2_XXS, &[], &[], 0).is_err());
+    assert!(k.vec_dot(GgmlType::Q4_0, &w[..18], &[0u8; 33], 32).is_err());
+    assert!("AVX2".parse::<KernelLevel>().is_ok());
+    assert!("sse9".parse::<KernelLevel>().is_err());
+    for l in KernelLevel::ALL {
+        if kernels::kernels(l).is_err() {
+            assert!(matches!(
+                kernels::select(Some(l)),
+                Err(KernelError::Unavailable { .. })
+            ));
+        }
+    }
+}
+
+#[test]
+fn f16_helpers_round_trip() {
+    let x: Vec<f32> = (0..77).map(|i| (i as f32 - 38.0) * 0.125).collect();
+    let mut b = vec![0u8; 2 * x.len()];
+    kernels::ops::f32_to_f16_row(&x, &mut b);
+    let mut y = vec![0.0; x.len()];
+    kernels::ops::f16_to_f32_row(&b, &mut y);
+    assert_eq!(x, y);
+    let d = kernels::ops::vec_dot_f16(&b, &b, x.len()) as f64;
+    let want: f64 = x.iter().map(|v| (*v as f64) * (*v as f64)).sum();
+    assert!((d - want).abs() < 1e-3, "{d} vs {want}");
+    let _ = quant::QK_K;
+}
