@@ -6,6 +6,7 @@
 
 use crate::gguf::GgufError;
 use crate::kernels::KernelError;
+use crate::model::ModelError;
 use crate::quant::QuantError;
 
 /// Everything that can go wrong in tramontane.
@@ -21,6 +22,10 @@ pub enum Error {
     /// A kernel call did not fit (types, lengths), or a SIMD level is unavailable.
     #[error("kernel: {0}")]
     Kernel(#[from] KernelError),
+    /// The model's configuration or tensors do not fit, or a session call was refused
+    /// (context full, token out of range, …).
+    #[error("model: {0}")]
+    Model(#[from] ModelError),
     /// Reading a file failed.
     #[cfg(feature = "std")]
     #[error("cannot read {path}: {source}")]

@@ -29,9 +29,11 @@ pub mod backing;
 pub mod error;
 pub mod gguf;
 pub mod kernels;
+pub mod model;
 pub mod quant;
 
 pub use backing::Backing;
 pub use error::{Error, Result};
 pub use gguf::{GgmlType, Gguf, GgufError};
 pub use kernels::cpu_features;
+pub use model::{Model, ModelConfig, ModelError, State, StateOptions};

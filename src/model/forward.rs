@@ -1,0 +1,631 @@
+//! The forward pass, written once for every architecture, and the per-session [`State`].
+//!
+//! One call of [`Model::eval`] runs a batch of tokens through every block: the
+//! matrices are multiplied with [`crate::kernels::matmul`] (one vector per token: a
+//! batch is a matmul, one token a matvec), attention is causal with grouped KV heads
+//! and, on the layers the [`super::ArchSpec`] marks, a sliding window. Precision
+//! follows llama.cpp's CPU graph without flash attention: activations are quantized to
+//! the weight type's partner before each matmul, Q is rounded to the KV cache type for
+//! `K·Q`, the softmax is computed in f32 with an f64 sum, and the probabilities are
+//! rounded to the cache type for `KQ·V`.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::config::ModelConfig;
+use super::kv::{KvCache, KvStore, KvType};
+use super::ops;
+use super::weights::{LayerWeights, TensorRef};
+use super::{FfnActivation, Model, ModelError, RopeStyle};
+use crate::gguf::GgmlType;
+use crate::kernels::{act_type, matmul, ops as kops, vec_dot_f16, Acts, Threads};
+use crate::Result;
+
+/// How a [`State`] is sized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateOptions {
+    /// Positions the KV cache holds (prompt + generated tokens).
+    pub n_ctx: usize,
+    /// Kernel threads (1 = the caller's thread only).
+    pub threads: usize,
+    /// KV cache element type (default f16, as llama.cpp).
+    pub kv_type: KvType,
+    /// Most tokens run through the network at once; longer inputs are split. Scratch
+    /// memory grows linearly with it.
+    pub max_batch: usize,
+}
+
+impl StateOptions {
+    /// `n_ctx` positions, one thread, f16 cache, batches of up to 64 tokens.
+    pub fn new(n_ctx: usize) -> StateOptions {
+        StateOptions {
+            n_ctx,
+            threads: 1,
+            kv_type: KvType::F16,
+            max_batch: 64,
+        }
+    }
+}
+
+/// Everything one sequence needs while it runs: the KV cache, the position, and every
+/// scratch buffer. Allocated once by [`Model::new_state`]; [`Model::eval`] allocates
+/// nothing.
+#[derive(Debug)]
+pub struct State {
+    n_past: usize,
+    max_batch: usize,
+    kv: KvCache,
+    threads: Threads,
+    acts: Acts,
+    /// Residual stream `[max_batch][d]`.
+    x: Vec<f32>,
+    /// Normalized input of a matmul `[max_batch][d]`.
+    xn: Vec<f32>,
+    /// Queries `[max_batch][n_head·hd]`.
+    q: Vec<f32>,
+    /// Keys `[max_batch][n_head_kv·hd]`.
+    k: Vec<f32>,
+    /// Values `[max_batch][n_head_kv·hd]`.
+    v: Vec<f32>,
+    /// Attention output `[max_batch][n_head·hd]`.
+    att: Vec<f32>,
+    /// Output of `attn_output` / `ffn_down` `[max_batch][d]`.
+    proj: Vec<f32>,
+    /// FFN gate `[max_batch][ff]`.
+    gate: Vec<f32>,
+    /// FFN up `[max_batch][ff]`.
+    up: Vec<f32>,
+    /// One token's queries as f16 bytes `[n_head·hd·2]` (f16 cache only).
+    q16: Vec<u8>,
+    /// Per-head attention scratch `[n_head][2·hd + n_ctx]`: output, V row, scores.
+    ws: Vec<f32>,
+    /// RoPE `(cos, sin)` of one position `[n_rot/2]`.
+    rope: Vec<(f32, f32)>,
+    /// Shape fingerprint of the model the state was made for.
+    shape: [usize; 6],
+}
+
+impl State {
+    /// Positions already in the KV cache (the position of the next token).
+    pub fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    /// Positions the KV cache holds.
+    pub fn n_ctx(&self) -> usize {
+        self.kv.n_ctx
+    }
+
+    /// Forget the sequence: the next token goes to position 0.
+    pub fn clear(&mut self) {
+        self.n_past = 0;
+    }
+
+    /// Drop positions `n..`: the next token goes to position `n` (no-op if `n ≥ n_past`).
+    pub fn truncate(&mut self, n: usize) {
+        self.n_past = self.n_past.min(n);
+    }
+
+    /// KV cache element type.
+    pub fn kv_type(&self) -> KvType {
+        self.kv.ty()
+    }
+
+    /// Bytes held by the KV cache.
+    pub fn kv_bytes(&self) -> usize {
+        self.kv.bytes()
+    }
+
+    /// Kernel threads.
+    pub fn threads(&self) -> usize {
+        self.threads.count()
+    }
+}
+
+fn shape_of(c: &ModelConfig) -> [usize; 6] {
+    [
+        c.n_layer,
+        c.n_embd,
+        c.n_ff,
+        c.q_dim(),
+        c.kv_dim(),
+        c.n_vocab,
+    ]
+}
+
+fn alloc_f32(a: usize, b: usize) -> Result<Vec<f32>> {
+    let n = a.checked_mul(b).ok_or(ModelError::SessionSize {
+        what: "scratch buffer",
+    })?;
+    Ok(vec![0.0f32; n])
+}
+
+pub(crate) fn new_state(m: &Model, o: StateOptions) -> Result<State> {
+    let c = &m.config;
+    if o.n_ctx == 0 {
+        return Err(ModelError::SessionSize { what: "n_ctx is 0" }.into());
+    }
+    if o.max_batch == 0 {
+        return Err(ModelError::SessionSize {
+            what: "max_batch is 0",
+        }
+        .into());
+    }
+    let b = o.max_batch.min(o.n_ctx);
+    let kv = KvCache::new(o.kv_type, c.n_layer, o.n_ctx, c.kv_dim())?;
+    let threads = Threads::new(o.threads)?;
+    let d = c.n_embd;
+    let hd = c.head_dim;
+    let max_cols = d.max(c.q_dim()).max(c.n_ff);
+    max_cols
+        .checked_mul(b)
+        .and_then(|x| x.checked_mul(4))
+        .ok_or(ModelError::SessionSize {
+            what: "activation buffer",
+        })?;
+    let ws_chunk = hd
+        .checked_mul(2)
+        .and_then(|x| x.checked_add(o.n_ctx))
+        .ok_or(ModelError::SessionSize {
+            what: "attention scratch",
+        })?;
+    Ok(State {
+        n_past: 0,
+        max_batch: b,
+        kv,
+        threads,
+        acts: Acts::new(max_cols, b),
+        x: alloc_f32(b, d)?,
+        xn: alloc_f32(b, d)?,
+        q: alloc_f32(b, c.q_dim())?,
+        k: alloc_f32(b, c.kv_dim())?,
+        v: alloc_f32(b, c.kv_dim())?,
+        att: alloc_f32(b, c.q_dim())?,
+        proj: alloc_f32(b, d)?,
+        gate: alloc_f32(b, c.n_ff)?,
+        up: alloc_f32(b, c.n_ff)?,
+        q16: vec![0u8; c.q_dim() * 2],
+        ws: alloc_f32(c.n_head, ws_chunk)?,
+        rope: vec![(0.0, 0.0); c.n_rot / 2],
+        shape: shape_of(c),
+    })
+}
+
+/// Where the logits of a batch go.
+enum Out<'a> {
+    /// Not wanted (an inner chunk of a long prompt when only the last position is).
+    None,
+    /// The last position only: `n_vocab` floats.
+    Last(&'a mut [f32]),
+    /// Every position: `n_tokens · n_vocab` floats.
+    All(&'a mut [f32]),
+}
+
+pub(crate) fn eval(m: &Model, st: &mut State, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
+    let c = &m.config;
+    let n = tokens.len();
+    if n == 0 {
+        return Err(ModelError::EmptyInput.into());
+    }
+    if st.shape != shape_of(c) {
+        return Err(ModelError::ForeignState.into());
+    }
+    let nv = c.n_vocab;
+    let all_len = n.saturating_mul(nv);
+    let want_all = if logits.len() == all_len {
+        true
+    } else if logits.len() == nv {
+        false
+    } else {
+        return Err(ModelError::LogitsBuffer {
+            found: logits.len(),
+            last: nv,
+            all: all_len,
+        }
+        .into());
+    };
+    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= nv) {
+        return Err(ModelError::TokenOutOfRange {
+            token: bad,
+            n_vocab: nv,
+        }
+        .into());
+    }
+    if st.n_past.saturating_add(n) > st.kv.n_ctx {
+        return Err(ModelError::ContextFull {
+            used: st.n_past,
+            capacity: st.kv.n_ctx,
+            requested: n,
+        }
+        .into());
+    }
+    let mb = st.max_batch;
+    let mut start = 0;
+    let mut rest: &mut [f32] = logits;
+    for chunk in tokens.chunks(mb) {
+        let end = start + chunk.len();
+        let out = if want_all {
+            let (head, tail) = core::mem::take(&mut rest).split_at_mut(chunk.len() * nv);
+            rest = tail;
+            Out::All(head)
+        } else if end == n {
+            Out::Last(core::mem::take(&mut rest))
+        } else {
+            Out::None
+        };
+        forward(m, st, chunk, out)?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// Multiply the first `n_vecs` rows of `x` by `w` into `out`, quantizing `x` unless
+/// `key` says it already holds `x` in the right type.
+#[allow(clippy::too_many_arguments)]
+fn project(
+    acts: &mut Acts,
+    key: &mut Option<GgmlType>,
+    x: &[f32],
+    n_vecs: usize,
+    w: &TensorRef,
+    bytes: &[u8],
+    out: &mut [f32],
+    threads: &Threads,
+) -> Result<()> {
+    let ty = act_type(w.ty).ok_or(ModelError::UnsupportedTensorType {
+        name: alloc::string::String::new(),
+        ty: w.ty,
+        reason: "no kernel",
+    })?;
+    let x = x.get(..n_vecs * w.cols).unwrap_or(x);
+    if *key != Some(ty) {
+        acts.quantize(ty, x, w.cols)?;
+        *key = Some(ty);
+    }
+    let n_out = (n_vecs * w.rows).min(out.len());
+    let out = &mut out[..n_out];
+    matmul(&w.view(bytes), acts, out, threads)?;
+    Ok(())
+}
+
+fn add_bias(x: &mut [f32], n_vecs: usize, width: usize, b: Option<&Vec<f32>>) {
+    if let Some(b) = b {
+        for row in x.chunks_exact_mut(width).take(n_vecs) {
+            ops::add(row, b);
+        }
+    }
+}
+
+fn norm_rows(x: &mut [f32], n_vecs: usize, width: usize, w: &[f32], eps: f32) {
+    for row in x.chunks_exact_mut(width).take(n_vecs) {
+        ops::rms_norm(row, Some(w), eps);
+    }
+}
+
+fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()> {
+    let c = &m.config;
+    let w = &m.weights;
+    let bytes = m.gguf.bytes();
+    let b = tokens.len();
+    let d = c.n_embd;
+    let ff = c.n_ff;
+    let eps = c.rms_eps;
+    let n_past = st.n_past;
+
+    // Token embeddings (ggml get_rows), scaled for Gemma.
+    for (t, &tok) in tokens.iter().enumerate() {
+        let row = st.x.get_mut(t * d..(t + 1) * d).unwrap_or(&mut []);
+        w.token_embd.dequantize_row(bytes, tok as usize, row)?;
+        if let Some(s) = c.embed_scale {
+            row.iter_mut().for_each(|v| *v *= s);
+        }
+    }
+
+    for (il, lw) in w.layers.iter().enumerate() {
+        attention_block(m, st, il, lw, b, n_past)?;
+
+        // Feed-forward.
+        for t in 0..b {
+            ops::rms_norm_to(
+                &mut st.xn[t * d..(t + 1) * d],
+                &st.x[t * d..(t + 1) * d],
+                &lw.ffn_norm,
+                eps,
+            );
+        }
+        let mut key = None;
+        project(
+            &mut st.acts,
+            &mut key,
+            &st.xn,
+            b,
+            &lw.ffn_up,
+            bytes,
+            &mut st.up,
+            &st.threads,
+        )?;
+        add_bias(&mut st.up, b, ff, lw.ffn_up_b.as_ref());
+        project(
+            &mut st.acts,
+            &mut key,
+            &st.xn,
+            b,
+            &lw.ffn_gate,
+            bytes,
+            &mut st.gate,
+            &st.threads,
+        )?;
+        add_bias(&mut st.gate, b, ff, lw.ffn_gate_b.as_ref());
+        let (g, u) = (&mut st.gate[..b * ff], &st.up[..b * ff]);
+        match c.arch.ffn_act {
+            FfnActivation::Silu => ops::swiglu(g, u),
+            FfnActivation::GeluTanh => ops::geglu(g, u),
+        }
+        let mut key = None;
+        project(
+            &mut st.acts,
+            &mut key,
+            &st.gate,
+            b,
+            &lw.ffn_down,
+            bytes,
+            &mut st.proj,
+            &st.threads,
+        )?;
+        add_bias(&mut st.proj, b, d, lw.ffn_down_b.as_ref());
+        if let Some(pn) = &lw.post_ffn_norm {
+            norm_rows(&mut st.proj, b, d, pn, eps);
+        }
+        ops::add(&mut st.x[..b * d], &st.proj[..b * d]);
+    }
+
+    // Output head: final norm and logits for the rows wanted.
+    let (rows, dst) = match out {
+        Out::None => {
+            st.n_past += b;
+            return Ok(());
+        }
+        Out::Last(l) => (b - 1..b, l),
+        Out::All(l) => (0..b, l),
+    };
+    let n_out = rows.len();
+    for (i, r) in rows.enumerate() {
+        ops::rms_norm_to(
+            &mut st.xn[i * d..(i + 1) * d],
+            &st.x[r * d..(r + 1) * d],
+            &w.output_norm,
+            eps,
+        );
+    }
+    let mut key = None;
+    project(
+        &mut st.acts,
+        &mut key,
+        &st.xn,
+        n_out,
+        &w.output,
+        bytes,
+        dst,
+        &st.threads,
+    )?;
+    add_bias(dst, n_out, c.n_vocab, w.output_b.as_ref());
+    if let Some(cap) = c.final_logit_softcap {
+        let inv = 1.0 / cap;
+        for v in dst.iter_mut() {
+            *v = libm::tanhf(*v * inv) * cap;
+        }
+    }
+    st.n_past += b;
+    Ok(())
+}
+
+fn attention_block(
+    m: &Model,
+    st: &mut State,
+    il: usize,
+    lw: &LayerWeights,
+    b: usize,
+    n_past: usize,
+) -> Result<()> {
+    let c = &m.config;
+    let bytes = m.gguf.bytes();
+    let d = c.n_embd;
+    let (qd, kvd, hd) = (c.q_dim(), c.kv_dim(), c.head_dim);
+    let eps = c.rms_eps;
+
+    for t in 0..b {
+        ops::rms_norm_to(
+            &mut st.xn[t * d..(t + 1) * d],
+            &st.x[t * d..(t + 1) * d],
+            &lw.attn_norm,
+            eps,
+        );
+    }
+    let mut key = None;
+    project(
+        &mut st.acts,
+        &mut key,
+        &st.xn,
+        b,
+        &lw.wq,
+        bytes,
+        &mut st.q,
+        &st.threads,
+    )?;
+    project(
+        &mut st.acts,
+        &mut key,
+        &st.xn,
+        b,
+        &lw.wk,
+        bytes,
+        &mut st.k,
+        &st.threads,
+    )?;
+    project(
+        &mut st.acts,
+        &mut key,
+        &st.xn,
+        b,
+        &lw.wv,
+        bytes,
+        &mut st.v,
+        &st.threads,
+    )?;
+    add_bias(&mut st.q, b, qd, lw.bq.as_ref());
+    add_bias(&mut st.k, b, kvd, lw.bk.as_ref());
+    add_bias(&mut st.v, b, kvd, lw.bv.as_ref());
+
+    // QK-norm (per head, before RoPE).
+    if let Some(qn) = &lw.q_norm {
+        norm_rows(&mut st.q, b * c.n_head, hd, qn, eps);
+    }
+    if let Some(kn) = &lw.k_norm {
+        norm_rows(&mut st.k, b * c.n_head_kv, hd, kn, eps);
+    }
+
+    // RoPE, then Gemma's query scale, then into the cache.
+    let (base, scale) = c.rope_params(il);
+    let neox = c.arch.rope == RopeStyle::Neox;
+    let freqs = m.weights.rope_freqs.as_deref();
+    for t in 0..b {
+        let pos = n_past + t;
+        ops::rope_cache(&mut st.rope, pos, c.n_rot, base, scale, freqs);
+        for head in st.q[t * qd..(t + 1) * qd].chunks_exact_mut(hd) {
+            ops::rope_head(head, &st.rope, neox);
+        }
+        for head in st.k[t * kvd..(t + 1) * kvd].chunks_exact_mut(hd) {
+            ops::rope_head(head, &st.rope, neox);
+        }
+        if let Some(s) = c.q_scale {
+            st.q[t * qd..(t + 1) * qd].iter_mut().for_each(|v| *v *= s);
+        }
+        let at = st.kv.row(il, pos);
+        st.kv.k.store(at, &st.k[t * kvd..(t + 1) * kvd]);
+        st.kv.v.store(at, &st.v[t * kvd..(t + 1) * kvd]);
+    }
+
+    // Causal attention, one token at a time, heads in parallel.
+    let window = if c.is_swa(il) { c.sliding_window } else { None };
+    for t in 0..b {
+        let pos = n_past + t;
+        let q_tok = &st.q[t * qd..(t + 1) * qd];
+        if let KvStore::F16(_) = st.kv.k {
+            kops::f32_to_f16_row(q_tok, &mut st.q16);
+        }
+        attend(
+            c,
+            &st.kv,
+            il,
+            pos,
+            window,
+            q_tok,
+            &st.q16,
+            &mut st.ws,
+            &st.threads,
+        );
+        let chunk = 2 * hd + st.kv.n_ctx;
+        for (h, dst) in st.att[t * qd..(t + 1) * qd]
+            .chunks_exact_mut(hd)
+            .enumerate()
+        {
+            dst.copy_from_slice(&st.ws[h * chunk..h * chunk + hd]);
+        }
+    }
+
+    let mut key = None;
+    project(
+        &mut st.acts,
+        &mut key,
+        &st.att,
+        b,
+        &lw.wo,
+        bytes,
+        &mut st.proj,
+        &st.threads,
+    )?;
+    add_bias(&mut st.proj, b, d, lw.bo.as_ref());
+    if let Some(pn) = &lw.post_attn_norm {
+        norm_rows(&mut st.proj, b, d, pn, eps);
+    }
+    ops::add(&mut st.x[..b * d], &st.proj[..b * d]);
+    Ok(())
+}
+
+/// Attention of one query position `pos` over the cached keys `lo..=pos` of layer `il`
+/// (`lo = pos + 1 - window` for sliding-window layers). Head `h` writes its output to
+/// `ws[h·chunk .. h·chunk + hd]`, with `chunk = 2·hd + n_ctx`.
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    c: &ModelConfig,
+    kv: &KvCache,
+    il: usize,
+    pos: usize,
+    window: Option<usize>,
+    q_tok: &[f32],
+    q16: &[u8],
+    ws: &mut [f32],
+    threads: &Threads,
+) {
+    let hd = c.head_dim;
+    let group = c.n_head / c.n_head_kv;
+    let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+    let n_keys = pos + 1 - lo;
+    let chunk = 2 * hd + kv.n_ctx;
+    let kq_scale = c.kq_scale;
+    let ws = ws.get_mut(..c.n_head * chunk).unwrap_or(&mut []);
+    threads.for_rows(ws, chunk, |start, piece| {
+        let h = start / chunk;
+        let kvh = h / group;
+        let (o, rest) = piece.split_at_mut(hd);
+        let (vrow, scores) = rest.split_at_mut(hd);
+        let scores = &mut scores[..n_keys];
+        let qh = &q_tok[h * hd..(h + 1) * hd];
+        let qh16 = &q16[2 * h * hd..2 * (h + 1) * hd];
+        // K·Q
+        for (i, s) in scores.iter_mut().enumerate() {
+            let at = kv.row(il, lo + i) + kvh * hd;
+            let dot = match &kv.k {
+                KvStore::F16(kb) => vec_dot_f16(qh16, &kb[2 * at..2 * (at + hd)], hd),
+                KvStore::F32(kf) => {
+                    let mut acc = 0.0f32;
+                    for (a, b) in qh.iter().zip(&kf[at..at + hd]) {
+                        acc += a * b;
+                    }
+                    acc
+                }
+            };
+            *s = dot * kq_scale;
+        }
+        // softmax (f32 exponentials, f64 sum, as ggml_soft_max)
+        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+        let mut sum = 0.0f64;
+        for s in scores.iter_mut() {
+            *s = libm::expf(*s - max);
+            sum += f64::from(*s);
+        }
+        let inv = (1.0 / sum) as f32;
+        let f16_cache = matches!(kv.v, KvStore::F16(_));
+        for s in scores.iter_mut() {
+            *s *= inv;
+            if f16_cache {
+                *s = ops::round_f16(*s);
+            }
+        }
+        // KQ·V
+        o.iter_mut().for_each(|v| *v = 0.0);
+        for (i, &p) in scores.iter().enumerate() {
+            let at = kv.row(il, lo + i) + kvh * hd;
+            let v: &[f32] = match &kv.v {
+                KvStore::F16(vb) => {
+                    kops::f16_to_f32_row(&vb[2 * at..2 * (at + hd)], vrow);
+                    vrow
+                }
+                KvStore::F32(vf) => &vf[at..at + hd],
+            };
+            for (acc, &x) in o.iter_mut().zip(v) {
+                *acc += p * x;
+            }
+        }
+    });
+}

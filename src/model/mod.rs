@@ -1,0 +1,125 @@
+//! The transformer: configuration from GGUF metadata, weights used in place, and one
+//! forward pass for every supported architecture.
+//!
+//! Supported architectures (`general.architecture`): `llama` (Llama 2/3, TinyLlama,
+//! SmolLM, Mistral/Ministral converted to `llama`), `qwen2`, `qwen3`, `gemma3`. What
+//! differs between them is data in an [`ArchSpec`]; the forward pass is written once.
+//!
+//! This is the low-level API (the streaming [`Session`](crate) API is built on it):
+//!
+//! ```no_run
+//! # #[cfg(feature = "std")] {
+//! use tramontane::model::Model;
+//! let model = Model::open("model.gguf")?;
+//! let mut state = model.new_state(512, 2)?;   // 512 positions, 2 threads
+//! let mut logits = vec![0.0f32; model.config().n_vocab];
+//! model.eval(&mut state, &[1, 15043, 3186], &mut logits)?; // prefill → last position
+//! let next = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+//! model.eval(&mut state, &[next.unwrap_or(0) as u32], &mut logits)?; // decode one token
+//! # }
+//! # Ok::<(), tramontane::Error>(())
+//! ```
+//!
+//! # Fidelity
+//!
+//! The arithmetic follows llama.cpp's CPU graph (without flash attention), see
+//! `forward.rs`; `tests/parity.rs` compares the logits with llama.cpp's on tiny
+//! synthetic models of every architecture and type, and greedy continuations on real
+//! models.
+
+mod arch;
+mod config;
+mod error;
+mod forward;
+mod kv;
+mod ops;
+mod weights;
+
+pub use arch::{
+    ArchSpec, AttnScale, FfnActivation, RopeStyle, SwaRule, ARCHS, GEMMA3, LLAMA, QWEN2, QWEN3,
+};
+pub use config::{ModelConfig, RopeScaling};
+pub use error::{ModelError, Shape};
+pub use forward::{State, StateOptions};
+pub use kv::KvType;
+pub use weights::{LayerWeights, TensorRef, Weights};
+
+use crate::backing::Backing;
+use crate::gguf::Gguf;
+use crate::Result;
+
+/// A loaded model: the file's bytes (mapped, static or owned), its configuration, and
+/// where each tensor is. Weights are read in place; nothing is copied but the small
+/// norm and bias vectors.
+#[derive(Debug)]
+pub struct Model {
+    gguf: Gguf<Backing>,
+    config: ModelConfig,
+    weights: Weights,
+}
+
+impl Model {
+    /// Map a GGUF file and load it.
+    #[cfg(feature = "std")]
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Model> {
+        Model::from_backing(Backing::map_file(path)?)
+    }
+
+    /// Load a model from bytes already in memory (a map, flash, a `Vec`).
+    pub fn from_backing(bytes: Backing) -> Result<Model> {
+        Model::from_gguf(Gguf::parse(bytes)?)
+    }
+
+    /// Load a model from a parsed file: read the configuration, find and check every
+    /// tensor.
+    pub fn from_gguf(gguf: Gguf<Backing>) -> Result<Model> {
+        let n_vocab = Weights::vocab_size(&gguf)?;
+        let config = ModelConfig::from_gguf(&gguf, n_vocab)?;
+        let weights = Weights::load(&gguf, &config)?;
+        Ok(Model {
+            gguf,
+            config,
+            weights,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The tensors (positions in the file, small vectors).
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// The parsed file (metadata for the tokenizer, etc.).
+    pub fn gguf(&self) -> &Gguf<Backing> {
+        &self.gguf
+    }
+
+    /// A state for one sequence of up to `n_ctx` positions, with `threads` kernel threads
+    /// and an f16 KV cache. Everything it needs is allocated here.
+    pub fn new_state(&self, n_ctx: usize, threads: usize) -> Result<State> {
+        let mut o = StateOptions::new(n_ctx);
+        o.threads = threads;
+        self.new_state_with(o)
+    }
+
+    /// A state sized by `options`.
+    pub fn new_state_with(&self, options: StateOptions) -> Result<State> {
+        forward::new_state(self, options)
+    }
+
+    /// Run `tokens` at the state's next positions and write logits.
+    ///
+    /// `logits` holds either `n_vocab` floats (the last position's logits) or
+    /// `tokens.len() · n_vocab` (every position's, row after row). A prompt longer than
+    /// the state's batch size is split; several calls in a row continue the sequence.
+    /// Errors: no tokens, a token outside the vocabulary, a logits buffer of another
+    /// length, or [`ModelError::ContextFull`] when the cache has no room (nothing is
+    /// evaluated then). Allocates nothing.
+    pub fn eval(&self, state: &mut State, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
+        forward::eval(self, state, tokens, logits)
+    }
+}

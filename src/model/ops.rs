@@ -1,0 +1,170 @@
+//! Small element-wise operations of the forward pass, written to follow ggml's CPU
+//! code operation for operation where it matters for parity with llama.cpp (double
+//! accumulation in RMS norm and softmax, the iterative RoPE angle, the f16 GELU table).
+//! They cost little next to the matrix multiplications.
+
+use half::f16;
+
+/// Round to the nearest f16 and back (`GGML_CPU_FP32_TO_FP16` then `FP16_TO_FP32`).
+#[inline]
+pub fn round_f16(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
+}
+
+/// `x ← x / sqrt(mean(x²) + eps) · w` (ggml `rms_norm` then `mul`): the sum of
+/// squares is accumulated in f64 as ggml does.
+pub fn rms_norm(x: &mut [f32], w: Option<&[f32]>, eps: f32) {
+    let n = x.len();
+    if n == 0 {
+        return;
+    }
+    let mut sum = 0.0f64;
+    for &v in x.iter() {
+        sum += f64::from(v * v);
+    }
+    let mean = (sum / n as f64) as f32;
+    let scale = 1.0f32 / libm::sqrtf(mean + eps);
+    match w {
+        Some(w) => {
+            for (v, &g) in x.iter_mut().zip(w) {
+                *v = (*v * scale) * g;
+            }
+        }
+        None => {
+            for v in x.iter_mut() {
+                *v *= scale;
+            }
+        }
+    }
+}
+
+/// `out ← rms_norm(x) · w`, out of place.
+pub fn rms_norm_to(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    out.copy_from_slice(x);
+    rms_norm(out, Some(w), eps);
+}
+
+/// RoPE angles of one position: `cs[i] = (cos θᵢ, sin θᵢ)` for `i < n_rot/2`, with
+/// ggml's `ggml_rope_cache_init` arithmetic: `θ₀ = p`, `θᵢ₊₁ = θᵢ · base^(-2/n_rot)`,
+/// each divided by its frequency factor and multiplied by `freq_scale`.
+pub fn rope_cache(
+    cs: &mut [(f32, f32)],
+    pos: usize,
+    n_rot: usize,
+    freq_base: f32,
+    freq_scale: f32,
+    freq_factors: Option<&[f32]>,
+) {
+    let theta_scale = libm::powf(freq_base, -2.0f32 / n_rot as f32);
+    let mut theta = pos as f32;
+    for (i, slot) in cs.iter_mut().enumerate() {
+        let ff = freq_factors.and_then(|f| f.get(i)).copied().unwrap_or(1.0);
+        let t = freq_scale * (theta / ff);
+        *slot = (libm::cosf(t), libm::sinf(t));
+        theta *= theta_scale;
+    }
+}
+
+/// Rotate one head of `n_rot` dimensions in place. `neox` pairs `(i, i + n_rot/2)`,
+/// otherwise `(2i, 2i + 1)`.
+pub fn rope_head(x: &mut [f32], cs: &[(f32, f32)], neox: bool) {
+    let half = cs.len();
+    if neox {
+        let (a, b) = x.split_at_mut(half);
+        for ((x0, x1), &(c, s)) in a.iter_mut().zip(b.iter_mut()).zip(cs) {
+            let (v0, v1) = (*x0, *x1);
+            *x0 = v0 * c - v1 * s;
+            *x1 = v0 * s + v1 * c;
+        }
+    } else {
+        for (pair, &(c, s)) in x.chunks_exact_mut(2).zip(cs) {
+            if let [x0, x1] = pair {
+                let (v0, v1) = (*x0, *x1);
+                *x0 = v0 * c - v1 * s;
+                *x1 = v0 * s + v1 * c;
+            }
+        }
+    }
+}
+
+/// ggml's `ggml_gelu_f32` (tanh approximation).
+#[inline]
+fn gelu_f32(x: f32) -> f32 {
+    const GELU_COEF_A: f32 = 0.044715;
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)))
+}
+
+/// ggml's GELU with `GGML_GELU_FP16`: the input is rounded to f16 and looked up in a
+/// table of f16 results (computed here on the fly), except outside ±10.
+#[inline]
+pub fn gelu_f16_table(x: f32) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        round_f16(gelu_f32(round_f16(x)))
+    }
+}
+
+/// `gate ← gelu(gate) · up` (ggml `geglu_split`).
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = if *g <= -10.0 {
+            0.0
+        } else {
+            gelu_f16_table(*g) * u
+        };
+    }
+}
+
+/// `gate ← silu(gate) · up` (ggml `swiglu_split`), `silu(x) = x / (1 + e^-x)`.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = (x / (1.0 + libm::expf(-x))) * u;
+    }
+}
+
+/// `x ← x + b`.
+pub fn add(x: &mut [f32], b: &[f32]) {
+    for (v, &a) in x.iter_mut().zip(b) {
+        *v += a;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_neox_and_norm_rotate_pairs() {
+        let mut cs = [(0.0, 0.0); 2];
+        rope_cache(&mut cs, 1, 4, 10000.0, 1.0, None);
+        assert!((cs[0].0 - 1f32.cos()).abs() < 1e-6);
+        let mut x = [1.0, 0.0, 0.0, 0.0];
+        rope_head(&mut x, &cs, false);
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
+        let mut y = [1.0, 0.0, 0.0, 0.0];
+        rope_head(&mut y, &cs, true);
+        assert!((y[0] - 1f32.cos()).abs() < 1e-6 && (y[2] - 1f32.sin()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rms_norm_unit() {
+        let mut x = [3.0, 4.0];
+        rms_norm(&mut x, None, 0.0);
+        let r = (12.5f32).sqrt();
+        assert!((x[0] - 3.0 / r).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gelu_matches_tanh_formula_within_f16() {
+        for i in -100..100 {
+            let x = i as f32 * 0.1;
+            let exact = gelu_f32(x);
+            assert!((gelu_f16_table(x) - exact).abs() <= 2e-3 * (1.0 + exact.abs()));
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The model's tensors: positions in the file (for the big matrices, used in place)
+//! and small F32 copies of the norm and bias vectors.
+//!
+//! Every shape is checked against the configuration when the model is loaded; a
+//! wrong one is a [`ModelError::TensorShape`] naming the tensor.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use super::config::ModelConfig;
+use super::error::Shape;
+use super::ModelError;
+use crate::gguf::{GgmlType, Gguf, GgufError, TensorView};
+use crate::kernels::{act_type, Weight};
+use crate::quant::dequantize_row;
+use crate::Result;
+
+/// Where a matrix lives in the file: name, type, shape and byte range. A view over the
+/// model's bytes is made with [`TensorRef::view`]; nothing is copied.
+#[derive(Clone, Debug)]
+pub struct TensorRef {
+    /// Tensor name.
+    pub name: String,
+    /// Element type.
+    pub ty: GgmlType,
+    /// `ne[0]`: elements per row (the input width of a matmul).
+    pub cols: usize,
+    /// `ne[1]`: rows (the output width of a matmul).
+    pub rows: usize,
+    /// Byte range of the data in the file.
+    pub range: Range<usize>,
+    /// Bytes per row.
+    pub row_bytes: usize,
+}
+
+impl TensorRef {
+    /// The tensor as a kernel [`Weight`] over `bytes` (the whole file).
+    pub fn view<'a>(&'a self, bytes: &'a [u8]) -> Weight<'a> {
+        Weight {
+            name: &self.name,
+            ty: self.ty,
+            cols: self.cols,
+            rows: self.rows,
+            data: bytes.get(self.range.clone()).unwrap_or(&[]),
+        }
+    }
+
+    /// Dequantize row `r` into `out[..cols]` (embedding lookup, ggml's `get_rows`).
+    pub fn dequantize_row(&self, bytes: &[u8], r: usize, out: &mut [f32]) -> Result<()> {
+        let start = self
+            .range
+            .start
+            .saturating_add(r.saturating_mul(self.row_bytes));
+        let end = start.saturating_add(self.row_bytes);
+        let src = bytes
+            .get(start..end)
+            .filter(|_| end <= self.range.end)
+            .ok_or(ModelError::TokenOutOfRange {
+                token: u32::try_from(r).unwrap_or(u32::MAX),
+                n_vocab: self.rows,
+            })?;
+        let dst = out.get_mut(..self.cols).ok_or(ModelError::SessionSize {
+            what: "embedding row buffer",
+        })?;
+        dequantize_row(self.ty, src, dst)?;
+        Ok(())
+    }
+}
+
+/// One transformer block. Shapes in GGUF order `[ne0, ne1]`; d = `n_embd`,
+/// q = `n_head * head_dim`, kv = `n_head_kv * head_dim`, ff = `n_ff`, hd = `head_dim`.
+#[derive(Clone, Debug)]
+pub struct LayerWeights {
+    /// `attn_norm.weight` `[d]`.
+    pub attn_norm: Vec<f32>,
+    /// `attn_q.weight` `[d, q]`.
+    pub wq: TensorRef,
+    /// `attn_k.weight` `[d, kv]`.
+    pub wk: TensorRef,
+    /// `attn_v.weight` `[d, kv]`.
+    pub wv: TensorRef,
+    /// `attn_output.weight` `[q, d]`.
+    pub wo: TensorRef,
+    /// `attn_q.bias` `[q]` (qwen2; optional everywhere, as in llama.cpp).
+    pub bq: Option<Vec<f32>>,
+    /// `attn_k.bias` `[kv]`.
+    pub bk: Option<Vec<f32>>,
+    /// `attn_v.bias` `[kv]`.
+    pub bv: Option<Vec<f32>>,
+    /// `attn_output.bias` `[d]`.
+    pub bo: Option<Vec<f32>>,
+    /// `attn_q_norm.weight` `[hd]` (QK-norm architectures).
+    pub q_norm: Option<Vec<f32>>,
+    /// `attn_k_norm.weight` `[hd]`.
+    pub k_norm: Option<Vec<f32>>,
+    /// `post_attention_norm.weight` `[d]` (gemma3).
+    pub post_attn_norm: Option<Vec<f32>>,
+    /// `ffn_norm.weight` `[d]`.
+    pub ffn_norm: Vec<f32>,
+    /// `ffn_gate.weight` `[d, ff]`.
+    pub ffn_gate: TensorRef,
+    /// `ffn_up.weight` `[d, ff]`.
+    pub ffn_up: TensorRef,
+    /// `ffn_down.weight` `[ff, d]`.
+    pub ffn_down: TensorRef,
+    /// `ffn_gate.bias` `[ff]` (optional, llama).
+    pub ffn_gate_b: Option<Vec<f32>>,
+    /// `ffn_up.bias` `[ff]` (optional, llama).
+    pub ffn_up_b: Option<Vec<f32>>,
+    /// `ffn_down.bias` `[d]` (optional, llama).
+    pub ffn_down_b: Option<Vec<f32>>,
+    /// `post_ffw_norm.weight` `[d]` (gemma3).
+    pub post_ffn_norm: Option<Vec<f32>>,
+}
+
+/// Every tensor the forward pass reads.
+#[derive(Clone, Debug)]
+pub struct Weights {
+    /// `token_embd.weight` `[d, n_vocab]`.
+    pub token_embd: TensorRef,
+    /// `output_norm.weight` `[d]`.
+    pub output_norm: Vec<f32>,
+    /// `output.weight` `[d, n_vocab]`, or `token_embd.weight` when tied.
+    pub output: TensorRef,
+    /// `output.bias` `[n_vocab]` (optional, qwen2).
+    pub output_b: Option<Vec<f32>>,
+    /// `rope_freqs.weight` `[n_rot/2]`: per-frequency divisors (Llama 3), optional.
+    pub rope_freqs: Option<Vec<f32>>,
+    /// The blocks.
+    pub layers: Vec<LayerWeights>,
+}
+
+fn shape_of(v: &TensorView<'_>) -> Shape {
+    Shape(v.info.shape().to_vec())
+}
+
+fn check_shape(v: &TensorView<'_>, expected: &[usize]) -> Result<()> {
+    let found = v.info.shape();
+    let same =
+        found.len() == expected.len() && found.iter().zip(expected).all(|(&f, &e)| f == e as u64);
+    if same {
+        Ok(())
+    } else {
+        Err(ModelError::TensorShape {
+            name: v.info.name.to_string(),
+            expected: Shape(expected.iter().map(|&e| e as u64).collect()),
+            found: shape_of(v),
+        }
+        .into())
+    }
+}
+
+fn lookup<'a, B: AsRef<[u8]>>(g: &'a Gguf<B>, name: &str) -> Result<Option<TensorView<'a>>> {
+    match g.tensor(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(GgufError::MissingTensor { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn matrix_ref<B: AsRef<[u8]>>(
+    g: &Gguf<B>,
+    v: &TensorView<'_>,
+    cols: usize,
+    rows: usize,
+) -> Result<TensorRef> {
+    check_shape(v, &[cols, rows])?;
+    let name = v.info.name.to_string();
+    if act_type(v.info.ty).is_none() {
+        return Err(ModelError::UnsupportedTensorType {
+            name,
+            ty: v.info.ty,
+            reason: "no matrix multiplication kernel for this type",
+        }
+        .into());
+    }
+    let row_bytes = v
+        .info
+        .ty
+        .row_bytes(cols as u64)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| ModelError::UnsupportedTensorType {
+            name: name.clone(),
+            ty: v.info.ty,
+            reason: "row length is not a whole number of blocks",
+        })?;
+    let start = usize::try_from(g.data_offset().saturating_add(v.info.offset)).map_err(|_| {
+        ModelError::SessionSize {
+            what: "tensor offset",
+        }
+    })?;
+    let end = start
+        .checked_add(v.data.len())
+        .ok_or(ModelError::SessionSize {
+            what: "tensor offset",
+        })?;
+    // The parser has checked the bytes exist; make sure our arithmetic agrees with it.
+    let expect_len = row_bytes.checked_mul(rows);
+    if g.bytes().get(start..end).map(<[u8]>::len) != Some(v.data.len())
+        || expect_len != Some(v.data.len())
+    {
+        return Err(ModelError::TensorShape {
+            name,
+            expected: Shape(alloc::vec![cols as u64, rows as u64]),
+            found: shape_of(v),
+        }
+        .into());
+    }
+    Ok(TensorRef {
+        name,
+        ty: v.info.ty,
+        cols,
+        rows,
+        range: start..end,
+        row_bytes,
+    })
+}
+
+fn matrix<B: AsRef<[u8]>>(g: &Gguf<B>, name: &str, cols: usize, rows: usize) -> Result<TensorRef> {
+    let v = g.tensor(name)?;
+    matrix_ref(g, &v, cols, rows)
+}
+
+fn vector_of(v: &TensorView<'_>, len: usize) -> Result<Vec<f32>> {
+    check_shape(v, &[len])?;
+    let mut out = vec![0.0f32; len];
+    dequantize_row(v.info.ty, v.data, &mut out).map_err(|_| ModelError::UnsupportedTensorType {
+        name: v.info.name.to_string(),
+        ty: v.info.ty,
+        reason: "norm and bias vectors must be F32, F16 or BF16",
+    })?;
+    Ok(out)
+}
+
+fn vector<B: AsRef<[u8]>>(g: &Gguf<B>, name: &str, len: usize) -> Result<Vec<f32>> {
+    let v = g.tensor(name)?;
+    vector_of(&v, len)
+}
+
+fn opt_vector<B: AsRef<[u8]>>(g: &Gguf<B>, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
+    lookup(g, name)?.map(|v| vector_of(&v, len)).transpose()
+}
+
+impl Weights {
+    /// Find and check every tensor. `n_vocab` is the row count of `token_embd.weight`,
+    /// read before the configuration with [`Weights::vocab_size`].
+    pub fn load<B: AsRef<[u8]>>(g: &Gguf<B>, c: &ModelConfig) -> Result<Weights> {
+        let d = c.n_embd;
+        let token_embd = matrix(g, "token_embd.weight", d, c.n_vocab)?;
+        let output_norm = vector(g, "output_norm.weight", d)?;
+        let output = match lookup(g, "output.weight")? {
+            Some(v) => matrix_ref(g, &v, d, c.n_vocab)?,
+            None => token_embd.clone(),
+        };
+        let output_b = opt_vector(g, "output.bias", c.n_vocab)?;
+        let rope_freqs = opt_vector(g, "rope_freqs.weight", c.n_rot / 2)?;
+
+        let (q, kv, ff, hd) = (c.q_dim(), c.kv_dim(), c.n_ff, c.head_dim);
+        let spec = c.arch;
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for il in 0..c.n_layer {
+            let n = |t: &str| format!("blk.{il}.{t}");
+            let req_if = |cond: bool, t: &str, len: usize| -> Result<Option<Vec<f32>>> {
+                if cond {
+                    vector(g, &n(t), len).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            layers.push(LayerWeights {
+                attn_norm: vector(g, &n("attn_norm.weight"), d)?,
+                wq: matrix(g, &n("attn_q.weight"), d, q)?,
+                wk: matrix(g, &n("attn_k.weight"), d, kv)?,
+                wv: matrix(g, &n("attn_v.weight"), d, kv)?,
+                wo: matrix(g, &n("attn_output.weight"), q, d)?,
+                bq: opt_vector(g, &n("attn_q.bias"), q)?,
+                bk: opt_vector(g, &n("attn_k.bias"), kv)?,
+                bv: opt_vector(g, &n("attn_v.bias"), kv)?,
+                bo: opt_vector(g, &n("attn_output.bias"), d)?,
+                q_norm: req_if(spec.qk_norm, "attn_q_norm.weight", hd)?,
+                k_norm: req_if(spec.qk_norm, "attn_k_norm.weight", hd)?,
+                post_attn_norm: req_if(spec.post_norms, "post_attention_norm.weight", d)?,
+                ffn_norm: vector(g, &n("ffn_norm.weight"), d)?,
+                ffn_gate: matrix(g, &n("ffn_gate.weight"), d, ff)?,
+                ffn_up: matrix(g, &n("ffn_up.weight"), d, ff)?,
+                ffn_down: matrix(g, &n("ffn_down.weight"), ff, d)?,
+                ffn_gate_b: opt_vector(g, &n("ffn_gate.bias"), ff)?,
+                ffn_up_b: opt_vector(g, &n("ffn_up.bias"), ff)?,
+                ffn_down_b: opt_vector(g, &n("ffn_down.bias"), d)?,
+                post_ffn_norm: req_if(spec.post_norms, "post_ffw_norm.weight", d)?,
+            });
+        }
+        // The embedding rows are dequantized one at a time: make sure that works now.
+        let mut row = vec![0.0f32; d];
+        token_embd
+            .dequantize_row(g.bytes(), 0, &mut row)
+            .map_err(|_| ModelError::UnsupportedTensorType {
+                name: token_embd.name.clone(),
+                ty: token_embd.ty,
+                reason: "embedding rows cannot be dequantized",
+            })?;
+        Ok(Weights {
+            token_embd,
+            output_norm,
+            output,
+            output_b,
+            rope_freqs,
+            layers,
+        })
+    }
+
+    /// Rows of `token_embd.weight` (the vocabulary size), checking it is a matrix.
+    pub fn vocab_size<B: AsRef<[u8]>>(g: &Gguf<B>) -> Result<usize> {
+        let v = g.tensor("token_embd.weight")?;
+        let shape = v.info.shape();
+        match shape {
+            [_, rows] if *rows > 0 => usize::try_from(*rows).map_err(|_| {
+                ModelError::SessionSize {
+                    what: "vocabulary size",
+                }
+                .into()
+            }),
+            _ => Err(ModelError::TensorShape {
+                name: v.info.name.to_string(),
+                expected: Shape(alloc::vec![0, 0]),
+                found: shape_of(&v),
+            }
+            .into()),
+        }
+    }
+}
