@@ -1,10 +1,702 @@
 //! AVX2 + FMA + F16C kernels.
+//!
+//! Every function here is `#[target_feature(enable = "avx2,fma,f16c")]`; they are
+//! reached only through [`TABLE`], which only [`super::Avx2`] (a proof that the CPU has
+//! those features) hands out. Helpers are `#[inline]` target-feature functions (Rust
+//! does not allow `#[inline(always)]` together with `#[target_feature]`); being small
+//! and of the same features, they are inlined into the entry functions.
+//!
+//! The arithmetic reproduces the scalar twins in [`crate::kernels::scalar`] exactly:
+//! integer sums are exact, and the float steps are the same operations in the same
+//! order (8 lanes of block terms for the 32-value blocks, one sequential sum for the
+//! super-blocks, 32 lanes for float rows). Only loads are `unsafe`; each reads from a
+//! slice whose length was checked just before.
 
-use crate::kernels::table::Kernels;
-use crate::kernels::KernelLevel;
+use core::arch::x86_64::*;
 
-/// The AVX2 table (entries not vectorized yet use the scalar kernels).
+use crate::kernels::scalar::{blk, k_term};
+use crate::kernels::table::{Kernels, TypeKernels};
+use crate::kernels::{reduce32, reduce8, KernelLevel};
+use crate::quant::{
+    BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K,
+    BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, KVALUES_IQ4NL,
+};
+
+/// The AVX2 table.
 pub(super) static TABLE: Kernels = Kernels {
     level: KernelLevel::Avx2,
-    ..Kernels::scalar()
+    has_dot4: false,
+    q4_0: TypeKernels::single(dot_q4_0),
+    q4_1: TypeKernels::single(dot_q4_1),
+    q5_0: TypeKernels::single(dot_q5_0),
+    q5_1: TypeKernels::single(dot_q5_1),
+    q8_0: TypeKernels::single(dot_q8_0),
+    q2_k: TypeKernels::single(dot_q2_k),
+    q3_k: TypeKernels::single(dot_q3_k),
+    q4_k: TypeKernels::single(dot_q4_k),
+    q5_k: TypeKernels::single(dot_q5_k),
+    q6_k: TypeKernels::single(dot_q6_k),
+    iq4_nl: TypeKernels::single(dot_iq4_nl),
+    iq4_xs: TypeKernels::single(dot_iq4_xs),
+    f32: TypeKernels::single(dot_f32),
+    f16: TypeKernels::single(dot_f16),
+    bf16: TypeKernels::single(dot_bf16),
 };
+
+// ---------------------------------------------------------------- loads
+
+/// 32 bytes of `a` from `off`, or zeros if they are not all there (never the case for
+/// the constant offsets used here; the check keeps the load sound regardless).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load32<T: bytemuck::Pod>(a: &[T], off: usize) -> __m256i {
+    let bytes: &[u8] = bytemuck::cast_slice(a);
+    match bytes.get(off..off + 32) {
+        // SAFETY: the slice has 32 readable bytes; `loadu` has no alignment requirement.
+        Some(s) => unsafe { _mm256_loadu_si256(s.as_ptr().cast()) },
+        None => _mm256_setzero_si256(),
+    }
+}
+
+/// 16 bytes of `a` from `off`, or zeros (as [`load32`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load16<T: bytemuck::Pod>(a: &[T], off: usize) -> __m128i {
+    let bytes: &[u8] = bytemuck::cast_slice(a);
+    match bytes.get(off..off + 16) {
+        // SAFETY: the slice has 16 readable bytes; `loadu` has no alignment requirement.
+        Some(s) => unsafe { _mm_loadu_si128(s.as_ptr().cast()) },
+        None => _mm_setzero_si128(),
+    }
+}
+
+/// 8 bytes of `a` from `off` into the low half, or zeros (as [`load32`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load8<T: bytemuck::Pod>(a: &[T], off: usize) -> __m128i {
+    let bytes: &[u8] = bytemuck::cast_slice(a);
+    match bytes.get(off..off + 8) {
+        // SAFETY: the slice has 8 readable bytes; `loadl` has no alignment requirement.
+        Some(s) => unsafe { _mm_loadl_epi64(s.as_ptr().cast()) },
+        None => _mm_setzero_si128(),
+    }
+}
+
+// ---------------------------------------------------------------- integer helpers
+
+/// Horizontal sum of 8 i32 (exact, wrapping like the scalar code never needs to).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// The 8 horizontal sums of 8 vectors of 8 i32, lane `k` = sum of `v[k]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn hsum8x8(v: &[__m256i; 8]) -> __m256i {
+    let a01 = _mm256_hadd_epi32(v[0], v[1]);
+    let a23 = _mm256_hadd_epi32(v[2], v[3]);
+    let a45 = _mm256_hadd_epi32(v[4], v[5]);
+    let a67 = _mm256_hadd_epi32(v[6], v[7]);
+    let b0 = _mm256_hadd_epi32(a01, a23);
+    let b1 = _mm256_hadd_epi32(a45, a67);
+    let lo = _mm256_permute2x128_si256::<0x20>(b0, b1);
+    let hi = _mm256_permute2x128_si256::<0x31>(b0, b1);
+    _mm256_add_epi32(lo, hi)
+}
+
+/// Σ over pairs of signed bytes `x·y` into 8 i32 (`y` must not contain −128).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn mul_sum_i8_pairs(x: __m256i, y: __m256i) -> __m256i {
+    let ax = _mm256_sign_epi8(x, x);
+    let sy = _mm256_sign_epi8(y, x);
+    _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1))
+}
+
+/// Σ over pairs of unsigned bytes `x` times signed bytes `y` into 8 i32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn mul_sum_us8_pairs(x: __m256i, y: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
+}
+
+/// The 32 nibbles of 16 bytes: low nibbles in bytes 0..16, high nibbles in 16..32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn nibbles(qs: __m128i) -> __m256i {
+    let m4 = _mm_set1_epi8(0x0f);
+    let lo = _mm_and_si128(qs, m4);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), m4);
+    _mm256_set_m128i(hi, lo)
+}
+
+/// 32 bytes, byte `i` = 0xff if bit `i` of `bits` is set, else 0.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn bytes_from_bits(bits: u32) -> __m256i {
+    let shuf = _mm256_set_epi64x(
+        0x0303_0303_0303_0303,
+        0x0202_0202_0202_0202,
+        0x0101_0101_0101_0101,
+        0,
+    );
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), shuf);
+    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+}
+
+/// 8 f16 (as u16 bits) → 8 f32, exactly.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn f16x8(h: [[u8; 2]; 8]) -> __m256 {
+    let v = |i: usize| i16::from_le_bytes(h[i]);
+    _mm256_cvtph_ps(_mm_set_epi16(
+        v(7),
+        v(6),
+        v(5),
+        v(4),
+        v(3),
+        v(2),
+        v(1),
+        v(0),
+    ))
+}
+
+fn f16(b: [u8; 2]) -> f32 {
+    half::f16::from_le_bytes(b).to_f32()
+}
+
+// ---------------------------------------------------------------- 32-value blocks
+
+/// The per-block kernels of one 32-value block type against its activation blocks.
+macro_rules! dot32 {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident($X:ty, $Y:ty) {
+            block: $block:ident,
+            term: |$dx:ident, $dy:ident, $x:ident, $y:ident| $d8:expr,
+            $(min: |$mx:ident, $my:ident| $m8:expr, scalar_min: |$sx:ident, $sy:ident| $ms:expr,)?
+        }
+    ) => {
+        $(#[$doc])*
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $name(x: &[u8], y: &[u8], _n: usize) -> f32 {
+            let (xs, ys) = (blk::<$X>(x), blk::<$Y>(y));
+            let mut acc = _mm256_setzero_ps();
+            let groups = xs.chunks_exact(8).zip(ys.chunks_exact(8));
+            let done = xs.len().min(ys.len()) / 8 * 8;
+            for (xg, yg) in groups {
+                let (Ok(xg), Ok(yg)) = (<&[$X; 8]>::try_from(xg), <&[$Y; 8]>::try_from(yg)) else {
+                    continue;
+                };
+                let p: [__m256i; 8] = [
+                    $block(&xg[0], &yg[0]),
+                    $block(&xg[1], &yg[1]),
+                    $block(&xg[2], &yg[2]),
+                    $block(&xg[3], &yg[3]),
+                    $block(&xg[4], &yg[4]),
+                    $block(&xg[5], &yg[5]),
+                    $block(&xg[6], &yg[6]),
+                    $block(&xg[7], &yg[7]),
+                ];
+                let s = _mm256_cvtepi32_ps(hsum8x8(&p));
+                let d = {
+                    let $dx = xg;
+                    let $dy = yg;
+                    $d8
+                };
+                #[allow(unused_mut)]
+                let mut t = _mm256_mul_ps(d, s);
+                $(
+                    let m = {
+                        let $mx = xg;
+                        let $my = yg;
+                        $m8
+                    };
+                    t = _mm256_add_ps(t, m);
+                )?
+                acc = _mm256_add_ps(acc, t);
+            }
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: `lanes` has room for 8 f32; `storeu` has no alignment requirement.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+            let tail = xs.iter().zip(ys).enumerate().skip(done);
+            for (b, ($x, $y)) in tail {
+                let s = hsum_i32($block($x, $y)) as f32;
+                #[allow(unused_mut)]
+                let mut t = (f16($x.d) * f16($y.d)) * s;
+                $(
+                    let $sx = $x;
+                    let $sy = $y;
+                    t += $ms;
+                )?
+                lanes[b % 8] += t;
+            }
+            reduce8(lanes)
+        }
+    };
+}
+
+/// `dx·dy` for 8 blocks with f16 scales `d`.
+macro_rules! d8 {
+    ($xg:expr, $yg:expr) => {
+        _mm256_mul_ps(
+            f16x8(core::array::from_fn(|i| $xg[i].d)),
+            f16x8(core::array::from_fn(|i| $yg[i].d)),
+        )
+    };
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn block_q4_0(x: &BlockQ4_0, y: &BlockQ8_0) -> __m256i {
+    let q = _mm256_sub_epi8(nibbles(load16(&x.qs, 0)), _mm256_set1_epi8(8));
+    mul_sum_i8_pairs(q, load32(&y.qs, 0))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn block_q4_1(x: &BlockQ4_1, y: &BlockQ8_1) -> __m256i {
+    mul_sum_us8_pairs(nibbles(load16(&x.qs, 0)), load32(&y.qs, 0))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn block_q5_0(x: &BlockQ5_0, y: &BlockQ8_0) -> __m256i {
+    // Bytes without their fifth bit get 0xf0 ORed in: (q | 0xf0) = q − 16 as i8.
+    let hi = _mm256_andnot_si256(bytes_from_bits(x.qh()), _mm256_set1_epi8(0xf0u8 as i8));
+    let q = _mm256_or_si256(nibbles(load16(&x.qs, 0)), hi);
+    mul_sum_i8_pairs(q, load32(&y.qs, 0))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn block_q5_1(x: &BlockQ5_1, y: &BlockQ8_1) -> __m256i {
+    let hi = _mm256_and_si256(bytes_from_bits(x.qh()), _mm256_set1_epi8(0x10));
+    let q = _mm256_or_si256(nibbles(load16(&x.qs, 0)), hi);
+    mul_sum_us8_pairs(q, load32(&y.qs, 0))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn block_q8_0(x: &BlockQ8_0, y: &BlockQ8_0) -> __m256i {
+    mul_sum_i8_pairs(load32(&x.qs, 0), load32(&y.qs, 0))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn iq4nl_table() -> __m256i {
+    _mm256_broadcastsi128_si256(load16(&KVALUES_IQ4NL, 0))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn block_iq4_nl(x: &BlockIQ4NL, y: &BlockQ8_0) -> __m256i {
+    let q = _mm256_shuffle_epi8(iq4nl_table(), nibbles(load16(&x.qs, 0)));
+    mul_sum_i8_pairs(q, load32(&y.qs, 0))
+}
+
+dot32! {
+    /// q4_0 · q8_0.
+    fn dot_q4_0(BlockQ4_0, BlockQ8_0) {
+        block: block_q4_0,
+        term: |xg, yg, x, y| d8!(xg, yg),
+    }
+}
+
+dot32! {
+    /// q4_1 · q8_1: `(dx·dy)·Σ + mx·sy`.
+    fn dot_q4_1(BlockQ4_1, BlockQ8_1) {
+        block: block_q4_1,
+        term: |xg, yg, x, y| d8!(xg, yg),
+        min: |xg, yg| _mm256_mul_ps(
+            f16x8(core::array::from_fn(|i| xg[i].m)),
+            f16x8(core::array::from_fn(|i| yg[i].s)),
+        ),
+        scalar_min: |x, y| f16(x.m) * f16(y.s),
+    }
+}
+
+dot32! {
+    /// q5_0 · q8_0.
+    fn dot_q5_0(BlockQ5_0, BlockQ8_0) {
+        block: block_q5_0,
+        term: |xg, yg, x, y| d8!(xg, yg),
+    }
+}
+
+dot32! {
+    /// q5_1 · q8_1.
+    fn dot_q5_1(BlockQ5_1, BlockQ8_1) {
+        block: block_q5_1,
+        term: |xg, yg, x, y| d8!(xg, yg),
+        min: |xg, yg| _mm256_mul_ps(
+            f16x8(core::array::from_fn(|i| xg[i].m)),
+            f16x8(core::array::from_fn(|i| yg[i].s)),
+        ),
+        scalar_min: |x, y| f16(x.m) * f16(y.s),
+    }
+}
+
+dot32! {
+    /// q8_0 · q8_0 (weights must not contain −128, which ggml never writes; see
+    /// [`mul_sum_i8_pairs`]: −128 in x is fine, in y it is not, so x is the weight).
+    fn dot_q8_0(BlockQ8_0, BlockQ8_0) {
+        block: block_q8_0,
+        term: |xg, yg, x, y| d8!(xg, yg),
+    }
+}
+
+dot32! {
+    /// iq4_nl · q8_0.
+    fn dot_iq4_nl(BlockIQ4NL, BlockQ8_0) {
+        block: block_iq4_nl,
+        term: |xg, yg, x, y| d8!(xg, yg),
+    }
+}
+
+// ---------------------------------------------------------------- super-blocks
+
+/// Byte shuffles that spread scales `2m` and `2m + 1` over 8 bytes each.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn scale_pair(scales: __m128i, m: usize) -> __m256i {
+    let a = (2 * m) as i8;
+    let b = a + 1;
+    let mask = _mm_set_epi8(b, b, b, b, b, b, b, b, a, a, a, a, a, a, a, a);
+    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, mask))
+}
+
+/// Sum the super-block terms in order.
+macro_rules! sequential {
+    ($xs:expr, $ys:expr, |$x:ident, $y:ident| $term:expr) => {{
+        let mut sum = 0.0f32;
+        for ($x, $y) in $xs.iter().zip($ys) {
+            sum += $term;
+        }
+        sum
+    }};
+}
+
+/// q2_K · q8_K.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q2_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (xs, ys) = (blk::<BlockQ2K>(x), blk::<BlockQ8K>(y));
+    let m3 = _mm256_set1_epi8(3);
+    let m4 = _mm_set1_epi8(0x0f);
+    sequential!(xs, ys, |x, y| {
+        let sc = load16(&x.scales, 0);
+        let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(sc), m4));
+        let msum = hsum_i32(_mm256_madd_epi16(load32(&y.bsums, 0), mins));
+        let scales = _mm_and_si128(sc, m4);
+        let mut acc = _mm256_setzero_si256();
+        for h in 0..2 {
+            let q2 = load32(&x.qs, 32 * h);
+            for s in 0..4 {
+                let q = _mm256_and_si256(_mm256_srl_epi16(q2, _mm_cvtsi32_si128(2 * s as i32)), m3);
+                let p = _mm256_maddubs_epi16(q, load32(&y.qs, 128 * h + 32 * s));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scale_pair(scales, 4 * h + s)));
+            }
+        }
+        k_term(y.d() * f16(x.d), hsum_i32(acc), y.d() * f16(x.dmin), msum)
+    })
+}
+
+/// The 16 scales of a Q3_K block, minus 32, as i8 (ggml's kmask unpacking).
+#[inline]
+fn q3_k_scales(x: &BlockQ3K) -> [u8; 16] {
+    let w = |i: usize| {
+        u32::from_le_bytes([
+            x.scales[4 * i],
+            x.scales[4 * i + 1],
+            x.scales[4 * i + 2],
+            x.scales[4 * i + 3],
+        ])
+    };
+    let (a0, a1, tmp) = (w(0), w(1), w(2));
+    let (k1, k2) = (0x0303_0303u32, 0x0f0f_0f0fu32);
+    let s = [
+        (a0 & k2) | ((tmp & k1) << 4),
+        (a1 & k2) | (((tmp >> 2) & k1) << 4),
+        ((a0 >> 4) & k2) | (((tmp >> 4) & k1) << 4),
+        ((a1 >> 4) & k2) | (((tmp >> 6) & k1) << 4),
+    ];
+    let mut out = [0u8; 16];
+    for (o, v) in out.chunks_exact_mut(4).zip(s) {
+        o.copy_from_slice(&v.to_le_bytes());
+    }
+    out.map(|b| b.wrapping_sub(32))
+}
+
+/// q3_K · q8_K.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q3_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (xs, ys) = (blk::<BlockQ3K>(x), blk::<BlockQ8K>(y));
+    let m3 = _mm256_set1_epi8(3);
+    let four = _mm256_set1_epi8(4);
+    let zero = _mm256_setzero_si256();
+    sequential!(xs, ys, |x, y| {
+        let scales = load16(&q3_k_scales(x), 0);
+        let hm = load32(&x.hmask, 0);
+        let mut acc = _mm256_setzero_si256();
+        for h in 0..2 {
+            let q3 = load32(&x.qs, 32 * h);
+            for s in 0..4 {
+                let low =
+                    _mm256_and_si256(_mm256_srl_epi16(q3, _mm_cvtsi32_si128(2 * s as i32)), m3);
+                let bit = _mm256_set1_epi8((1u8 << (4 * h + s)) as i8);
+                let no_high = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), zero);
+                let sub = _mm256_and_si256(no_high, four);
+                let q8 = load32(&y.qs, 128 * h + 32 * s);
+                let p =
+                    _mm256_sub_epi16(_mm256_maddubs_epi16(low, q8), _mm256_maddubs_epi16(sub, q8));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scale_pair(scales, 4 * h + s)));
+            }
+        }
+        k_term(f16(x.d) * y.d(), hsum_i32(acc), 0.0, 0)
+    })
+}
+
+/// Scales and mins of a Q4_K / Q5_K block (ggml's kmask unpacking): bytes 0..8 are the
+/// scales, 8..16 the mins.
+#[inline]
+fn k4_scales(scales: &[u8; 12]) -> [u8; 16] {
+    let w = |i: usize| {
+        u32::from_le_bytes([
+            scales[4 * i],
+            scales[4 * i + 1],
+            scales[4 * i + 2],
+            scales[4 * i + 3],
+        ])
+    };
+    let (k1, k2, k3) = (0x3f3f_3f3fu32, 0x0f0f_0f0fu32, 0x0303_0303u32);
+    let (u0, u1, u2) = (w(0), w(1), w(2));
+    let s = [
+        u0 & k1,
+        (u2 & k2) | (((u0 >> 6) & k3) << 4),
+        u1 & k1,
+        ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4),
+    ];
+    let mut out = [0u8; 16];
+    for (o, v) in out.chunks_exact_mut(4).zip(s) {
+        o.copy_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// `Σ_j bsum_j · min_{j/2}` for a Q4_K / Q5_K block, from the unpacked scales.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn k4_msum(y: &BlockQ8K, sm: &[u8; 16]) -> i32 {
+    let mins = load8(sm, 8);
+    let spread = _mm_set_epi8(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    let mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(mins, spread));
+    hsum_i32(_mm256_madd_epi16(load32(&y.bsums, 0), mins))
+}
+
+/// q4_K · q8_K.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q4_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (xs, ys) = (blk::<BlockQ4K>(x), blk::<BlockQ8K>(y));
+    let m4 = _mm256_set1_epi8(0x0f);
+    sequential!(xs, ys, |x, y| {
+        let sm = k4_scales(&x.scales);
+        let mut acc = _mm256_setzero_si256();
+        for j in 0..4 {
+            let q4 = load32(&x.qs, 32 * j);
+            let lo = _mm256_and_si256(q4, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), m4);
+            let plo = _mm256_maddubs_epi16(lo, load32(&y.qs, 64 * j));
+            let phi = _mm256_maddubs_epi16(hi, load32(&y.qs, 64 * j + 32));
+            let plo = _mm256_madd_epi16(plo, _mm256_set1_epi16(i16::from(sm[2 * j])));
+            let phi = _mm256_madd_epi16(phi, _mm256_set1_epi16(i16::from(sm[2 * j + 1])));
+            acc = _mm256_add_epi32(acc, _mm256_add_epi32(plo, phi));
+        }
+        k_term(
+            f16(x.d) * y.d(),
+            hsum_i32(acc),
+            f16(x.dmin) * y.d(),
+            k4_msum(y, &sm),
+        )
+    })
+}
+
+/// q5_K · q8_K.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q5_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (xs, ys) = (blk::<BlockQ5K>(x), blk::<BlockQ8K>(y));
+    let m4 = _mm256_set1_epi8(0x0f);
+    let one = _mm256_set1_epi8(1);
+    sequential!(xs, ys, |x, y| {
+        let sm = k4_scales(&x.scales);
+        let qh = load32(&x.qh, 0);
+        let mut acc = _mm256_setzero_si256();
+        for j in 0..4 {
+            let q4 = load32(&x.qs, 32 * j);
+            let hlo = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)), one);
+            let hhi = _mm256_and_si256(
+                _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)),
+                one,
+            );
+            let lo = _mm256_or_si256(_mm256_and_si256(q4, m4), _mm256_slli_epi16::<4>(hlo));
+            let hi = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(q4), m4),
+                _mm256_slli_epi16::<4>(hhi),
+            );
+            let plo = _mm256_maddubs_epi16(lo, load32(&y.qs, 64 * j));
+            let phi = _mm256_maddubs_epi16(hi, load32(&y.qs, 64 * j + 32));
+            let plo = _mm256_madd_epi16(plo, _mm256_set1_epi16(i16::from(sm[2 * j])));
+            let phi = _mm256_madd_epi16(phi, _mm256_set1_epi16(i16::from(sm[2 * j + 1])));
+            acc = _mm256_add_epi32(acc, _mm256_add_epi32(plo, phi));
+        }
+        k_term(
+            f16(x.d) * y.d(),
+            hsum_i32(acc),
+            f16(x.dmin) * y.d(),
+            k4_msum(y, &sm),
+        )
+    })
+}
+
+/// q6_K · q8_K.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q6_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (xs, ys) = (blk::<BlockQ6K>(x), blk::<BlockQ8K>(y));
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m3 = _mm256_set1_epi8(3);
+    let m32 = _mm256_set1_epi8(32);
+    sequential!(xs, ys, |x, y| {
+        let scales = load16(&x.scales, 0);
+        let mut acc = _mm256_setzero_si256();
+        for h in 0..2 {
+            let ql0 = load32(&x.ql, 64 * h);
+            let ql1 = load32(&x.ql, 64 * h + 32);
+            let qh = load32(&x.qh, 32 * h);
+            let hb = |k: i32| {
+                _mm256_slli_epi16::<4>(_mm256_and_si256(
+                    _mm256_srl_epi16(qh, _mm_cvtsi32_si128(k)),
+                    m3,
+                ))
+            };
+            let v = [
+                _mm256_or_si256(_mm256_and_si256(ql0, m4), hb(0)),
+                _mm256_or_si256(_mm256_and_si256(ql1, m4), hb(2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), hb(4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), hb(6)),
+            ];
+            for (k, v) in v.into_iter().enumerate() {
+                let q8 = load32(&y.qs, 128 * h + 32 * k);
+                let p =
+                    _mm256_sub_epi16(_mm256_maddubs_epi16(v, q8), _mm256_maddubs_epi16(m32, q8));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scale_pair(scales, 4 * h + k)));
+            }
+        }
+        k_term(f16(x.d) * y.d(), hsum_i32(acc), 0.0, 0)
+    })
+}
+
+/// iq4_xs · q8_K.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_iq4_xs(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (xs, ys) = (blk::<BlockIQ4XS>(x), blk::<BlockQ8K>(y));
+    let table = iq4nl_table();
+    sequential!(xs, ys, |x, y| {
+        let mut acc = _mm256_setzero_si256();
+        for ib in 0..8 {
+            let q = _mm256_shuffle_epi8(table, nibbles(load16(&x.qs, 16 * ib)));
+            let q8 = load32(&y.qs, 32 * ib);
+            let p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(q8, q));
+            let ls = _mm256_set1_epi16(x.scale(ib) as i16);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ls));
+        }
+        k_term(f16(x.d) * y.d(), hsum_i32(acc), 0.0, 0)
+    })
+}
+
+// ---------------------------------------------------------------- float rows
+
+/// 32-lane float dot: `$load(bytes, offset)` gives 8 f32 from `$w`-byte values.
+macro_rules! dot_float {
+    ($(#[$doc:meta])* fn $name:ident, $w:expr, $load:ident, $scalar:path, fused: $fused:expr) => {
+        $(#[$doc])*
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $name(x: &[u8], y: &[u8], _n: usize) -> f32 {
+            let n = (x.len() / $w).min(y.len() / $w);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut i = 0;
+            while i + 32 <= n {
+                for (k, a) in acc.iter_mut().enumerate() {
+                    let off = $w * (i + 8 * k);
+                    let (xv, yv) = ($load(x, off), $load(y, off));
+                    *a = if $fused {
+                        // Exact products: fusing the add changes nothing.
+                        _mm256_fmadd_ps(xv, yv, *a)
+                    } else {
+                        _mm256_add_ps(*a, _mm256_mul_ps(xv, yv))
+                    };
+                }
+                i += 32;
+            }
+            let mut lanes = [0.0f32; 32];
+            for (k, a) in acc.iter().enumerate() {
+                // SAFETY: `lanes[8k..8k+8]` is in bounds (k < 4); no alignment needed.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr().add(8 * k), *a) };
+            }
+            // The tail, lane by lane, exactly as the scalar twin.
+            for j in i..n {
+                let a = x.get($w * j..$w * j + $w).and_then(|s| s.try_into().ok());
+                let b = y.get($w * j..$w * j + $w).and_then(|s| s.try_into().ok());
+                if let (Some(a), Some(b)) = (a, b) {
+                    lanes[j % 32] += $scalar(a) * $scalar(b);
+                }
+            }
+            reduce32(lanes)
+        }
+    };
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load_f32x8(b: &[u8], off: usize) -> __m256 {
+    _mm256_castsi256_ps(load32(b, off))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load_f16x8(b: &[u8], off: usize) -> __m256 {
+    _mm256_cvtph_ps(load16(b, off))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn load_bf16x8(b: &[u8], off: usize) -> __m256 {
+    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load16(
+        b, off,
+    ))))
+}
+
+fn f32_le(b: [u8; 4]) -> f32 {
+    f32::from_le_bytes(b)
+}
+
+fn bf16_le(b: [u8; 2]) -> f32 {
+    f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16)
+}
+
+dot_float!(
+    /// f32 · f32 (multiply, then add: not fused, as the scalar twin).
+    fn dot_f32, 4, load_f32x8, f32_le, fused: false
+);
+dot_float!(
+    /// f16 · f16.
+    fn dot_f16, 2, load_f16x8, f16, fused: true
+);
+dot_float!(
+    /// bf16 · bf16.
+    fn dot_bf16, 2, load_bf16x8, bf16_le, fused: true
+);
