@@ -8,6 +8,7 @@ use crate::gguf::GgufError;
 use crate::kernels::KernelError;
 use crate::model::ModelError;
 use crate::quant::QuantError;
+use crate::tokenizer::TokenizerError;
 
 /// Everything that can go wrong in tramontane.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,9 @@ pub enum Error {
     /// (context full, token out of range, …).
     #[error("model: {0}")]
     Model(#[from] ModelError),
+    /// The tokenizer metadata is unusable, or a token id / text could not be handled.
+    #[error("tokenizer: {0}")]
+    Tokenizer(#[from] TokenizerError),
     /// Reading a file failed.
     #[cfg(feature = "std")]
     #[error("cannot read {path}: {source}")]

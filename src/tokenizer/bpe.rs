@@ -1,0 +1,259 @@
+//! Byte-level BPE (`tokenizer.ggml.model = gpt2`): llama.cpp's `llm_tokenizer_bpe`.
+//!
+//! The text is split into words by the pre-tokenizer; each word's bytes are mapped to
+//! GPT-2's printable code points, one symbol per byte. Adjacent pairs listed in
+//! `tokenizer.ggml.merges` go into a priority queue by rank (ties: leftmost first), the
+//! best one is merged and the pairs around it are queued; stale entries are skipped.
+//!
+//! Strings are interned once when loading: every merge part and merge result gets an
+//! id (its token id when it is a token), so merging compares integers, never strings.
+
+use alloc::collections::BinaryHeap;
+use alloc::vec::Vec;
+use core::cmp::Reverse;
+
+use hashbrown::{DefaultHashBuilder, HashMap};
+
+use super::pretok::{self, PreTokenizer, SplitScratch};
+use super::table::{PushError, StrTable};
+use super::unicode::{push_byte_encoded, utf8_len};
+use super::{TokenizerError, Vocab};
+
+const NONE: u32 = u32::MAX;
+
+/// Merge ranks and the interned strings they refer to.
+#[derive(Debug, Clone)]
+pub(crate) struct Bpe {
+    pub pre: PreTokenizer,
+    /// A word that is a token is emitted as is (`tokenizer_ignore_merges`).
+    pub ignore_merges: bool,
+    /// Merge parts and results that are not tokens; their id is `n_vocab + index`.
+    extra: StrTable,
+    n_vocab: u32,
+    /// (left id, right id) → (rank, id of the merged string).
+    ranks: HashMap<u64, (u32, u32), DefaultHashBuilder>,
+    /// Id of the one-character string that stands for each byte.
+    byte_sid: [u32; 256],
+    /// The token that is exactly this one byte, for symbols that are not tokens.
+    single_byte_token: [Option<u32>; 256],
+}
+
+fn key(a: u32, b: u32) -> u64 {
+    (u64::from(a) << 32) | u64::from(b)
+}
+
+impl Bpe {
+    /// Build from the merge list (`"left right"` strings, rank = position).
+    pub fn new<'a>(
+        vocab: &Vocab,
+        pre: PreTokenizer,
+        ignore_merges: bool,
+        merges: impl Iterator<Item = &'a str>,
+        n_merges: usize,
+    ) -> Result<Bpe, TokenizerError> {
+        let n_vocab = u32::try_from(vocab.len()).map_err(|_| TokenizerError::VocabSize {
+            n_tokens: vocab.len(),
+            max: i32::MAX as usize,
+        })?;
+        let mut bpe = Bpe {
+            pre,
+            ignore_merges,
+            extra: StrTable::with_capacity(0, 0),
+            n_vocab,
+            ranks: HashMap::with_capacity_and_hasher(n_merges, DefaultHashBuilder::default()),
+            byte_sid: [NONE; 256],
+            single_byte_token: [None; 256],
+        };
+        let mut joined = Vec::new();
+        for (rank, m) in merges.enumerate() {
+            let rank = u32::try_from(rank).map_err(|_| TokenizerError::TextTooLarge {
+                max: u64::from(u32::MAX),
+            })?;
+            let b = m.as_bytes();
+            // llama.cpp splits at the first space after the first byte.
+            let Some(pos) = b
+                .get(1..)
+                .and_then(|t| t.iter().position(|&c| c == b' '))
+                .map(|p| p + 1)
+            else {
+                continue;
+            };
+            let (first, second) = (&b[..pos], &b[pos + 1..]);
+            let l = bpe.intern(vocab, first)?;
+            let r = bpe.intern(vocab, second)?;
+            joined.clear();
+            joined.extend_from_slice(first);
+            joined.extend_from_slice(second);
+            let merged = bpe.intern(vocab, &joined)?;
+            // The first occurrence of a pair keeps its rank.
+            bpe.ranks.entry(key(l, r)).or_insert((rank, merged));
+        }
+        let mut enc = Vec::new();
+        for byte in 0..=255u8 {
+            enc.clear();
+            push_byte_encoded(&mut enc, byte);
+            bpe.byte_sid[byte as usize] = bpe.sid(vocab, &enc).unwrap_or(NONE);
+            bpe.single_byte_token[byte as usize] = vocab.find(&[byte]);
+        }
+        bpe.extra.shrink_to_fit();
+        Ok(bpe)
+    }
+
+    pub fn n_merges(&self) -> usize {
+        self.ranks.len()
+    }
+
+    fn sid(&self, vocab: &Vocab, s: &[u8]) -> Option<u32> {
+        vocab
+            .find(s)
+            .or_else(|| self.extra.find(s).and_then(|i| i.checked_add(self.n_vocab)))
+    }
+
+    fn intern(&mut self, vocab: &Vocab, s: &[u8]) -> Result<u32, TokenizerError> {
+        if let Some(id) = self.sid(vocab, s) {
+            return Ok(id);
+        }
+        let too_large = TokenizerError::TextTooLarge {
+            max: u64::from(u32::MAX),
+        };
+        let i = match self.extra.push(s) {
+            Ok(i) => i,
+            Err(PushError::Duplicate(i)) => i,
+            Err(PushError::TooLarge) => return Err(too_large),
+        };
+        i.checked_add(self.n_vocab)
+            .filter(|&id| id != NONE)
+            .ok_or(too_large)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Symbol {
+    prev: u32,
+    next: u32,
+    start: u32,
+    n: u32,
+    sid: u32,
+}
+
+/// (rank, left, right, size, merged id); the smallest comes out first.
+type QueueEntry = Reverse<(u32, u32, u32, u32, u32)>;
+
+/// Reusable buffers.
+#[derive(Default, Debug)]
+pub(crate) struct BpeScratch {
+    split: SplitScratch,
+    words: Vec<usize>,
+    enc: Vec<u8>,
+    symbols: Vec<Symbol>,
+    queue: BinaryHeap<QueueEntry>,
+}
+
+/// Tokenize one raw-text fragment into `out`.
+pub(crate) fn tokenize(
+    bpe: &Bpe,
+    vocab: &Vocab,
+    text: &str,
+    s: &mut BpeScratch,
+    out: &mut Vec<u32>,
+) {
+    pretok::split(bpe.pre, text, &mut s.split, &mut s.words);
+    let mut start = 0usize;
+    let words = core::mem::take(&mut s.words);
+    for &len in &words {
+        let end = start + len;
+        if let Some(w) = text.as_bytes().get(start..end) {
+            word(bpe, vocab, w, s, out);
+        }
+        start = end;
+    }
+    s.words = words;
+}
+
+fn word(bpe: &Bpe, vocab: &Vocab, w: &[u8], s: &mut BpeScratch, out: &mut Vec<u32>) {
+    s.enc.clear();
+    for &b in w {
+        push_byte_encoded(&mut s.enc, b);
+    }
+    if bpe.ignore_merges {
+        if let Some(t) = vocab.find(&s.enc) {
+            out.push(t);
+            return;
+        }
+    }
+    s.symbols.clear();
+    s.queue.clear();
+    let mut offs = 0usize;
+    for &b in w {
+        let n = utf8_len(s.enc.get(offs).copied().unwrap_or(0)).min(s.enc.len() - offs);
+        let index = s.symbols.len() as u32;
+        let end = offs + n;
+        s.symbols.push(Symbol {
+            prev: index.wrapping_sub(1),
+            next: if end == s.enc.len() { NONE } else { index + 1 },
+            start: offs as u32,
+            n: n as u32,
+            sid: bpe.byte_sid[b as usize],
+        });
+        offs = end;
+    }
+    for i in 1..s.symbols.len() as u32 {
+        add_bigram(bpe, s, i - 1, i);
+    }
+    while let Some(Reverse((_, left, right, size, merged))) = s.queue.pop() {
+        let (Some(&ls), Some(&rs)) = (s.symbols.get(left as usize), s.symbols.get(right as usize))
+        else {
+            continue;
+        };
+        if ls.n == 0 || rs.n == 0 || ls.n + rs.n != size {
+            continue; // outdated
+        }
+        let next = rs.next;
+        if let Some(sym) = s.symbols.get_mut(left as usize) {
+            sym.n += rs.n;
+            sym.next = next;
+            sym.sid = merged;
+        }
+        if let Some(sym) = s.symbols.get_mut(right as usize) {
+            sym.n = 0;
+        }
+        if let Some(sym) = s.symbols.get_mut(next as usize) {
+            sym.prev = left;
+        }
+        add_bigram(bpe, s, ls.prev, left);
+        add_bigram(bpe, s, left, next);
+    }
+    for sym in s.symbols.iter().filter(|sym| sym.n > 0) {
+        if sym.sid < bpe.n_vocab {
+            out.push(sym.sid);
+            continue;
+        }
+        // Not a token: llama.cpp looks up each byte of the (encoded) text on its own
+        // and drops the ones that are not tokens.
+        let bytes = s
+            .enc
+            .get(sym.start as usize..(sym.start + sym.n) as usize)
+            .unwrap_or(&[]);
+        out.extend(
+            bytes
+                .iter()
+                .filter_map(|&b| bpe.single_byte_token[b as usize]),
+        );
+    }
+}
+
+fn add_bigram(bpe: &Bpe, s: &mut BpeScratch, left: u32, right: u32) {
+    if left == NONE || right == NONE {
+        return;
+    }
+    let (Some(l), Some(r)) = (s.symbols.get(left as usize), s.symbols.get(right as usize)) else {
+        return;
+    };
+    if l.sid == NONE || r.sid == NONE {
+        return;
+    }
+    if let Some(&(rank, merged)) = bpe.ranks.get(&key(l.sid, r.sid)) {
+        s.queue
+            .push(Reverse((rank, left, right, l.n + r.n, merged)));
+    }
+}

@@ -1,0 +1,171 @@
+//! SentencePiece (`tokenizer.ggml.model = llama`): llama.cpp's `llm_tokenizer_spm`.
+//!
+//! The text (spaces already escaped to `▁`) starts as one symbol per UTF-8 character.
+//! Every adjacent pair whose concatenation is a token goes into a priority queue by
+//! that token's score (ties: leftmost first); the best pair is merged, and the pairs it
+//! forms with its neighbours are queued. Entries made stale by an earlier merge are
+//! recognised by their size and skipped. Symbols that end up not being tokens are
+//! written as byte tokens (`<0xNN>`). O(n log n) in the text length.
+
+use alloc::collections::BinaryHeap;
+use alloc::vec::Vec;
+use core::cmp::Ordering;
+
+use super::unicode::utf8_len;
+use super::{TokenizerError, Vocab};
+
+const NONE: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct Symbol {
+    prev: u32,
+    next: u32,
+    start: u32,
+    /// Bytes; 0 once merged into its left neighbour.
+    n: u32,
+    /// The token this symbol is, when known (set by merges).
+    tok: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bigram {
+    score: f32,
+    left: u32,
+    right: u32,
+    size: u32,
+    tok: u32,
+}
+
+impl PartialEq for Bigram {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Bigram {}
+impl PartialOrd for Bigram {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Bigram {
+    /// Highest score first, then the leftmost pair (llama.cpp's `llm_bigram_spm::comparator`).
+    /// Scores are never NaN (replaced when the vocabulary is loaded).
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .partial_cmp(&other.score)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| other.left.cmp(&self.left))
+    }
+}
+
+/// Reusable buffers.
+#[derive(Default, Debug)]
+pub(crate) struct SpmScratch {
+    symbols: Vec<Symbol>,
+    queue: BinaryHeap<Bigram>,
+}
+
+/// Tokenize `text` (already prefixed and whitespace-escaped) into `out`.
+pub(crate) fn tokenize(
+    vocab: &Vocab,
+    byte_tokens: &[Option<u32>; 256],
+    text: &[u8],
+    s: &mut SpmScratch,
+    out: &mut Vec<u32>,
+) -> Result<(), TokenizerError> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    if u32::try_from(text.len()).is_err() {
+        return Err(TokenizerError::TextTooLong {
+            max: u32::MAX as u64,
+        });
+    }
+    s.symbols.clear();
+    s.queue.clear();
+    let mut offs = 0usize;
+    while offs < text.len() {
+        let n = utf8_len(text[offs]).min(text.len() - offs);
+        let index = s.symbols.len() as u32;
+        let end = offs + n;
+        s.symbols.push(Symbol {
+            prev: index.wrapping_sub(1), // NONE for the first
+            next: if end == text.len() { NONE } else { index + 1 },
+            start: offs as u32,
+            n: n as u32,
+            tok: NONE,
+        });
+        offs = end;
+    }
+    for i in 1..s.symbols.len() as u32 {
+        try_add_bigram(vocab, text, s, i - 1, i);
+    }
+    while let Some(b) = s.queue.pop() {
+        let (l, r) = (b.left as usize, b.right as usize);
+        let (Some(&ls), Some(&rs)) = (s.symbols.get(l), s.symbols.get(r)) else {
+            continue;
+        };
+        if ls.n == 0 || rs.n == 0 || ls.n + rs.n != b.size {
+            continue;
+        }
+        let next = rs.next;
+        if let Some(sym) = s.symbols.get_mut(l) {
+            sym.n += rs.n;
+            sym.next = next;
+            sym.tok = b.tok;
+        }
+        if let Some(sym) = s.symbols.get_mut(r) {
+            sym.n = 0;
+        }
+        if let Some(sym) = s.symbols.get_mut(next as usize) {
+            sym.prev = b.left;
+        }
+        try_add_bigram(vocab, text, s, ls.prev, b.left);
+        try_add_bigram(vocab, text, s, b.left, next);
+    }
+    let mut i = 0u32;
+    while let Some(sym) = s.symbols.get(i as usize) {
+        let bytes = text
+            .get(sym.start as usize..(sym.start + sym.n) as usize)
+            .unwrap_or(&[]);
+        let tok = if sym.tok != NONE {
+            Some(sym.tok)
+        } else {
+            vocab.find(bytes)
+        };
+        match tok {
+            Some(t) => out.push(t),
+            None => {
+                for &byte in bytes {
+                    match byte_tokens[byte as usize] {
+                        Some(t) => out.push(t),
+                        None => return Err(TokenizerError::MissingByteToken { byte }),
+                    }
+                }
+            }
+        }
+        i = sym.next;
+    }
+    Ok(())
+}
+
+fn try_add_bigram(vocab: &Vocab, text: &[u8], s: &mut SpmScratch, left: u32, right: u32) {
+    if left == NONE || right == NONE {
+        return;
+    }
+    let (Some(l), Some(r)) = (s.symbols.get(left as usize), s.symbols.get(right as usize)) else {
+        return;
+    };
+    let size = l.n + r.n;
+    let Some(bytes) = text.get(l.start as usize..(l.start + size) as usize) else {
+        return;
+    };
+    let Some(tok) = vocab.find(bytes) else { return };
+    s.queue.push(Bigram {
+        score: vocab.score(tok),
+        left,
+        right,
+        size,
+        tok,
+    });
+}

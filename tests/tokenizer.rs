@@ -1,0 +1,593 @@
+//! Tokenizer tests: goldens from llama.cpp on the real Gemma 3 (SentencePiece) and
+//! Qwen2.5 (byte-level BPE) vocabularies, round trips, the streaming detokenizer, and
+//! small vocabularies built in memory.
+//!
+//! The real models are looked up in `$TRAMONTANE_MODELS_DIR` or `fixtures/models/`
+//! (see `fixtures/fetch-models.sh`). A missing model fails the test with a message
+//! saying so, unless `TRAMONTANE_SKIP_REAL_MODELS=1`, which skips those tests.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use tramontane::gguf::{Gguf, GgufWriter, OwnedValue, ValueType};
+use tramontane::tokenizer::{PreTokenizer, TokenAttr, Tokenizer, TokenizerError, VocabKind};
+use tramontane::Backing;
+
+const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
+const QWEN: &str = "qwen2.5-coder-0.5b-instruct-awq-q4_k_m.gguf";
+
+fn models_dir() -> PathBuf {
+    match std::env::var_os("TRAMONTANE_MODELS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models"),
+    }
+}
+
+fn skip_real_models() -> bool {
+    std::env::var("TRAMONTANE_SKIP_REAL_MODELS").is_ok_and(|v| v == "1")
+}
+
+/// The tokenizer of a real model, loaded once per test binary; `None` when the model is
+/// missing and `TRAMONTANE_SKIP_REAL_MODELS=1`.
+fn real(file: &str) -> Option<&'static Tokenizer> {
+    static GEMMA_TOK: OnceLock<Option<Tokenizer>> = OnceLock::new();
+    static QWEN_TOK: OnceLock<Option<Tokenizer>> = OnceLock::new();
+    let cell = if file == GEMMA { &GEMMA_TOK } else { &QWEN_TOK };
+    cell.get_or_init(|| {
+        let path = models_dir().join(file);
+        if !path.exists() {
+            if skip_real_models() {
+                eprintln!("skipping: {} is missing and TRAMONTANE_SKIP_REAL_MODELS=1", path.display());
+                return None;
+            }
+            panic!(
+                "real model {} is missing: run fixtures/fetch-models.sh (or set TRAMONTANE_MODELS_DIR), \
+                 or set TRAMONTANE_SKIP_REAL_MODELS=1 to skip the tests that need it",
+                path.display()
+            );
+        }
+        let bytes = Backing::map_file(&path).expect("map model");
+        let g = Gguf::parse(bytes).expect("parse model");
+        Some(Tokenizer::from_gguf(&g).expect("tokenizer from model"))
+    })
+    .as_ref()
+}
+
+struct Golden {
+    text: String,
+    add_special: bool,
+    parse_special: bool,
+    ids: Vec<u32>,
+}
+
+fn goldens(name: &str) -> Vec<Golden> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/tokenizer")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("golden json");
+            Golden {
+                text: v["text"].as_str().expect("text").to_owned(),
+                add_special: v["add_special"].as_bool().expect("add_special"),
+                parse_special: v["parse_special"].as_bool().expect("parse_special"),
+                ids: v["ids"]
+                    .as_array()
+                    .expect("ids")
+                    .iter()
+                    .map(|x| x.as_u64().expect("id") as u32)
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn check_goldens(tok: &Tokenizer, name: &str) {
+    let gs = goldens(name);
+    assert!(gs.len() >= 120, "{name}: only {} goldens", gs.len());
+    let mut failures = Vec::new();
+    for g in &gs {
+        let ids = tok
+            .encode(&g.text, g.add_special, g.parse_special)
+            .expect("encode");
+        if ids != g.ids {
+            failures.push(format!(
+                "text {:?} add_special={} parse_special={}\n  llama.cpp: {:?}\n  ours:      {:?}",
+                g.text, g.add_special, g.parse_special, g.ids, ids
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{name}: {} of {} goldens differ from llama.cpp:\n{}",
+        failures.len(),
+        gs.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn gemma3_goldens() {
+    let Some(tok) = real(GEMMA) else { return };
+    assert_eq!(tok.kind(), VocabKind::SentencePiece);
+    check_goldens(tok, "gemma3.jsonl");
+}
+
+#[test]
+fn qwen2_goldens() {
+    let Some(tok) = real(QWEN) else { return };
+    assert_eq!(tok.kind(), VocabKind::BytePairEncoding);
+    assert_eq!(tok.pre_tokenizer(), Some(PreTokenizer::Qwen2));
+    check_goldens(tok, "qwen2.jsonl");
+}
+
+fn corpus() -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/tokenizer/corpus.jsonl");
+    let text = std::fs::read_to_string(&path).expect("corpus");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["text"]
+                .as_str()
+                .expect("text")
+                .to_owned()
+        })
+        .collect()
+}
+
+fn check_round_trip(tok: &Tokenizer) {
+    for s in corpus() {
+        for add_special in [false, true] {
+            let ids = tok.encode(&s, add_special, false).expect("encode");
+            let back = tok.detokenize(&ids, true, false).expect("detokenize");
+            // The leading-space rule: with add_space_prefix the space added when
+            // encoding is removed when decoding; nothing else may change.
+            assert_eq!(
+                String::from_utf8_lossy(&back),
+                s,
+                "round trip of {s:?} (add_special={add_special})"
+            );
+            // Streaming gives the same text.
+            let mut d = tok
+                .detokenizer()
+                .strip_leading_space(tok.add_space_prefix());
+            let mut streamed = String::new();
+            for &id in ids
+                .iter()
+                .filter(|&&id| !(add_special && Some(id) == tok.bos()))
+            {
+                streamed.push_str(d.push(tok, id).expect("push"));
+            }
+            streamed.push_str(d.finish());
+            assert_eq!(streamed, s, "streamed round trip of {s:?}");
+        }
+    }
+}
+
+#[test]
+fn gemma3_round_trip() {
+    let Some(tok) = real(GEMMA) else { return };
+    check_round_trip(tok);
+}
+
+#[test]
+fn qwen2_round_trip() {
+    let Some(tok) = real(QWEN) else { return };
+    check_round_trip(tok);
+}
+
+#[test]
+fn special_tokens_and_eog() {
+    if let Some(g) = real(GEMMA) {
+        assert_eq!(
+            (
+                g.bos(),
+                g.eos(),
+                g.add_bos(),
+                g.add_eos(),
+                g.add_space_prefix()
+            ),
+            (Some(2), Some(1), true, false, false)
+        );
+        let eot = g.token_id("<end_of_turn>").expect("<end_of_turn>");
+        assert_eq!(g.eot(), Some(eot));
+        assert!(g.is_eog(eot) && g.is_eog(1));
+        assert!(!g.is_eog(2));
+        assert!(g.is_control(eot));
+        assert_eq!(g.token_to_piece(eot, false).expect("piece"), b"");
+        assert_eq!(
+            g.token_to_piece(eot, true).expect("piece"),
+            b"<end_of_turn>"
+        );
+    }
+    if let Some(q) = real(QWEN) {
+        let im_end = q.token_id("<|im_end|>").expect("<|im_end|>");
+        let eot = q.token_id("<|endoftext|>").expect("<|endoftext|>");
+        assert!(q.is_eog(im_end) && q.is_eog(eot));
+        assert!(!q.is_eog(q.token_id("<|im_start|>").expect("<|im_start|>")));
+        assert_eq!((q.add_bos(), q.eos()), (false, Some(im_end)));
+    }
+}
+
+#[test]
+fn parse_special_off_gives_plain_text_tokens() {
+    for (file, marker) in [(QWEN, "<|im_start|>"), (GEMMA, "<start_of_turn>")] {
+        let Some(tok) = real(file) else { continue };
+        let special = tok.token_id(marker).expect("marker token");
+        let text = format!("{marker}user\nhello");
+        let on = tok.encode(&text, false, true).expect("encode");
+        let off = tok.encode(&text, false, false).expect("encode");
+        assert_eq!(on.first(), Some(&special), "{file}: parse_special on");
+        assert!(
+            !off.contains(&special),
+            "{file}: parse_special off must not produce {marker}"
+        );
+        assert!(off.len() > on.len());
+        assert_eq!(
+            tok.detokenize(&off, false, false).expect("decode"),
+            text.as_bytes()
+        );
+    }
+}
+
+#[test]
+fn invalid_token() {
+    let Some(tok) = real(QWEN) else { return };
+    let n = tok.n_vocab();
+    let err = tok.token_to_piece(n, false).unwrap_err();
+    assert_eq!(
+        err,
+        TokenizerError::InvalidToken {
+            id: n,
+            vocab_size: n
+        }
+    );
+    assert!(matches!(
+        tok.detokenize(&[1, u32::MAX], false, false),
+        Err(TokenizerError::InvalidToken { id: u32::MAX, .. })
+    ));
+    let mut d = tok.detokenizer();
+    assert!(d.push(tok, n + 5).is_err());
+    let e: tramontane::Error = err.into();
+    assert!(e.to_string().contains("out of range"), "{e}");
+}
+
+/// An emoji whose four bytes arrive as separate tokens comes out whole.
+#[test]
+fn streaming_detokenizer_split_emoji() {
+    let Some(tok) = real(GEMMA) else { return };
+    let byte = |b: u8| tok.token_id(&format!("<0x{b:02X}>")).expect("byte token");
+    let emoji = "🦀".as_bytes();
+    let mut ids: Vec<u32> = tok.encode("Crab ", false, false).expect("encode");
+    ids.extend(emoji.iter().map(|&b| byte(b)));
+    ids.extend(tok.encode(" é", false, false).expect("encode"));
+    let mut d = tok.detokenizer();
+    let mut outs = Vec::new();
+    for &id in &ids {
+        outs.push(d.push(tok, id).expect("push").to_owned());
+    }
+    outs.push(d.finish().to_owned());
+    let joined: String = outs.concat();
+    assert_eq!(joined, "Crab 🦀 é");
+    assert!(!joined.contains('\u{FFFD}'));
+    // The three first byte tokens of the emoji gave nothing, the fourth gave all of it.
+    let n = ids.len();
+    let first_emoji = n - emoji.len() - tok.encode(" é", false, false).expect("encode").len();
+    assert_eq!(&outs[first_emoji..first_emoji + 3], ["", "", ""]);
+    assert_eq!(outs[first_emoji + 3], "🦀");
+    // A sequence cut short at the end of the stream is flushed as U+FFFD.
+    let mut d = tok.detokenizer();
+    assert_eq!(d.push(tok, byte(0xF0)).expect("push"), "");
+    assert_eq!(d.push(tok, byte(0x9F)).expect("push"), "");
+    assert_eq!(d.finish(), "\u{FFFD}");
+    // An invalid byte in the middle becomes U+FFFD, and what follows is kept.
+    let mut d = tok.detokenizer();
+    assert_eq!(d.push(tok, byte(0xE2)).expect("push"), "");
+    assert_eq!(d.push(tok, byte(b'A')).expect("push"), "\u{FFFD}A");
+}
+
+/// Qwen2: multi-byte characters split across byte-level BPE tokens.
+#[test]
+fn streaming_detokenizer_bpe_partial_tokens() {
+    let Some(tok) = real(QWEN) else { return };
+    let text = "日本語のテキスト👨‍👩‍👧‍👦 und Grüße";
+    let ids = tok.encode(text, false, false).expect("encode");
+    let mut d = tok.detokenizer();
+    let mut out = String::new();
+    let mut saw_partial = false;
+    for &id in &ids {
+        let piece = tok.token_to_piece(id, false).expect("piece");
+        saw_partial |= std::str::from_utf8(piece).is_err();
+        let s = d.push(tok, id).expect("push");
+        assert!(!s.contains('\u{FFFD}'));
+        out.push_str(s);
+    }
+    out.push_str(d.finish());
+    assert_eq!(out, text);
+    assert!(
+        saw_partial,
+        "expected some token pieces that are not valid UTF-8 on their own"
+    );
+}
+
+/// 1 MB of mixed text tokenizes in (about) linear time on both vocabularies.
+#[test]
+fn one_megabyte_is_not_quadratic() {
+    let block = corpus().join(" ");
+    let mut text = String::new();
+    while text.len() < 1 << 20 {
+        text.push_str(&block);
+        text.push('\n');
+    }
+    for file in [GEMMA, QWEN] {
+        let Some(tok) = real(file) else { continue };
+        let t0 = Instant::now();
+        let ids = tok.encode(&text, false, false).expect("encode");
+        let dt = t0.elapsed();
+        eprintln!(
+            "{file}: {} bytes -> {} tokens in {:.3} s ({:.0} tokens/s)",
+            text.len(),
+            ids.len(),
+            dt.as_secs_f64(),
+            ids.len() as f64 / dt.as_secs_f64()
+        );
+        assert!(dt.as_secs_f64() < 10.0, "{file}: 1 MB took {dt:?}");
+        // Pathological: 256 KiB runs of one character (one SentencePiece symbol chain,
+        // one BPE word, 30 overlapping space tokens at each position for Gemma).
+        for s in [
+            " ".repeat(1 << 18),
+            "a".repeat(1 << 18),
+            "\n".repeat(1 << 17) + &"1".repeat(1 << 17),
+        ] {
+            let t0 = Instant::now();
+            tok.encode(&s, false, true).expect("encode");
+            eprintln!("{file}: run of {:?}: {:?}", &s[..1], t0.elapsed());
+            assert!(
+                t0.elapsed().as_secs_f64() < 10.0,
+                "{file}: run of {:?} took {:?}",
+                &s[..1],
+                t0.elapsed()
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Small vocabularies built in memory (no real model needed).
+
+fn spm_vocab(extra: impl FnOnce(&mut GgufWriter)) -> Tokenizer {
+    let mut tokens: Vec<String> = [
+        "<unk>", "<s>", "</s>", "▁", "▁h", "▁hi", "h", "i", "x", "<ctrl>", "<ud>",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut scores = vec![0.0, 0.0, 0.0, -1.0, -3.0, -0.5, -5.0, -5.0, -5.0, 0.0, 0.0];
+    let mut types = vec![2, 3, 3, 1, 1, 1, 1, 1, 1, 3, 4];
+    for b in 0..=255u8 {
+        tokens.push(format!("<0x{b:02X}>"));
+        scores.push(0.0);
+        types.push(6);
+    }
+    let mut w = GgufWriter::new();
+    w.add_str("tokenizer.ggml.model", "llama");
+    w.add_str_array("tokenizer.ggml.tokens", &tokens);
+    w.add_f32_array("tokenizer.ggml.scores", &scores);
+    w.add_i32_array("tokenizer.ggml.token_type", &types);
+    extra(&mut w);
+    let bytes = w.to_bytes().expect("gguf");
+    Tokenizer::from_gguf(&Gguf::parse(&bytes[..]).expect("parse")).expect("tokenizer")
+}
+
+#[test]
+fn tiny_spm() {
+    let tok = spm_vocab(|_| {});
+    let byte = |b: u8| 11 + u32::from(b);
+    assert_eq!(tok.encode("hi", true, false).unwrap(), [1, 5]);
+    assert_eq!(tok.encode("hi", false, false).unwrap(), [5]);
+    assert_eq!(tok.encode("", true, false).unwrap(), [1]);
+    assert_eq!(tok.encode("", false, false).unwrap(), Vec::<u32>::new());
+    // 'é' is not a token: byte fallback.
+    assert_eq!(
+        tok.encode("hé", false, false).unwrap(),
+        [4, byte(0xC3), byte(0xA9)]
+    );
+    // Control tokens only with parse_special; user-defined ones always.
+    assert_eq!(tok.encode("<ctrl>x", false, true).unwrap(), [9, 3, 8]);
+    assert_ne!(tok.encode("<ctrl>x", false, false).unwrap()[0], 9);
+    assert_eq!(tok.encode("<ud>x", false, false).unwrap(), [10, 3, 8]);
+    // Decoding: the prefix space goes away; bytes come back.
+    assert_eq!(tok.detokenize(&[5], false, false).unwrap(), b"hi");
+    assert_eq!(tok.detokenize(&[1, 5], true, false).unwrap(), b" hi");
+    assert_eq!(
+        tok.detokenize(&[4, byte(0xC3), byte(0xA9)], false, false)
+            .unwrap(),
+        "hé".as_bytes()
+    );
+    assert_eq!(tok.token_to_piece(9, false).unwrap(), b"");
+    assert_eq!(tok.token_to_piece(9, true).unwrap(), b"<ctrl>");
+    assert_eq!(tok.token_attr(10).unwrap(), TokenAttr::USER_DEFINED);
+    assert!(tok.is_eog(2) && !tok.is_eog(1));
+    assert_eq!(
+        tok.token_to_piece(10_000, false),
+        Err(TokenizerError::InvalidToken {
+            id: 10_000,
+            vocab_size: 267
+        })
+    );
+}
+
+#[test]
+fn tiny_spm_metadata_overrides() {
+    let tok = spm_vocab(|w| {
+        w.add_bool("tokenizer.ggml.add_space_prefix", false);
+        w.add_bool("tokenizer.ggml.add_bos_token", false);
+        w.add_bool("tokenizer.ggml.add_eos_token", true);
+        w.add_u32("tokenizer.ggml.eos_token_id", 9);
+    });
+    assert_eq!(tok.encode("hi", true, false).unwrap(), [6, 7, 9]);
+    assert!(tok.is_eog(9));
+}
+
+fn bpe_vocab(
+    pre: &str,
+    extra_tokens: &[&str],
+    merges: &[&str],
+) -> Result<Tokenizer, tramontane::Error> {
+    // Every byte as a GPT-2 code point, then the extra tokens.
+    let mut tokens: Vec<String> = (0..=255u8).map(gpt2_char).map(String::from).collect();
+    tokens.extend(extra_tokens.iter().map(|s| s.to_string()));
+    let mut w = GgufWriter::new();
+    w.add_str("tokenizer.ggml.model", "gpt2");
+    w.add_str("tokenizer.ggml.pre", pre);
+    w.add_str_array("tokenizer.ggml.tokens", &tokens);
+    w.add_str_array("tokenizer.ggml.merges", merges);
+    let bytes = w.to_bytes()?;
+    Ok(Tokenizer::from_gguf(&Gguf::parse(&bytes[..])?)?)
+}
+
+fn gpt2_char(b: u8) -> char {
+    let keep = (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || b >= 0xAE;
+    if keep {
+        return char::from(b);
+    }
+    let n = (0..b)
+        .filter(|&x| !((0x21..=0x7E).contains(&x) || (0xA1..=0xAC).contains(&x) || x >= 0xAE))
+        .count() as u32;
+    char::from_u32(256 + n).unwrap()
+}
+
+#[test]
+fn tiny_bpe() {
+    let tok = bpe_vocab(
+        "qwen2",
+        &["he", "ll", "hell", "hello", "Ġw", "Ġwo"],
+        &["h e", "l l", "he ll", "hell o", "Ġ w", "Ġw o"],
+    )
+    .unwrap();
+    let he = 256;
+    assert_eq!(tok.encode("hello", false, false).unwrap(), [259]);
+    assert_eq!(tok.encode("hello wo", false, false).unwrap(), [259, 261]);
+    // Qwen2 splits digits one by one: '1' '2'.
+    // (Token ids 0..256 are the bytes in order in this vocabulary.)
+    assert_eq!(
+        tok.encode("12", false, false).unwrap(),
+        [u32::from(b'1'), u32::from(b'2')]
+    );
+    assert_eq!(
+        tok.detokenize(&[259, 261], false, false).unwrap(),
+        b"hello wo"
+    );
+    assert_eq!(tok.token_text(he).unwrap(), "he");
+    // Bytes of a multi-byte character come back through the byte map.
+    let ids = tok.encode("é", false, false).unwrap();
+    assert_eq!(tok.detokenize(&ids, false, false).unwrap(), "é".as_bytes());
+}
+
+#[test]
+fn bpe_pre_tokenizers() {
+    for (name, pre) in [
+        ("", PreTokenizer::Default),
+        ("default", PreTokenizer::Default),
+        ("gpt-2", PreTokenizer::Gpt2),
+        ("llama-bpe", PreTokenizer::Llama3),
+        ("qwen2", PreTokenizer::Qwen2),
+        ("tekken", PreTokenizer::Tekken),
+        ("smollm", PreTokenizer::StarCoder),
+    ] {
+        let tok = bpe_vocab(name, &[], &["a b"]).unwrap();
+        assert_eq!(tok.pre_tokenizer(), Some(pre), "{name}");
+        // Every byte is a token here, so any text round-trips.
+        let s = "Hello World 12345 l’Europe 🦀\n\n  x";
+        let ids = tok.encode(s, false, false).unwrap();
+        assert_eq!(
+            tok.detokenize(&ids, false, false).unwrap(),
+            s.as_bytes(),
+            "{name}"
+        );
+    }
+    // Llama 3 adds BOS by default (but this vocabulary has no BOS: default id 11 is used).
+    assert!(bpe_vocab("llama-bpe", &[], &[]).unwrap().add_bos());
+}
+
+#[test]
+fn bad_metadata_is_a_clear_error() {
+    let err = bpe_vocab("no-such-pre", &[], &[]).unwrap_err();
+    assert!(err.to_string().contains("no-such-pre"), "{err}");
+
+    let mut w = GgufWriter::new();
+    w.add_str("tokenizer.ggml.model", "llama");
+    let bytes = w.to_bytes().unwrap();
+    let err = Tokenizer::from_gguf(&Gguf::parse(&bytes[..]).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("tokenizer.ggml.tokens"), "{err}");
+
+    let mut w = GgufWriter::new();
+    w.add_str("tokenizer.ggml.model", "t5");
+    w.add_str_array("tokenizer.ggml.tokens", &["a"]);
+    let bytes = w.to_bytes().unwrap();
+    let err = Tokenizer::from_gguf(&Gguf::parse(&bytes[..]).unwrap()).unwrap_err();
+    assert!(
+        matches!(err, TokenizerError::UnsupportedModel { .. }),
+        "{err}"
+    );
+
+    let mut w = GgufWriter::new();
+    w.add_str("tokenizer.ggml.model", "llama");
+    w.add_str_array("tokenizer.ggml.tokens", &["a", "b", "a"]);
+    let bytes = w.to_bytes().unwrap();
+    let err = Tokenizer::from_gguf(&Gguf::parse(&bytes[..]).unwrap()).unwrap_err();
+    assert_eq!(err, TokenizerError::DuplicateToken { id: 2, first: 0 });
+
+    let mut w = GgufWriter::new();
+    w.add_str("tokenizer.ggml.model", "llama");
+    w.add_str_array("tokenizer.ggml.tokens", &["a", "b"]);
+    w.add_f32_array("tokenizer.ggml.scores", &[0.0]);
+    let bytes = w.to_bytes().unwrap();
+    let err = Tokenizer::from_gguf(&Gguf::parse(&bytes[..]).unwrap()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TokenizerError::ArrayTooShort {
+                key: "tokenizer.ggml.scores",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let mut w = GgufWriter::new();
+    w.add_str("tokenizer.ggml.model", "llama");
+    w.add_str_array("tokenizer.ggml.tokens", &["a", "b"]);
+    w.add(
+        "tokenizer.ggml.token_type",
+        OwnedValue::Array(ValueType::F32, vec![OwnedValue::F32(1.0); 2]),
+    );
+    let bytes = w.to_bytes().unwrap();
+    let err = Tokenizer::from_gguf(&Gguf::parse(&bytes[..]).unwrap()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TokenizerError::WrongElementType {
+                key: "tokenizer.ggml.token_type",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // No byte tokens, a character that is not a token: an error, not a panic.
+    let mut w = GgufWriter::new();
+    w.add_str("tokenizer.ggml.model", "llama");
+    w.add_str_array("tokenizer.ggml.tokens", &["<unk>", "<s>", "</s>", "▁a"]);
+    let bytes = w.to_bytes().unwrap();
+    let tok = Tokenizer::from_gguf(&Gguf::parse(&bytes[..]).unwrap()).unwrap();
+    assert_eq!(tok.encode("a", false, false).unwrap(), [3]);
+    // ("▁z": neither "▁" nor "z" is a token, and there is no <0xE2>.)
+    assert!(matches!(
+        tok.encode("z", false, false),
+        Err(TokenizerError::MissingByteToken { byte: 0xE2 })
+    ));
+}
