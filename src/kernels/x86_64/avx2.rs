@@ -242,14 +242,48 @@ macro_rules! dot32 {
     };
 }
 
-/// `dx·dy` for 8 blocks with f16 scales `d`.
+/// `dx·dy` for 8 blocks whose f16 scale `d` is their first field.
 macro_rules! d8 {
     ($xg:expr, $yg:expr) => {
-        _mm256_mul_ps(
-            f16x8(core::array::from_fn(|i| $xg[i].d)),
-            f16x8(core::array::from_fn(|i| $yg[i].d)),
-        )
+        _mm256_mul_ps(f16x8_first($xg), f16x8_first($yg))
     };
+}
+
+/// The f16 at offset `off` of each of 8 consecutive blocks (of at least `off + 4`
+/// bytes each), as 8 f32, exactly.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn f16x8_at<B: bytemuck::Pod>(blocks: &[B; 8], off: usize) -> __m256 {
+    let size = core::mem::size_of::<B>();
+    let bytes: &[u8] = bytemuck::cast_slice(blocks.as_slice());
+    if size < off + 4 {
+        return f16x8(core::array::from_fn(|i| {
+            let b = bytes
+                .get(i * size + off..i * size + off + 2)
+                .unwrap_or(&[0, 0]);
+            [b[0], b[1]]
+        }));
+    }
+    let s = size as i32;
+    let idx = _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s);
+    // SAFETY: the 8 gathered dwords start at `i·size + off` and end at
+    // `i·size + off + 4 ≤ (i + 1)·size ≤ 8·size = bytes.len()`, all inside `blocks`;
+    // gathers have no alignment requirement.
+    let v = unsafe { _mm256_i32gather_epi32::<1>(bytes.as_ptr().add(off).cast(), idx) };
+    // Low 16 bits of each dword → 8 u16 in the low 128 bits.
+    let pick = _mm256_setr_epi8(
+        0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1, -1,
+        -1, -1, -1, -1, -1, -1,
+    );
+    let v = _mm256_permute4x64_epi64::<0b1000>(_mm256_shuffle_epi8(v, pick));
+    _mm256_cvtph_ps(_mm256_castsi256_si128(v))
+}
+
+/// The f16 scale `d` (first field) of 8 blocks as f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn f16x8_first<B: bytemuck::Pod>(blocks: &[B; 8]) -> __m256 {
+    f16x8_at(blocks, 0)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -314,10 +348,7 @@ dot32! {
     fn dot_q4_1(BlockQ4_1, BlockQ8_1) {
         block: block_q4_1,
         term: |xg, yg, x, y| d8!(xg, yg),
-        min: |xg, yg| _mm256_mul_ps(
-            f16x8(core::array::from_fn(|i| xg[i].m)),
-            f16x8(core::array::from_fn(|i| yg[i].s)),
-        ),
+        min: |xg, yg| _mm256_mul_ps(f16x8_at(xg, 2), f16x8_at(yg, 2)),
         scalar_min: |x, y| f16(x.m) * f16(y.s),
     }
 }
@@ -335,10 +366,7 @@ dot32! {
     fn dot_q5_1(BlockQ5_1, BlockQ8_1) {
         block: block_q5_1,
         term: |xg, yg, x, y| d8!(xg, yg),
-        min: |xg, yg| _mm256_mul_ps(
-            f16x8(core::array::from_fn(|i| xg[i].m)),
-            f16x8(core::array::from_fn(|i| yg[i].s)),
-        ),
+        min: |xg, yg| _mm256_mul_ps(f16x8_at(xg, 2), f16x8_at(yg, 2)),
         scalar_min: |x, y| f16(x.m) * f16(y.s),
     }
 }

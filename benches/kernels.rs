@@ -1,0 +1,266 @@
+//! Kernel benchmarks: matvec GB/s per weight type on a 4096×4096 matrix, scalar against
+//! the best SIMD level, 1 and 2 threads, next to a read-bandwidth probe (a read-only
+//! sum over 1 GiB) on the same machine in the same run.
+//!
+//! Weights do not fit in cache: each type's matrix is replicated to fill 1 GiB and the
+//! iterations cycle through the copies (the L3 here may be hundreds of MiB).
+//!
+//! ```text
+//! cargo bench --bench kernels                       # everything (~5 min)
+//! cargo bench --bench kernels -- 'matvec/Q4_K'      # one type (criterion filter)
+//! ```
+//!
+//! After criterion's own report, a table of medians (GB/s of weights read, % of the
+//! measured read bandwidth, SIMD/scalar) is printed from criterion's estimates.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use tramontane::gguf::GgmlType;
+use tramontane::kernels::{self, act_type, Acts, KernelLevel, Threads, Weight};
+
+const ROWS: usize = 4096;
+const COLS: usize = 4096;
+const WORKING_SET: usize = 1 << 30;
+
+const TYPES: [GgmlType; 15] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_K,
+    GgmlType::Q5_0,
+    GgmlType::Q6_K,
+    GgmlType::Q8_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_1,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q5_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::F32,
+];
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// One random 4096×4096 matrix of `ty` (sane f16 scales), replicated to fill
+/// [`WORKING_SET`]; returns the bytes and the size of one matrix.
+fn matrices(ty: GgmlType) -> (Vec<u8>, usize) {
+    let one = ty.row_bytes(COLS as u64).unwrap() as usize * ROWS;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut m: Vec<u8> = (0..one).map(|_| rng.next() as u8).collect();
+    let small = half::f16::from_f32(0.01).to_le_bytes();
+    use GgmlType as T;
+    let fields: &[usize] = match ty {
+        T::Q4_0 | T::Q5_0 | T::Q8_0 | T::IQ4_NL | T::IQ4_XS => &[0],
+        T::Q4_1 | T::Q5_1 | T::Q4_K | T::Q5_K => &[0, 2],
+        T::Q2_K => &[80, 82],
+        T::Q3_K => &[108],
+        T::Q6_K => &[208],
+        _ => &[],
+    };
+    if fields.is_empty() {
+        // Float rows: small finite values.
+        let w = ty.block_bytes() as usize;
+        for v in m.chunks_exact_mut(w) {
+            match ty {
+                T::F32 => v.copy_from_slice(&(0.001f32 * (rng.next() % 100) as f32).to_le_bytes()),
+                _ => v.copy_from_slice(&(0x3c00u16 | (rng.next() as u16 & 0x3ff)).to_le_bytes()),
+            }
+        }
+    } else {
+        for b in m.chunks_exact_mut(ty.block_bytes() as usize) {
+            for &o in fields {
+                b[o..o + 2].copy_from_slice(&small);
+            }
+        }
+    }
+    let copies = working_set().div_ceil(one).max(1);
+    let mut all = Vec::with_capacity(copies * one);
+    for _ in 0..copies {
+        all.extend_from_slice(&m);
+    }
+    (all, one)
+}
+
+/// Bytes the weight copies fill: 1 GiB, or `TRAMONTANE_BENCH_WORKING_SET` (bytes; a
+/// small value such as 1 keeps one matrix, hot in cache, to see the compute bound).
+fn working_set() -> usize {
+    std::env::var("TRAMONTANE_BENCH_WORKING_SET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(WORKING_SET)
+}
+
+/// Read-only sum over `data` split across `threads` threads.
+fn sum_bytes(data: &[u64], threads: usize) -> u64 {
+    let chunk = data.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let hs: Vec<_> = data
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().fold(0u64, |a, &b| a.wrapping_add(b))))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .fold(0, u64::wrapping_add)
+    })
+}
+
+fn bench_bandwidth(c: &mut Criterion) {
+    let data: Vec<u64> = (0..WORKING_SET / 8).map(|i| i as u64).collect();
+    let mut g = c.benchmark_group("bandwidth");
+    g.throughput(Throughput::Bytes(WORKING_SET as u64));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for t in [1usize, 2] {
+        g.bench_with_input(
+            BenchmarkId::new("read_sum_1GiB", format!("t{t}")),
+            &t,
+            |b, &t| b.iter(|| black_box(sum_bytes(&data, t))),
+        );
+    }
+    g.finish();
+}
+
+fn levels() -> Vec<KernelLevel> {
+    let best = kernels::best_level();
+    if best == KernelLevel::Scalar {
+        vec![KernelLevel::Scalar]
+    } else {
+        vec![KernelLevel::Scalar, best]
+    }
+}
+
+fn bench_matvec(c: &mut Criterion) {
+    println!(
+        "kernel level: best {}, dispatched {}",
+        kernels::best_level(),
+        kernels::cpu_features()
+    );
+    let pools = [Threads::new(1).unwrap(), Threads::new(2).unwrap()];
+    let mut g = c.benchmark_group("matvec");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    for ty in TYPES {
+        let (all, one) = matrices(ty);
+        let copies = all.len() / one;
+        let at = act_type(ty).unwrap();
+        let mut rng = Rng(7);
+        let x: Vec<f32> = (0..COLS)
+            .map(|_| (rng.next() % 2000) as f32 / 1000.0 - 1.0)
+            .collect();
+        let mut acts = Acts::new(COLS, 1);
+        acts.quantize(at, &x, COLS).unwrap();
+        let mut out = vec![0.0f32; ROWS];
+        g.throughput(Throughput::Bytes(one as u64));
+        for level in levels() {
+            let k = kernels::kernels(level).unwrap();
+            for threads in &pools {
+                let id = BenchmarkId::new(ty.name(), format!("{}-t{}", level, threads.count()));
+                let mut i = 0usize;
+                g.bench_function(id, |b| {
+                    b.iter(|| {
+                        let data = &all[i * one..(i + 1) * one];
+                        i = (i + 1) % copies;
+                        let w = Weight {
+                            name: "bench",
+                            ty,
+                            cols: COLS,
+                            rows: ROWS,
+                            data,
+                        };
+                        k.matmul(&w, &acts, &mut out, threads).unwrap();
+                        black_box(out[0])
+                    })
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
+/// Median time in ns of one benchmark, from criterion's estimates.
+fn median_ns(group: &str, func: &str, param: &str) -> Option<f64> {
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let path = format!("{dir}/criterion/{group}/{func}/{param}/new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["median"]["point_estimate"].as_f64()
+}
+
+fn summary() {
+    let gbs = |bytes: usize, ns: f64| bytes as f64 / ns;
+    let bw: Vec<Option<f64>> = [1, 2]
+        .iter()
+        .map(|t| {
+            median_ns("bandwidth", "read_sum_1GiB", &format!("t{t}")).map(|ns| gbs(WORKING_SET, ns))
+        })
+        .collect();
+    println!(
+        "\n## Kernel medians ({} rows × {} cols, weights cycled over 1 GiB)\n",
+        ROWS, COLS
+    );
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    println!(
+        "read bandwidth (sum over 1 GiB): 1 thread {} GB/s, 2 threads {} GB/s\n",
+        fmt(bw[0]),
+        fmt(bw[1])
+    );
+    let best = kernels::best_level();
+    println!(
+        "| type | scalar t1 GB/s | scalar t2 GB/s | {best} t1 GB/s | {best} t2 GB/s | {best} t2 / bandwidth | {best}/scalar (t1) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for ty in TYPES {
+        let one = ty.row_bytes(COLS as u64).unwrap() as usize * ROWS;
+        let get = |l: KernelLevel, t: usize| {
+            median_ns("matvec", ty.name(), &format!("{}-t{}", l, t)).map(|ns| gbs(one, ns))
+        };
+        let (s1, s2, v1, v2) = (
+            get(KernelLevel::Scalar, 1),
+            get(KernelLevel::Scalar, 2),
+            get(best, 1),
+            get(best, 2),
+        );
+        if s1.is_none() && v1.is_none() {
+            continue;
+        }
+        let ratio = match (v2, bw[1]) {
+            (Some(v), Some(b)) => format!("{:.0}%", 100.0 * v / b),
+            _ => "-".into(),
+        };
+        let speedup = match (v1, s1) {
+            (Some(v), Some(s)) => format!("{:.1}×", v / s),
+            _ => "-".into(),
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            ty.name(),
+            fmt(s1),
+            fmt(s2),
+            fmt(v1),
+            fmt(v2),
+            ratio,
+            speedup
+        );
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench_bandwidth(&mut c);
+    bench_matvec(&mut c);
+    c.final_summary();
+    summary();
+}
