@@ -8,6 +8,7 @@ use crate::gguf::GgufError;
 use crate::kernels::KernelError;
 use crate::model::ModelError;
 use crate::quant::QuantError;
+use crate::sampling::SamplingError;
 use crate::tokenizer::TokenizerError;
 
 /// Everything that can go wrong in tramontane.
@@ -30,6 +31,9 @@ pub enum Error {
     /// The tokenizer metadata is unusable, or a token id / text could not be handled.
     #[error("tokenizer: {0}")]
     Tokenizer(#[from] TokenizerError),
+    /// A sampler option is out of range, or the logits do not fit the sampler.
+    #[error("sampling: {0}")]
+    Sampling(#[from] SamplingError),
     /// Reading a file failed.
     #[cfg(feature = "std")]
     #[error("cannot read {path}: {source}")]

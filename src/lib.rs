@@ -31,11 +31,13 @@ pub mod gguf;
 pub mod kernels;
 pub mod model;
 pub mod quant;
+pub mod sampling;
 pub mod tokenizer;
 
 pub use backing::Backing;
 pub use error::{Error, Result};
 pub use gguf::{GgmlType, Gguf, GgufError};
 pub use kernels::cpu_features;
+pub use sampling::{SamplerChain, Sampled};
 pub use model::{Model, ModelConfig, ModelError, State, StateOptions};
 pub use tokenizer::{Detokenizer, Tokenizer, TokenizerError};
