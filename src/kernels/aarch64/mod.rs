@@ -3,6 +3,10 @@
 use super::table::Kernels;
 use super::KernelLevel;
 
+mod body;
+mod dotprod;
+mod neon;
+
 /// Proof that the CPU has Advanced SIMD (NEON).
 #[derive(Clone, Copy, Debug)]
 pub struct Neon {
@@ -79,15 +83,12 @@ impl I8mm {
     }
 }
 
-static NEON: Kernels = Kernels {
-    level: KernelLevel::Neon,
-    ..Kernels::scalar()
-};
-static DOTPROD: Kernels = Kernels {
-    level: KernelLevel::Dotprod,
-    ..Kernels::scalar()
-};
+use dotprod::TABLE as DOTPROD;
+use neon::TABLE as NEON;
+
+/// i8mm: the dotprod kernels for dot products (`smmla` only pays in the prefill
+/// matmul's 2×2 tiles).
 static I8MM: Kernels = Kernels {
     level: KernelLevel::I8mm,
-    ..Kernels::scalar()
+    ..dotprod::TABLE_FIELDS
 };

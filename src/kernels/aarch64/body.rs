@@ -1,0 +1,628 @@
+//! The aarch64 kernels, written once and instantiated per level by [`neon_kernels!`]:
+//! the NEON level (integer dot products by `smull` + pairwise adds) and the dotprod
+//! level (`sdot`). Each instantiation brings its own `dot16` and target features.
+//!
+//! The arithmetic reproduces the scalar twins exactly (see [`crate::kernels`]): exact
+//! integer block sums; 8 f32 lanes of block terms (two `float32x4_t`) for the 32-value
+//! blocks; one sequential f32 sum of super-block terms; 32 f32 lanes (eight
+//! `float32x4_t`) for float rows.
+
+/// Instantiate the kernels with target features `$feat` (a string literal). The
+/// invoking module must define `dot16(acc, a, b)`: `acc + Σ` over groups of 4 of
+/// `a_i·b_i` (exact, `int32x4_t`), with the same target features.
+macro_rules! neon_kernels {
+    ($feat:literal, $level:expr) => {
+        use core::arch::aarch64::*;
+        use core::arch::asm;
+
+        use crate::kernels::aarch64::body::{dot32_fn, dot_float, sequential};
+        use crate::kernels::scalar::{blk, k_term};
+        use crate::kernels::table::{Kernels, TypeKernels};
+        use crate::kernels::{reduce32, reduce8};
+        use crate::quant::{
+            BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K,
+            BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, KVALUES_IQ4NL,
+        };
+
+        /// The table of this level.
+        pub(in crate::kernels) static TABLE: Kernels = TABLE_FIELDS;
+
+        /// The table's contents, for tables built on this one.
+        pub(in crate::kernels) const TABLE_FIELDS: Kernels = Kernels {
+            level: $level,
+            has_dot4: false,
+            q4_0: TypeKernels::single(dot_q4_0),
+            q4_1: TypeKernels::single(dot_q4_1),
+            q5_0: TypeKernels::single(dot_q5_0),
+            q5_1: TypeKernels::single(dot_q5_1),
+            q8_0: TypeKernels::single(dot_q8_0),
+            q2_k: TypeKernels::single(dot_q2_k),
+            q3_k: TypeKernels::single(dot_q3_k),
+            q4_k: TypeKernels::single(dot_q4_k),
+            q5_k: TypeKernels::single(dot_q5_k),
+            q6_k: TypeKernels::single(dot_q6_k),
+            iq4_nl: TypeKernels::single(dot_iq4_nl),
+            iq4_xs: TypeKernels::single(dot_iq4_xs),
+            f32: TypeKernels::single(dot_f32),
+            f16: TypeKernels::single(dot_f16),
+            bf16: TypeKernels::single(dot_bf16),
+        };
+
+        // ------------------------------------------------------------ loads
+
+        /// 16 bytes of `a` from `off` (zeros if they are not all there, which the
+        /// constant offsets used here never ask for; the check keeps loads sound).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn ld_u8<T: bytemuck::Pod>(a: &[T], off: usize) -> uint8x16_t {
+            let bytes: &[u8] = bytemuck::cast_slice(a);
+            match bytes.get(off..off + 16) {
+                // SAFETY: 16 readable bytes; `vld1q_u8` has no alignment requirement.
+                Some(s) => unsafe { vld1q_u8(s.as_ptr()) },
+                None => vdupq_n_u8(0),
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn ld_s8<T: bytemuck::Pod>(a: &[T], off: usize) -> int8x16_t {
+            vreinterpretq_s8_u8(ld_u8(a, off))
+        }
+
+        // ------------------------------------------------------------ helpers
+
+        /// 4 f16 (bits) → 4 f32 with `fcvtl` (base Armv8 Advanced SIMD), exactly.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn f16x4(h: [u16; 4]) -> float32x4_t {
+            // SAFETY: `h` is 4 readable u16.
+            let v = unsafe { vld1_u16(h.as_ptr()) };
+            let out: float32x4_t;
+            // SAFETY: a register-only conversion instruction of base Advanced SIMD.
+            unsafe {
+                asm!(
+                    "fcvtl {o:v}.4s, {i:v}.4h",
+                    o = lateout(vreg) out,
+                    i = in(vreg) v,
+                    options(pure, nomem, nostack, preserves_flags)
+                )
+            };
+            out
+        }
+
+        /// 8 f16 (16 bytes at `off`) → two 4×f32.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn f16x8_at(b: &[u8], off: usize) -> (float32x4_t, float32x4_t) {
+            let v = ld_u8(b, off);
+            let (lo, hi): (float32x4_t, float32x4_t);
+            // SAFETY: register-only conversions of base Advanced SIMD.
+            unsafe {
+                asm!(
+                    "fcvtl {lo:v}.4s, {i:v}.4h",
+                    "fcvtl2 {hi:v}.4s, {i:v}.8h",
+                    lo = lateout(vreg) lo,
+                    hi = lateout(vreg) hi,
+                    i = in(vreg) v,
+                    options(pure, nomem, nostack, preserves_flags)
+                )
+            };
+            (lo, hi)
+        }
+
+        fn f16(b: [u8; 2]) -> f32 {
+            half::f16::from_le_bytes(b).to_f32()
+        }
+
+        fn h(b: [u8; 2]) -> u16 {
+            u16::from_le_bytes(b)
+        }
+
+        /// The 4 lane sums of 4 vectors: lane k = Σ of `v[k]` (exact).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn hsum4x4(v: [int32x4_t; 4]) -> int32x4_t {
+            vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]))
+        }
+
+        /// Σ a·b over 32 signed bytes, as 4 partial i32.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn dot32(a0: int8x16_t, a1: int8x16_t, b0: int8x16_t, b1: int8x16_t) -> int32x4_t {
+            dot16(dot16(vdupq_n_s32(0), a0, b0), a1, b1)
+        }
+
+        /// Nibbles of 16 bytes: (low nibbles, high nibbles).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn nibbles(q: uint8x16_t) -> (uint8x16_t, uint8x16_t) {
+            (vandq_u8(q, vdupq_n_u8(0x0f)), vshrq_n_u8::<4>(q))
+        }
+
+        /// 32 bytes from the 32 bits of `bits`: 0xff where the bit is set.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn bytes_from_bits(bits: u32) -> (uint8x16_t, uint8x16_t) {
+            let b = vreinterpretq_u8_u32(vdupq_n_u32(bits));
+            const IDX0: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1];
+            const IDX1: [u8; 16] = [2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3];
+            const MASK: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+            let mask = ld_u8(&MASK, 0);
+            (
+                vtstq_u8(vqtbl1q_u8(b, ld_u8(&IDX0, 0)), mask),
+                vtstq_u8(vqtbl1q_u8(b, ld_u8(&IDX1, 0)), mask),
+            )
+        }
+
+        // ------------------------------------------------------------ 32-value blocks
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn block_q4_0(x: &BlockQ4_0, y: &BlockQ8_0) -> int32x4_t {
+            let (lo, hi) = nibbles(ld_u8(&x.qs, 0));
+            let eight = vdupq_n_s8(8);
+            let lo = vsubq_s8(vreinterpretq_s8_u8(lo), eight);
+            let hi = vsubq_s8(vreinterpretq_s8_u8(hi), eight);
+            dot32(lo, hi, ld_s8(&y.qs, 0), ld_s8(&y.qs, 16))
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn block_q4_1(x: &BlockQ4_1, y: &BlockQ8_1) -> int32x4_t {
+            let (lo, hi) = nibbles(ld_u8(&x.qs, 0));
+            dot32(vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi), ld_s8(&y.qs, 0), ld_s8(&y.qs, 16))
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn block_q5_0(x: &BlockQ5_0, y: &BlockQ8_0) -> int32x4_t {
+            let (lo, hi) = nibbles(ld_u8(&x.qs, 0));
+            let (b0, b1) = bytes_from_bits(x.qh());
+            // Without the fifth bit, OR in 0xf0: (q | 0xf0) = q − 16 as i8.
+            let f0 = vdupq_n_u8(0xf0);
+            let lo = vreinterpretq_s8_u8(vorrq_u8(lo, vbicq_u8(f0, b0)));
+            let hi = vreinterpretq_s8_u8(vorrq_u8(hi, vbicq_u8(f0, b1)));
+            dot32(lo, hi, ld_s8(&y.qs, 0), ld_s8(&y.qs, 16))
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn block_q5_1(x: &BlockQ5_1, y: &BlockQ8_1) -> int32x4_t {
+            let (lo, hi) = nibbles(ld_u8(&x.qs, 0));
+            let (b0, b1) = bytes_from_bits(x.qh());
+            let t = vdupq_n_u8(0x10);
+            let lo = vreinterpretq_s8_u8(vorrq_u8(lo, vandq_u8(b0, t)));
+            let hi = vreinterpretq_s8_u8(vorrq_u8(hi, vandq_u8(b1, t)));
+            dot32(lo, hi, ld_s8(&y.qs, 0), ld_s8(&y.qs, 16))
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn block_q8_0(x: &BlockQ8_0, y: &BlockQ8_0) -> int32x4_t {
+            dot32(ld_s8(&x.qs, 0), ld_s8(&x.qs, 16), ld_s8(&y.qs, 0), ld_s8(&y.qs, 16))
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn block_iq4_nl(x: &BlockIQ4NL, y: &BlockQ8_0) -> int32x4_t {
+            let table = ld_s8(&KVALUES_IQ4NL, 0);
+            let (lo, hi) = nibbles(ld_u8(&x.qs, 0));
+            dot32(vqtbl1q_s8(table, lo), vqtbl1q_s8(table, hi), ld_s8(&y.qs, 0), ld_s8(&y.qs, 16))
+        }
+
+        dot32_fn!(
+            $feat,
+            /// q4_0 · q8_0.
+            fn dot_q4_0(BlockQ4_0, BlockQ8_0), block_q4_0
+        );
+        dot32_fn!(
+            $feat,
+            /// q4_1 · q8_1.
+            fn dot_q4_1(BlockQ4_1, BlockQ8_1), block_q4_1, min: |x, y| (x.m, y.s)
+        );
+        dot32_fn!(
+            $feat,
+            /// q5_0 · q8_0.
+            fn dot_q5_0(BlockQ5_0, BlockQ8_0), block_q5_0
+        );
+        dot32_fn!(
+            $feat,
+            /// q5_1 · q8_1.
+            fn dot_q5_1(BlockQ5_1, BlockQ8_1), block_q5_1, min: |x, y| (x.m, y.s)
+        );
+        dot32_fn!(
+            $feat,
+            /// q8_0 · q8_0.
+            fn dot_q8_0(BlockQ8_0, BlockQ8_0), block_q8_0
+        );
+        dot32_fn!(
+            $feat,
+            /// iq4_nl · q8_0.
+            fn dot_iq4_nl(BlockIQ4NL, BlockQ8_0), block_iq4_nl
+        );
+
+        // ------------------------------------------------------------ super-blocks
+
+        /// Σ over 16 products of u8 (as i8, ≤ 127) and i8, as 4 partial i32.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn dot16u(a: uint8x16_t, b: int8x16_t) -> int32x4_t {
+            dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(a), b)
+        }
+
+        /// Σ_j bsum_j · m_j over the 16 sums of a Q8_K block, `m` 16 bytes (u8 ≤ 63).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn bsum_dot(y: &BlockQ8K, m: uint8x16_t) -> i32 {
+            // SAFETY: `bsums` is 32 bytes: two loads of 8 i16.
+            let (b0, b1) = unsafe {
+                (vld1q_s16(y.bsums.as_ptr().cast()), vld1q_s16(y.bsums.as_ptr().add(16).cast()))
+            };
+            let m0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(m)));
+            let m1 = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(m)));
+            let p = vmull_s16(vget_low_s16(b0), vget_low_s16(m0));
+            let p = vmlal_s16(p, vget_high_s16(b0), vget_high_s16(m0));
+            let p = vmlal_s16(p, vget_low_s16(b1), vget_low_s16(m1));
+            let p = vmlal_s16(p, vget_high_s16(b1), vget_high_s16(m1));
+            vaddvq_s32(p)
+        }
+
+        /// q2_K · q8_K.
+        #[target_feature(enable = $feat)]
+        fn dot_q2_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+            let (xs, ys) = (blk::<BlockQ2K>(x), blk::<BlockQ8K>(y));
+            let m3 = vdupq_n_u8(3);
+            sequential!(xs, ys, |x, y| {
+                let sc = ld_u8(&x.scales, 0);
+                let msum = bsum_dot(y, vshrq_n_u8::<4>(sc));
+                let mut scales = [0u8; 16];
+                for (s, v) in scales.iter_mut().zip(x.scales) {
+                    *s = v & 0x0f;
+                }
+                let mut isum = 0i32;
+                for h in 0..2 {
+                    let q0 = ld_u8(&x.qs, 32 * h);
+                    let q1 = ld_u8(&x.qs, 32 * h + 16);
+                    for s in 0..4 {
+                        let sh = vdupq_n_s8(-(2 * s as i8));
+                        let v0 = vandq_u8(vshlq_u8(q0, sh), m3);
+                        let v1 = vandq_u8(vshlq_u8(q1, sh), m3);
+                        let base = 128 * h + 32 * s;
+                        let p0 = vaddvq_s32(dot16u(v0, ld_s8(&y.qs, base)));
+                        let p1 = vaddvq_s32(dot16u(v1, ld_s8(&y.qs, base + 16)));
+                        let is = 8 * h + 2 * s;
+                        isum += i32::from(scales[is]) * p0 + i32::from(scales[is + 1]) * p1;
+                    }
+                }
+                k_term(y.d() * f16(x.d), isum, y.d() * f16(x.dmin), msum)
+            })
+        }
+
+        /// q3_K · q8_K.
+        #[target_feature(enable = $feat)]
+        fn dot_q3_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+            let (xs, ys) = (blk::<BlockQ3K>(x), blk::<BlockQ8K>(y));
+            let m3 = vdupq_n_u8(3);
+            sequential!(xs, ys, |x, y| {
+                let hm0 = ld_u8(&x.hmask, 0);
+                let hm1 = ld_u8(&x.hmask, 16);
+                let mut isum = 0i32;
+                for h in 0..2 {
+                    let q0 = ld_u8(&x.qs, 32 * h);
+                    let q1 = ld_u8(&x.qs, 32 * h + 16);
+                    for s in 0..4 {
+                        let sh = vdupq_n_s8(-(2 * s as i8));
+                        let bit = vdupq_n_u8(1u8 << (4 * h + s));
+                        // low 2 bits, minus 4 where the high bit is clear
+                        let four0 = vandq_u8(vceqq_u8(vandq_u8(hm0, bit), vdupq_n_u8(0)), vdupq_n_u8(4));
+                        let four1 = vandq_u8(vceqq_u8(vandq_u8(hm1, bit), vdupq_n_u8(0)), vdupq_n_u8(4));
+                        let v0 = vsubq_s8(
+                            vreinterpretq_s8_u8(vandq_u8(vshlq_u8(q0, sh), m3)),
+                            vreinterpretq_s8_u8(four0),
+                        );
+                        let v1 = vsubq_s8(
+                            vreinterpretq_s8_u8(vandq_u8(vshlq_u8(q1, sh), m3)),
+                            vreinterpretq_s8_u8(four1),
+                        );
+                        let base = 128 * h + 32 * s;
+                        let p0 = vaddvq_s32(dot16(vdupq_n_s32(0), v0, ld_s8(&y.qs, base)));
+                        let p1 = vaddvq_s32(dot16(vdupq_n_s32(0), v1, ld_s8(&y.qs, base + 16)));
+                        let is = 8 * h + 2 * s;
+                        isum += i32::from(x.scale(is)) * p0 + i32::from(x.scale(is + 1)) * p1;
+                    }
+                }
+                k_term(f16(x.d) * y.d(), isum, 0.0, 0)
+            })
+        }
+
+        /// Scales (bytes 0..8) and mins (8..16) of a Q4_K / Q5_K block.
+        #[inline]
+        fn k4_scales(q: &[u8; 12]) -> [u8; 16] {
+            let mut out = [0u8; 16];
+            for j in 0..8 {
+                let (s, m) = if j < 4 {
+                    (q[j] & 63, q[j + 4] & 63)
+                } else {
+                    ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+                };
+                out[j] = s;
+                out[8 + j] = m;
+            }
+            out
+        }
+
+        /// Σ_j bsum_j · min_{j/2} of a Q4_K / Q5_K block.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn k4_msum(y: &BlockQ8K, sm: &[u8; 16]) -> i32 {
+            let mut m = [0u8; 16];
+            for (j, v) in m.iter_mut().enumerate() {
+                *v = sm[8 + j / 2];
+            }
+            bsum_dot(y, ld_u8(&m, 0))
+        }
+
+        /// q4_K · q8_K.
+        #[target_feature(enable = $feat)]
+        fn dot_q4_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+            let (xs, ys) = (blk::<BlockQ4K>(x), blk::<BlockQ8K>(y));
+            sequential!(xs, ys, |x, y| {
+                let sm = k4_scales(&x.scales);
+                let mut acc = vdupq_n_s32(0);
+                for j in 0..4 {
+                    let (l0, h0) = nibbles(ld_u8(&x.qs, 32 * j));
+                    let (l1, h1) = nibbles(ld_u8(&x.qs, 32 * j + 16));
+                    let base = 64 * j;
+                    let plo = dot16(dot16u(l0, ld_s8(&y.qs, base)), vreinterpretq_s8_u8(l1), ld_s8(&y.qs, base + 16));
+                    let phi = dot16(dot16u(h0, ld_s8(&y.qs, base + 32)), vreinterpretq_s8_u8(h1), ld_s8(&y.qs, base + 48));
+                    acc = vmlaq_n_s32(acc, plo, i32::from(sm[2 * j]));
+                    acc = vmlaq_n_s32(acc, phi, i32::from(sm[2 * j + 1]));
+                }
+                k_term(f16(x.d) * y.d(), vaddvq_s32(acc), f16(x.dmin) * y.d(), k4_msum(y, &sm))
+            })
+        }
+
+        /// q5_K · q8_K.
+        #[target_feature(enable = $feat)]
+        fn dot_q5_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+            let (xs, ys) = (blk::<BlockQ5K>(x), blk::<BlockQ8K>(y));
+            let one = vdupq_n_u8(1);
+            sequential!(xs, ys, |x, y| {
+                let sm = k4_scales(&x.scales);
+                let qh0 = ld_u8(&x.qh, 0);
+                let qh1 = ld_u8(&x.qh, 16);
+                let mut acc = vdupq_n_s32(0);
+                for j in 0..4 {
+                    let (l0, h0) = nibbles(ld_u8(&x.qs, 32 * j));
+                    let (l1, h1) = nibbles(ld_u8(&x.qs, 32 * j + 16));
+                    let slo = vdupq_n_s8(-(2 * j as i8));
+                    let shi = vdupq_n_s8(-(2 * j as i8 + 1));
+                    let bit = |q: uint8x16_t, s: int8x16_t| vshlq_n_u8::<4>(vandq_u8(vshlq_u8(q, s), one));
+                    let l0 = vorrq_u8(l0, bit(qh0, slo));
+                    let l1 = vorrq_u8(l1, bit(qh1, slo));
+                    let h0 = vorrq_u8(h0, bit(qh0, shi));
+                    let h1 = vorrq_u8(h1, bit(qh1, shi));
+                    let base = 64 * j;
+                    let plo = dot16(dot16u(l0, ld_s8(&y.qs, base)), vreinterpretq_s8_u8(l1), ld_s8(&y.qs, base + 16));
+                    let phi = dot16(dot16u(h0, ld_s8(&y.qs, base + 32)), vreinterpretq_s8_u8(h1), ld_s8(&y.qs, base + 48));
+                    acc = vmlaq_n_s32(acc, plo, i32::from(sm[2 * j]));
+                    acc = vmlaq_n_s32(acc, phi, i32::from(sm[2 * j + 1]));
+                }
+                k_term(f16(x.d) * y.d(), vaddvq_s32(acc), f16(x.dmin) * y.d(), k4_msum(y, &sm))
+            })
+        }
+
+        /// q6_K · q8_K.
+        #[target_feature(enable = $feat)]
+        fn dot_q6_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+            let (xs, ys) = (blk::<BlockQ6K>(x), blk::<BlockQ8K>(y));
+            let m4 = vdupq_n_u8(0x0f);
+            let m3 = vdupq_n_u8(3);
+            let m32 = vdupq_n_s8(32);
+            sequential!(xs, ys, |x, y| {
+                let mut isum = 0i32;
+                for h in 0..2 {
+                    for half in 0..2 {
+                        // 16 of the 32 columns `l` of this 128-value half
+                        let o = 16 * half;
+                        let ql0 = ld_u8(&x.ql, 64 * h + o);
+                        let ql1 = ld_u8(&x.ql, 64 * h + 32 + o);
+                        let qh = ld_u8(&x.qh, 32 * h + o);
+                        let hb = |s: i8| vshlq_n_u8::<4>(vandq_u8(vshlq_u8(qh, vdupq_n_s8(-s)), m3));
+                        let v = [
+                            vorrq_u8(vandq_u8(ql0, m4), hb(0)),
+                            vorrq_u8(vandq_u8(ql1, m4), hb(2)),
+                            vorrq_u8(vshrq_n_u8::<4>(ql0), hb(4)),
+                            vorrq_u8(vshrq_n_u8::<4>(ql1), hb(6)),
+                        ];
+                        for (k, v) in v.into_iter().enumerate() {
+                            let q = vsubq_s8(vreinterpretq_s8_u8(v), m32);
+                            let base = 128 * h + 32 * k + o;
+                            let p = vaddvq_s32(dot16(vdupq_n_s32(0), q, ld_s8(&y.qs, base)));
+                            isum += i32::from(x.scales[8 * h + 2 * k + half]) * p;
+                        }
+                    }
+                }
+                k_term(f16(x.d) * y.d(), isum, 0.0, 0)
+            })
+        }
+
+        /// iq4_xs · q8_K.
+        #[target_feature(enable = $feat)]
+        fn dot_iq4_xs(x: &[u8], y: &[u8], _n: usize) -> f32 {
+            let (xs, ys) = (blk::<BlockIQ4XS>(x), blk::<BlockQ8K>(y));
+            let table = ld_s8(&KVALUES_IQ4NL, 0);
+            sequential!(xs, ys, |x, y| {
+                let mut acc = vdupq_n_s32(0);
+                for ib in 0..8 {
+                    let (lo, hi) = nibbles(ld_u8(&x.qs, 16 * ib));
+                    let p = dot32(
+                        vqtbl1q_s8(table, lo),
+                        vqtbl1q_s8(table, hi),
+                        ld_s8(&y.qs, 32 * ib),
+                        ld_s8(&y.qs, 32 * ib + 16),
+                    );
+                    acc = vmlaq_n_s32(acc, p, x.scale(ib));
+                }
+                k_term(f16(x.d) * y.d(), vaddvq_s32(acc), 0.0, 0)
+            })
+        }
+
+        // ------------------------------------------------------------ float rows
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn load_f32x8(b: &[u8], off: usize) -> (float32x4_t, float32x4_t) {
+            (
+                vreinterpretq_f32_u8(ld_u8(b, off)),
+                vreinterpretq_f32_u8(ld_u8(b, off + 16)),
+            )
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn load_bf16x8(b: &[u8], off: usize) -> (float32x4_t, float32x4_t) {
+            let v = vreinterpretq_u16_u8(ld_u8(b, off));
+            (
+                vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_low_u16(v))),
+                vreinterpretq_f32_u32(vshll_high_n_u16::<16>(v)),
+            )
+        }
+
+        fn f32_le(b: [u8; 4]) -> f32 {
+            f32::from_le_bytes(b)
+        }
+
+        fn bf16_le(b: [u8; 2]) -> f32 {
+            f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16)
+        }
+
+        dot_float!(
+            $feat,
+            /// f32 · f32.
+            fn dot_f32, 4, load_f32x8, f32_le
+        );
+        dot_float!(
+            $feat,
+            /// f16 · f16.
+            fn dot_f16, 2, f16x8_at, f16
+        );
+        dot_float!(
+            $feat,
+            /// bf16 · bf16.
+            fn dot_bf16, 2, load_bf16x8, bf16_le
+        );
+    };
+}
+
+/// The block dot products of one 32-value block type: `$block(x, y)` gives 4
+/// partial i32 of one block; terms are `(dx·dy)·Σ` (+ `mx·sy` with `min`).
+macro_rules! dot32_fn {
+    (
+        $feat:literal,
+        $(#[$doc:meta])* fn $name:ident($X:ty, $Y:ty), $block:ident
+        $(, min: |$x:ident, $y:ident| ($m:expr, $s:expr))?
+    ) => {
+        $(#[$doc])*
+        #[target_feature(enable = $feat)]
+        fn $name(x: &[u8], y: &[u8], _n: usize) -> f32 {
+            let (xs, ys) = (blk::<$X>(x), blk::<$Y>(y));
+            let nb = xs.len().min(ys.len());
+            let mut acc = [vdupq_n_f32(0.0); 2];
+            let mut b = 0;
+            while b + 8 <= nb {
+                for (half, a) in acc.iter_mut().enumerate() {
+                    let i = b + 4 * half;
+                    let (Some(xg), Some(yg)) = (xs.get(i..i + 4), ys.get(i..i + 4)) else {
+                        break;
+                    };
+                    let s = hsum4x4([
+                        $block(&xg[0], &yg[0]),
+                        $block(&xg[1], &yg[1]),
+                        $block(&xg[2], &yg[2]),
+                        $block(&xg[3], &yg[3]),
+                    ]);
+                    let dx = f16x4(core::array::from_fn(|k| h(xg[k].d)));
+                    let dy = f16x4(core::array::from_fn(|k| h(yg[k].d)));
+                    #[allow(unused_mut)]
+                    let mut t = vmulq_f32(vmulq_f32(dx, dy), vcvtq_f32_s32(s));
+                    $(
+                        let mx = f16x4(core::array::from_fn(|k| { let $x = &xg[k]; h($m) }));
+                        let sy = f16x4(core::array::from_fn(|k| { let $y = &yg[k]; h($s) }));
+                        t = vaddq_f32(t, vmulq_f32(mx, sy));
+                    )?
+                    *a = vaddq_f32(*a, t);
+                }
+                b += 8;
+            }
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: `lanes` has room for 8 f32; no alignment requirement.
+            unsafe {
+                vst1q_f32(lanes.as_mut_ptr(), acc[0]);
+                vst1q_f32(lanes.as_mut_ptr().add(4), acc[1]);
+            }
+            for i in b..nb {
+                let (Some(xb), Some(yb)) = (xs.get(i), ys.get(i)) else { break };
+                let s = vaddvq_s32($block(xb, yb)) as f32;
+                #[allow(unused_mut)]
+                let mut t = (f16(xb.d) * f16(yb.d)) * s;
+                $(
+                    let $x = xb;
+                    let $y = yb;
+                    t += f16($m) * f16($s);
+                )?
+                lanes[i % 8] += t;
+            }
+            reduce8(lanes)
+        }
+    };
+}
+
+/// Sum the super-block terms in order.
+macro_rules! sequential {
+    ($xs:expr, $ys:expr, |$x:ident, $y:ident| $term:expr) => {{
+        let mut sum = 0.0f32;
+        for ($x, $y) in $xs.iter().zip($ys) {
+            sum += $term;
+        }
+        sum
+    }};
+}
+
+/// 32-lane float dot over `$w`-byte values; `$load(bytes, off)` gives 8 f32.
+macro_rules! dot_float {
+    ($feat:literal, $(#[$doc:meta])* fn $name:ident, $w:expr, $load:ident, $scalar:path) => {
+        $(#[$doc])*
+        #[target_feature(enable = $feat)]
+        fn $name(x: &[u8], y: &[u8], _n: usize) -> f32 {
+            let n = (x.len() / $w).min(y.len() / $w);
+            let mut acc = [vdupq_n_f32(0.0); 8];
+            let mut i = 0;
+            while i + 32 <= n {
+                for k in 0..4 {
+                    let off = $w * (i + 8 * k);
+                    let (x0, x1) = $load(x, off);
+                    let (y0, y1) = $load(y, off);
+                    acc[2 * k] = vaddq_f32(acc[2 * k], vmulq_f32(x0, y0));
+                    acc[2 * k + 1] = vaddq_f32(acc[2 * k + 1], vmulq_f32(x1, y1));
+                }
+                i += 32;
+            }
+            let mut lanes = [0.0f32; 32];
+            for (k, a) in acc.iter().enumerate() {
+                // SAFETY: lanes[4k..4k+4] is in bounds (k < 8).
+                unsafe { vst1q_f32(lanes.as_mut_ptr().add(4 * k), *a) };
+            }
+            for j in i..n {
+                let a = x.get($w * j..$w * j + $w).and_then(|s| s.try_into().ok());
+                let b = y.get($w * j..$w * j + $w).and_then(|s| s.try_into().ok());
+                if let (Some(a), Some(b)) = (a, b) {
+                    lanes[j % 32] += $scalar(a) * $scalar(b);
+                }
+            }
+            reduce32(lanes)
+        }
+    };
+}
+
+pub(super) use {dot32_fn, dot_float, neon_kernels, sequential};
