@@ -6,6 +6,8 @@
 //! (see `fixtures/fetch-models.sh`). A missing model fails the test with a message
 //! saying so, unless `TRAMONTANE_SKIP_REAL_MODELS=1`, which skips those tests.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -13,6 +15,38 @@ use std::time::Instant;
 use tramontane::gguf::{Gguf, GgufWriter, OwnedValue, ValueType};
 use tramontane::tokenizer::{PreTokenizer, TokenAttr, Tokenizer, TokenizerError, VocabKind};
 use tramontane::Backing;
+
+/// Counts the allocations of the current thread (tests run in parallel threads).
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocs() -> usize {
+    ALLOCS.with(Cell::get)
+}
 
 const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct-awq-q4_k_m.gguf";
@@ -143,14 +177,23 @@ fn check_round_trip(tok: &Tokenizer) {
         for add_special in [false, true] {
             let ids = tok.encode(&s, add_special, false).expect("encode");
             let back = tok.detokenize(&ids, true, false).expect("detokenize");
-            // The leading-space rule: with add_space_prefix the space added when
-            // encoding is removed when decoding; nothing else may change.
-            assert_eq!(
-                String::from_utf8_lossy(&back),
-                s,
-                "round trip of {s:?} (add_special={add_special})"
-            );
-            // Streaming gives the same text.
+            // The leading-space rule (as llama.cpp): with add_space_prefix the space added
+            // when encoding is removed when decoding, except after a BOS that
+            // detokenize(remove_special) dropped.
+            let expected =
+                if tok.add_space_prefix() && add_special && tok.add_bos() && !s.is_empty() {
+                    format!(" {s}")
+                } else {
+                    s.clone()
+                };
+            if !tok.clean_spaces() {
+                assert_eq!(
+                    String::from_utf8_lossy(&back),
+                    expected,
+                    "round trip of {s:?} (add_special={add_special})"
+                );
+            }
+            // Streaming gives the text back, without the BOS and the prefix space.
             let mut d = tok
                 .detokenizer()
                 .strip_leading_space(tok.add_space_prefix());
@@ -177,6 +220,64 @@ fn gemma3_round_trip() {
 fn qwen2_round_trip() {
     let Some(tok) = real(QWEN) else { return };
     check_round_trip(tok);
+}
+
+/// A vocab-only GGUF built by `fixtures/tokenizer/make_vocabs.sh` (Llama 3, Tekken), or
+/// `None` (with a notice) when it has not been built.
+fn extra_vocab(file: &str) -> Option<Tokenizer> {
+    let path = models_dir().join(file);
+    if !path.exists() {
+        eprintln!(
+            "notice: {} is missing, skipping (build it with fixtures/tokenizer/make_vocabs.sh)",
+            path.display()
+        );
+        return None;
+    }
+    let bytes = std::fs::read(&path).expect("read vocab");
+    let g = Gguf::parse(&bytes[..]).expect("parse vocab");
+    Some(Tokenizer::from_gguf(&g).expect("tokenizer from vocab"))
+}
+
+/// Mistral v0.1's SentencePiece vocabulary (vocab-only GGUF, committed): unlike Gemma it
+/// adds a space prefix.
+#[test]
+fn mistral_spm_goldens_and_round_trip() {
+    let tok = mistral();
+    assert_eq!(tok.kind(), VocabKind::SentencePiece);
+    assert!(tok.add_space_prefix() && tok.add_bos());
+    check_goldens(&tok, "mistral-spm.jsonl");
+    check_round_trip(&tok);
+    // "Hello" is "▁Hello": the space comes back only where llama.cpp keeps it.
+    let ids = tok.encode("Hello", true, false).expect("encode");
+    assert_eq!(
+        tok.detokenize(&ids[1..], false, false).expect("decode"),
+        b"Hello"
+    );
+    assert_eq!(
+        tok.detokenize(&ids, true, false).expect("decode"),
+        b" Hello"
+    );
+}
+
+#[test]
+fn llama3_goldens_and_round_trip() {
+    let Some(tok) = extra_vocab("llama3-vocab.gguf") else {
+        return;
+    };
+    assert_eq!(tok.pre_tokenizer(), Some(PreTokenizer::Llama3));
+    check_goldens(&tok, "llama3.jsonl");
+    check_round_trip(&tok);
+    assert!(tok.is_eog(tok.token_id("<|eot_id|>").expect("<|eot_id|>")));
+}
+
+#[test]
+fn tekken_goldens_and_round_trip() {
+    let Some(tok) = extra_vocab("tekken-vocab.gguf") else {
+        return;
+    };
+    assert_eq!(tok.pre_tokenizer(), Some(PreTokenizer::Tekken));
+    check_goldens(&tok, "tekken.jsonl");
+    check_round_trip(&tok);
 }
 
 #[test]
@@ -287,6 +388,42 @@ fn streaming_detokenizer_split_emoji() {
     let mut d = tok.detokenizer();
     assert_eq!(d.push(tok, byte(0xE2)).expect("push"), "");
     assert_eq!(d.push(tok, byte(b'A')).expect("push"), "\u{FFFD}A");
+}
+
+fn mistral() -> Tokenizer {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/tokenizer/mistral-v1-vocab.gguf");
+    let bytes = std::fs::read(&path).expect("mistral vocab");
+    Tokenizer::from_gguf(&Gguf::parse(&bytes[..]).expect("parse")).expect("tokenizer")
+}
+
+/// The streaming detokenizer allocates nothing per token once created.
+#[test]
+fn detokenizer_does_not_allocate_per_token() {
+    let b = allocs();
+    std::hint::black_box(Vec::<u8>::with_capacity(16));
+    assert!(allocs() > b, "the counting allocator counts");
+    let mut toks = vec![mistral()];
+    toks.extend(real(QWEN).cloned());
+    for tok in &toks {
+        let text = corpus().join(" ");
+        let mut ids = tok.encode(&text, true, true).expect("encode");
+        ids.extend(0..tok.n_vocab().min(5000)); // every kind of token, control ones too
+        let mut d = tok.detokenizer().render_special(true);
+        let mut n = 0usize;
+        let before = allocs();
+        for &id in &ids {
+            n += d.push(tok, id).expect("push").len();
+        }
+        n += d.finish().len();
+        assert_eq!(
+            allocs() - before,
+            0,
+            "allocations while detokenizing {} tokens",
+            ids.len()
+        );
+        assert!(n > text.len());
+    }
 }
 
 /// Qwen2: multi-byte characters split across byte-level BPE tokens.

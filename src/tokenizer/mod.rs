@@ -35,6 +35,7 @@
 mod bpe;
 mod detok;
 mod error;
+mod fuzz;
 mod pretok;
 mod special;
 mod spm;
@@ -50,6 +51,8 @@ use crate::gguf::{ArrayView, Gguf, ValueType};
 
 pub use detok::Detokenizer;
 pub use error::TokenizerError;
+#[doc(hidden)]
+pub use fuzz::fuzz_tokenizer;
 pub use pretok::PreTokenizer;
 
 use bpe::{Bpe, BpeScratch};
@@ -713,6 +716,12 @@ impl Tokenizer {
     /// Whether SentencePiece text gets a leading space (and loses it when decoded).
     pub fn add_space_prefix(&self) -> bool {
         self.add_space_prefix
+    }
+
+    /// Whether [`Tokenizer::detokenize`] removes spaces before punctuation (llama.cpp's
+    /// `clean_spaces`, on for most BPE vocabularies, off for Qwen2, Gemma, Tekken …).
+    pub fn clean_spaces(&self) -> bool {
+        self.clean_spaces
     }
 
     /// True for every token that ends generation: EOS, EOT, EOM, and the tokens llama.cpp
