@@ -200,8 +200,13 @@ fn every_level_equals_scalar_bit_for_bit() {
                         let x = random_acts(&mut rng, n, s);
                         acts.quantize(at, &x, n).unwrap();
                         let y = acts.vec_bytes(0).unwrap_or(&[]);
+                        // The weights at an odd address too (model bytes are unaligned).
+                        let mut odd = vec![0u8; w.len() + 1];
+                        odd[1..].copy_from_slice(&w);
                         let want = scalar.vec_dot(ty, &w, y, n).unwrap();
                         let got = k.vec_dot(ty, &w, y, n).unwrap();
+                        let got_odd = k.vec_dot(ty, &odd[1..], y, n).unwrap();
+                        assert!(same(got, got_odd), "{} {ty} n={n}: odd address", k.level());
                         assert!(
                             same(want, got),
                             "{} {ty} n={n} {s:?}: scalar {want:e}, got {got:e}",

@@ -25,22 +25,25 @@ pub(crate) type Dot4Fn =
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TypeKernels {
     pub(crate) dot: DotFn,
-    pub(crate) dot4: Dot4Fn,
+    /// A kernel that unpacks each weight block once for up to 4 vectors, if the level
+    /// has one for this type (else `dot` is called per vector).
+    pub(crate) dot4: Option<Dot4Fn>,
 }
 
 impl TypeKernels {
-    /// A dot kernel with the generic 4-vector loop around it.
+    /// A dot kernel alone.
     pub(crate) const fn single(dot: DotFn) -> Self {
+        TypeKernels { dot, dot4: None }
+    }
+
+    /// A dot kernel and its 4-vector twin.
+    pub(crate) const fn tiled(dot: DotFn, dot4: Dot4Fn) -> Self {
         TypeKernels {
             dot,
-            dot4: dot4_unused,
+            dot4: Some(dot4),
         }
     }
 }
-
-/// Placeholder for tables built with [`TypeKernels::single`]; never called (see
-/// [`Kernels::dot4`]).
-unsafe fn dot4_unused(_: &[u8], _: [&[u8]; 4], _: usize, _: usize, _: &mut [f32; 4]) {}
 
 /// The kernels of one SIMD level: one entry per weight type.
 ///
@@ -51,8 +54,6 @@ unsafe fn dot4_unused(_: &[u8], _: [&[u8]; 4], _: usize, _: usize, _: &mut [f32;
 #[derive(Debug)]
 pub struct Kernels {
     pub(crate) level: KernelLevel,
-    /// Whether `dot4` entries are real 4-vector kernels (else `dot` is called 4 times).
-    pub(crate) has_dot4: bool,
     pub(crate) q4_0: TypeKernels,
     pub(crate) q4_1: TypeKernels,
     pub(crate) q5_0: TypeKernels,
@@ -105,7 +106,6 @@ impl Kernels {
         use scalar as s;
         Kernels {
             level: KernelLevel::Scalar,
-            has_dot4: false,
             q4_0: TypeKernels::single(s::dot_q4_0),
             q4_1: TypeKernels::single(s::dot_q4_1),
             q5_0: TypeKernels::single(s::dot_q5_0),
@@ -251,10 +251,10 @@ impl Kernels {
                     for r in rb..rb1 {
                         let xr = data.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]);
                         let mut res = [0.0f32; 4];
-                        if self.has_dot4 {
+                        if let Some(dot4) = k.dot4 {
                             // SAFETY: as for the single dot: supported level, whole rows
                             // of `n` values, vn ≤ 4.
-                            unsafe { (k.dot4)(xr, ys, vn, n, &mut res) };
+                            unsafe { dot4(xr, ys, vn, n, &mut res) };
                         } else {
                             for (o, y) in res.iter_mut().zip(ys).take(vn) {
                                 // SAFETY: as above.

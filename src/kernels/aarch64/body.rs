@@ -30,8 +30,7 @@ macro_rules! neon_kernels {
         /// The table's contents, for tables built on this one.
         pub(in crate::kernels) const TABLE_FIELDS: Kernels = Kernels {
             level: $level,
-            has_dot4: false,
-            q4_0: TypeKernels::single(dot_q4_0),
+                    q4_0: TypeKernels::single(dot_q4_0),
             q4_1: TypeKernels::single(dot_q4_1),
             q5_0: TypeKernels::single(dot_q5_0),
             q5_1: TypeKernels::single(dot_q5_1),

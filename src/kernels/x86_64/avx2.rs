@@ -25,18 +25,17 @@ use crate::quant::{
 /// The AVX2 table.
 pub(super) static TABLE: Kernels = Kernels {
     level: KernelLevel::Avx2,
-    has_dot4: false,
-    q4_0: TypeKernels::single(dot_q4_0),
-    q4_1: TypeKernels::single(dot_q4_1),
-    q5_0: TypeKernels::single(dot_q5_0),
-    q5_1: TypeKernels::single(dot_q5_1),
-    q8_0: TypeKernels::single(dot_q8_0),
+    q4_0: TypeKernels::tiled(dot_q4_0, dot4_q4_0),
+    q4_1: TypeKernels::tiled(dot_q4_1, dot4_q4_1),
+    q5_0: TypeKernels::tiled(dot_q5_0, dot4_q5_0),
+    q5_1: TypeKernels::tiled(dot_q5_1, dot4_q5_1),
+    q8_0: TypeKernels::tiled(dot_q8_0, dot4_q8_0),
     q2_k: TypeKernels::single(dot_q2_k),
     q3_k: TypeKernels::single(dot_q3_k),
-    q4_k: TypeKernels::single(dot_q4_k),
+    q4_k: TypeKernels::tiled(dot_q4_k, dot4_q4_k),
     q5_k: TypeKernels::single(dot_q5_k),
-    q6_k: TypeKernels::single(dot_q6_k),
-    iq4_nl: TypeKernels::single(dot_iq4_nl),
+    q6_k: TypeKernels::tiled(dot_q6_k, dot4_q6_k),
+    iq4_nl: TypeKernels::tiled(dot_iq4_nl, dot4_iq4_nl),
     iq4_xs: TypeKernels::single(dot_iq4_xs),
     f32: TypeKernels::single(dot_f32),
     f16: TypeKernels::single(dot_f16),
@@ -173,80 +172,104 @@ fn f16(b: [u8; 2]) -> f32 {
 
 // ---------------------------------------------------------------- 32-value blocks
 
-/// The per-block kernels of one 32-value block type against its activation blocks.
+/// The kernels of one 32-value block type against its activation blocks:
+/// `$unpack(x)` gives the block's 32 quants as bytes, `$mul(q, y)` the 8 partial i32
+/// of their products with 32 activation bytes. Generates the tile kernel for `N`
+/// vectors (each weight block unpacked once), the single dot and the 4-vector entry.
 macro_rules! dot32 {
     (
         $(#[$doc:meta])*
-        fn $name:ident($X:ty, $Y:ty) {
-            block: $block:ident,
-            term: |$dx:ident, $dy:ident, $x:ident, $y:ident| $d8:expr,
-            $(min: |$mx:ident, $my:ident| $m8:expr, scalar_min: |$sx:ident, $sy:ident| $ms:expr,)?
+        fn $name:ident, $name4:ident, $tile:ident($X:ty, $Y:ty) {
+            unpack: $unpack:ident,
+            mul: $mul:ident,
+            min: $min:tt,
         }
     ) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $tile<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
+            let xs = blk::<$X>(x);
+            let yss: [&[$Y]; N] = core::array::from_fn(|v| blk::<$Y>(ys[v]));
+            let nb = yss.iter().fold(xs.len(), |m, y| m.min(y.len()));
+            let mut acc = [_mm256_setzero_ps(); N];
+            let mut g = 0;
+            while g + 8 <= nb {
+                let Some(xg) = xs.get(g..g + 8).and_then(|s| <&[$X; 8]>::try_from(s).ok()) else {
+                    break;
+                };
+                let q: [__m256i; 8] = [
+                    $unpack(&xg[0]),
+                    $unpack(&xg[1]),
+                    $unpack(&xg[2]),
+                    $unpack(&xg[3]),
+                    $unpack(&xg[4]),
+                    $unpack(&xg[5]),
+                    $unpack(&xg[6]),
+                    $unpack(&xg[7]),
+                ];
+                let dx = f16x8_first(xg);
+                let mx = if $min { f16x8_at(xg, 2) } else { _mm256_setzero_ps() };
+                for (a, y) in acc.iter_mut().zip(&yss) {
+                    let Some(yg) = y.get(g..g + 8).and_then(|s| <&[$Y; 8]>::try_from(s).ok()) else {
+                        continue;
+                    };
+                    let p: [__m256i; 8] = core::array::from_fn(|i| $mul(q[i], load32(&yg[i].qs, 0)));
+                    let s = _mm256_cvtepi32_ps(hsum8x8(&p));
+                    let mut t = _mm256_mul_ps(_mm256_mul_ps(dx, f16x8_first(yg)), s);
+                    if $min {
+                        t = _mm256_add_ps(t, _mm256_mul_ps(mx, f16x8_at(yg, 2)));
+                    }
+                    *a = _mm256_add_ps(*a, t);
+                }
+                g += 8;
+            }
+            let mut out = [0.0f32; N];
+            for ((o, a), y) in out.iter_mut().zip(acc).zip(&yss) {
+                let mut lanes = [0.0f32; 8];
+                // SAFETY: `lanes` has room for 8 f32; `storeu` has no alignment requirement.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
+                for b in g..nb {
+                    let (Some(xb), Some(yb)) = (xs.get(b), y.get(b)) else { break };
+                    let s = hsum_i32($mul($unpack(xb), load32(&yb.qs, 0))) as f32;
+                    let mut t = (f16(xb.d) * f16(yb.d)) * s;
+                    if $min {
+                        // Q4_1 / Q5_1: `m` and `s` are the second f16 of their blocks.
+                        t += f16_second(xb) * f16_second(yb);
+                    }
+                    lanes[b % 8] += t;
+                }
+                *o = reduce8(lanes);
+            }
+            out
+        }
+
         $(#[$doc])*
         #[target_feature(enable = "avx2,fma,f16c")]
         fn $name(x: &[u8], y: &[u8], _n: usize) -> f32 {
-            let (xs, ys) = (blk::<$X>(x), blk::<$Y>(y));
-            let mut acc = _mm256_setzero_ps();
-            let groups = xs.chunks_exact(8).zip(ys.chunks_exact(8));
-            let done = xs.len().min(ys.len()) / 8 * 8;
-            for (xg, yg) in groups {
-                let (Ok(xg), Ok(yg)) = (<&[$X; 8]>::try_from(xg), <&[$Y; 8]>::try_from(yg)) else {
-                    continue;
-                };
-                let p: [__m256i; 8] = [
-                    $block(&xg[0], &yg[0]),
-                    $block(&xg[1], &yg[1]),
-                    $block(&xg[2], &yg[2]),
-                    $block(&xg[3], &yg[3]),
-                    $block(&xg[4], &yg[4]),
-                    $block(&xg[5], &yg[5]),
-                    $block(&xg[6], &yg[6]),
-                    $block(&xg[7], &yg[7]),
-                ];
-                let s = _mm256_cvtepi32_ps(hsum8x8(&p));
-                let d = {
-                    let $dx = xg;
-                    let $dy = yg;
-                    $d8
-                };
-                #[allow(unused_mut)]
-                let mut t = _mm256_mul_ps(d, s);
-                $(
-                    let m = {
-                        let $mx = xg;
-                        let $my = yg;
-                        $m8
-                    };
-                    t = _mm256_add_ps(t, m);
-                )?
-                acc = _mm256_add_ps(acc, t);
+            let [r] = $tile::<1>(x, &[y]);
+            r
+        }
+
+        /// Up to 4 vectors at once (see `Dot4Fn`).
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $name4(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
+            match nv {
+                0 => {}
+                1 => out[0] = $tile::<1>(x, &[ys[0]])[0],
+                2 => out[..2].copy_from_slice(&$tile::<2>(x, &[ys[0], ys[1]])),
+                3 => out[..3].copy_from_slice(&$tile::<3>(x, &[ys[0], ys[1], ys[2]])),
+                _ => *out = $tile::<4>(x, &ys),
             }
-            let mut lanes = [0.0f32; 8];
-            // SAFETY: `lanes` has room for 8 f32; `storeu` has no alignment requirement.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-            let tail = xs.iter().zip(ys).enumerate().skip(done);
-            for (b, ($x, $y)) in tail {
-                let s = hsum_i32($block($x, $y)) as f32;
-                #[allow(unused_mut)]
-                let mut t = (f16($x.d) * f16($y.d)) * s;
-                $(
-                    let $sx = $x;
-                    let $sy = $y;
-                    t += $ms;
-                )?
-                lanes[b % 8] += t;
-            }
-            reduce8(lanes)
         }
     };
 }
 
-/// `dx·dy` for 8 blocks whose f16 scale `d` is their first field.
-macro_rules! d8 {
-    ($xg:expr, $yg:expr) => {
-        _mm256_mul_ps(f16x8_first($xg), f16x8_first($yg))
-    };
+/// The second f16 of a block (`m` of Q4_1/Q5_1, `s` of Q8_1) as f32.
+fn f16_second<B: bytemuck::Pod>(b: &B) -> f32 {
+    let bytes: &[u8] = bytemuck::bytes_of(b);
+    match bytes.get(2..4) {
+        Some(&[a, c]) => f16([a, c]),
+        _ => 0.0,
+    }
 }
 
 /// The f16 at offset `off` of each of 8 consecutive blocks (of at least `off + 4`
@@ -288,38 +311,35 @@ fn f16x8_first<B: bytemuck::Pod>(blocks: &[B; 8]) -> __m256 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn block_q4_0(x: &BlockQ4_0, y: &BlockQ8_0) -> __m256i {
-    let q = _mm256_sub_epi8(nibbles(load16(&x.qs, 0)), _mm256_set1_epi8(8));
-    mul_sum_i8_pairs(q, load32(&y.qs, 0))
+fn unpack_q4_0(x: &BlockQ4_0) -> __m256i {
+    _mm256_sub_epi8(nibbles(load16(&x.qs, 0)), _mm256_set1_epi8(8))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn block_q4_1(x: &BlockQ4_1, y: &BlockQ8_1) -> __m256i {
-    mul_sum_us8_pairs(nibbles(load16(&x.qs, 0)), load32(&y.qs, 0))
+fn unpack_q4_1(x: &BlockQ4_1) -> __m256i {
+    nibbles(load16(&x.qs, 0))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn block_q5_0(x: &BlockQ5_0, y: &BlockQ8_0) -> __m256i {
+fn unpack_q5_0(x: &BlockQ5_0) -> __m256i {
     // Bytes without their fifth bit get 0xf0 ORed in: (q | 0xf0) = q − 16 as i8.
     let hi = _mm256_andnot_si256(bytes_from_bits(x.qh()), _mm256_set1_epi8(0xf0u8 as i8));
-    let q = _mm256_or_si256(nibbles(load16(&x.qs, 0)), hi);
-    mul_sum_i8_pairs(q, load32(&y.qs, 0))
+    _mm256_or_si256(nibbles(load16(&x.qs, 0)), hi)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn block_q5_1(x: &BlockQ5_1, y: &BlockQ8_1) -> __m256i {
+fn unpack_q5_1(x: &BlockQ5_1) -> __m256i {
     let hi = _mm256_and_si256(bytes_from_bits(x.qh()), _mm256_set1_epi8(0x10));
-    let q = _mm256_or_si256(nibbles(load16(&x.qs, 0)), hi);
-    mul_sum_us8_pairs(q, load32(&y.qs, 0))
+    _mm256_or_si256(nibbles(load16(&x.qs, 0)), hi)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn block_q8_0(x: &BlockQ8_0, y: &BlockQ8_0) -> __m256i {
-    mul_sum_i8_pairs(load32(&x.qs, 0), load32(&y.qs, 0))
+fn unpack_q8_0(x: &BlockQ8_0) -> __m256i {
+    load32(&x.qs, 0)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -330,61 +350,62 @@ fn iq4nl_table() -> __m256i {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn block_iq4_nl(x: &BlockIQ4NL, y: &BlockQ8_0) -> __m256i {
-    let q = _mm256_shuffle_epi8(iq4nl_table(), nibbles(load16(&x.qs, 0)));
-    mul_sum_i8_pairs(q, load32(&y.qs, 0))
+fn unpack_iq4_nl(x: &BlockIQ4NL) -> __m256i {
+    _mm256_shuffle_epi8(iq4nl_table(), nibbles(load16(&x.qs, 0)))
 }
 
 dot32! {
     /// q4_0 · q8_0.
-    fn dot_q4_0(BlockQ4_0, BlockQ8_0) {
-        block: block_q4_0,
-        term: |xg, yg, x, y| d8!(xg, yg),
+    fn dot_q4_0, dot4_q4_0, tile_q4_0(BlockQ4_0, BlockQ8_0) {
+        unpack: unpack_q4_0,
+        mul: mul_sum_i8_pairs,
+        min: false,
     }
 }
 
 dot32! {
     /// q4_1 · q8_1: `(dx·dy)·Σ + mx·sy`.
-    fn dot_q4_1(BlockQ4_1, BlockQ8_1) {
-        block: block_q4_1,
-        term: |xg, yg, x, y| d8!(xg, yg),
-        min: |xg, yg| _mm256_mul_ps(f16x8_at(xg, 2), f16x8_at(yg, 2)),
-        scalar_min: |x, y| f16(x.m) * f16(y.s),
+    fn dot_q4_1, dot4_q4_1, tile_q4_1(BlockQ4_1, BlockQ8_1) {
+        unpack: unpack_q4_1,
+        mul: mul_sum_us8_pairs,
+        min: true,
     }
 }
 
 dot32! {
     /// q5_0 · q8_0.
-    fn dot_q5_0(BlockQ5_0, BlockQ8_0) {
-        block: block_q5_0,
-        term: |xg, yg, x, y| d8!(xg, yg),
+    fn dot_q5_0, dot4_q5_0, tile_q5_0(BlockQ5_0, BlockQ8_0) {
+        unpack: unpack_q5_0,
+        mul: mul_sum_i8_pairs,
+        min: false,
     }
 }
 
 dot32! {
-    /// q5_1 · q8_1.
-    fn dot_q5_1(BlockQ5_1, BlockQ8_1) {
-        block: block_q5_1,
-        term: |xg, yg, x, y| d8!(xg, yg),
-        min: |xg, yg| _mm256_mul_ps(f16x8_at(xg, 2), f16x8_at(yg, 2)),
-        scalar_min: |x, y| f16(x.m) * f16(y.s),
+    /// q5_1 · q8_1: `(dx·dy)·Σ + mx·sy`.
+    fn dot_q5_1, dot4_q5_1, tile_q5_1(BlockQ5_1, BlockQ8_1) {
+        unpack: unpack_q5_1,
+        mul: mul_sum_us8_pairs,
+        min: true,
     }
 }
 
 dot32! {
-    /// q8_0 · q8_0 (weights must not contain −128, which ggml never writes; see
-    /// [`mul_sum_i8_pairs`]: −128 in x is fine, in y it is not, so x is the weight).
-    fn dot_q8_0(BlockQ8_0, BlockQ8_0) {
-        block: block_q8_0,
-        term: |xg, yg, x, y| d8!(xg, yg),
+    /// q8_0 · q8_0 (weights may hold −128, activations never do: see
+    /// [`mul_sum_i8_pairs`]).
+    fn dot_q8_0, dot4_q8_0, tile_q8_0(BlockQ8_0, BlockQ8_0) {
+        unpack: unpack_q8_0,
+        mul: mul_sum_i8_pairs,
+        min: false,
     }
 }
 
 dot32! {
     /// iq4_nl · q8_0.
-    fn dot_iq4_nl(BlockIQ4NL, BlockQ8_0) {
-        block: block_iq4_nl,
-        term: |xg, yg, x, y| d8!(xg, yg),
+    fn dot_iq4_nl, dot4_iq4_nl, tile_iq4_nl(BlockIQ4NL, BlockQ8_0) {
+        unpack: unpack_iq4_nl,
+        mul: mul_sum_i8_pairs,
+        min: false,
     }
 }
 
@@ -527,32 +548,78 @@ fn k4_msum(y: &BlockQ8K, sm: &[u8; 16]) -> i32 {
     hsum_i32(_mm256_madd_epi16(load32(&y.bsums, 0), mins))
 }
 
-/// q4_K · q8_K.
+/// Generate the single-vector and 4-vector entry points of a super-block tile kernel.
+macro_rules! k_entries {
+    ($(#[$doc:meta])* fn $name:ident, $name4:ident, $tile:ident) => {
+        $(#[$doc])*
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $name(x: &[u8], y: &[u8], _n: usize) -> f32 {
+            let [r] = $tile::<1>(x, &[y]);
+            r
+        }
+
+        /// Up to 4 vectors at once (see `Dot4Fn`).
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $name4(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
+            match nv {
+                0 => {}
+                1 => out[0] = $tile::<1>(x, &[ys[0]])[0],
+                2 => out[..2].copy_from_slice(&$tile::<2>(x, &[ys[0], ys[1]])),
+                3 => out[..3].copy_from_slice(&$tile::<3>(x, &[ys[0], ys[1], ys[2]])),
+                _ => *out = $tile::<4>(x, &ys),
+            }
+        }
+    };
+}
+
+/// The activation blocks of `N` vectors and the number of blocks all rows have.
+fn k_rows<'a, const N: usize>(nx: usize, ys: &[&'a [u8]; N]) -> ([&'a [BlockQ8K]; N], usize) {
+    let yss: [&[BlockQ8K]; N] = core::array::from_fn(|v| blk::<BlockQ8K>(ys[v]));
+    let nb = yss.iter().fold(nx, |m, y| m.min(y.len()));
+    (yss, nb)
+}
+
+/// q4_K · q8_K for `N` vectors, each weight block unpacked once.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q4_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
-    let (xs, ys) = (blk::<BlockQ4K>(x), blk::<BlockQ8K>(y));
+fn tile_q4_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
+    let xs = blk::<BlockQ4K>(x);
+    let (yss, nb) = k_rows(xs.len(), ys);
     let m4 = _mm256_set1_epi8(0x0f);
-    sequential!(xs, ys, |x, y| {
+    let mut sum = [0.0f32; N];
+    for (i, x) in xs.iter().enumerate().take(nb) {
         let sm = k4_scales(&x.scales);
-        let mut acc = _mm256_setzero_si256();
+        let mut acc = [_mm256_setzero_si256(); N];
         for j in 0..4 {
             let q4 = load32(&x.qs, 32 * j);
             let lo = _mm256_and_si256(q4, m4);
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), m4);
-            let plo = _mm256_maddubs_epi16(lo, load32(&y.qs, 64 * j));
-            let phi = _mm256_maddubs_epi16(hi, load32(&y.qs, 64 * j + 32));
-            let plo = _mm256_madd_epi16(plo, _mm256_set1_epi16(i16::from(sm[2 * j])));
-            let phi = _mm256_madd_epi16(phi, _mm256_set1_epi16(i16::from(sm[2 * j + 1])));
-            acc = _mm256_add_epi32(acc, _mm256_add_epi32(plo, phi));
+            let slo = _mm256_set1_epi16(i16::from(sm[2 * j]));
+            let shi = _mm256_set1_epi16(i16::from(sm[2 * j + 1]));
+            for (a, y) in acc.iter_mut().zip(&yss) {
+                let Some(y) = y.get(i) else { continue };
+                let plo = _mm256_maddubs_epi16(lo, load32(&y.qs, 64 * j));
+                let phi = _mm256_maddubs_epi16(hi, load32(&y.qs, 64 * j + 32));
+                let p = _mm256_add_epi32(_mm256_madd_epi16(plo, slo), _mm256_madd_epi16(phi, shi));
+                *a = _mm256_add_epi32(*a, p);
+            }
         }
-        k_term(
-            f16(x.d) * y.d(),
-            hsum_i32(acc),
-            f16(x.dmin) * y.d(),
-            k4_msum(y, &sm),
-        )
-    })
+        for ((s, a), y) in sum.iter_mut().zip(acc).zip(&yss) {
+            let Some(y) = y.get(i) else { continue };
+            *s += k_term(
+                f16(x.d) * y.d(),
+                hsum_i32(a),
+                f16(x.dmin) * y.d(),
+                k4_msum(y, &sm),
+            );
+        }
+    }
+    sum
 }
+
+k_entries!(
+    /// q4_K · q8_K.
+    fn dot_q4_k, dot4_q4_k, tile_q4_k
+);
 
 /// q5_K · q8_K.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -591,16 +658,18 @@ fn dot_q5_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
     })
 }
 
-/// q6_K · q8_K.
+/// q6_K · q8_K for `N` vectors, each weight block unpacked once.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q6_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
-    let (xs, ys) = (blk::<BlockQ6K>(x), blk::<BlockQ8K>(y));
+fn tile_q6_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
+    let xs = blk::<BlockQ6K>(x);
+    let (yss, nb) = k_rows(xs.len(), ys);
     let m4 = _mm256_set1_epi8(0x0f);
     let m3 = _mm256_set1_epi8(3);
     let m32 = _mm256_set1_epi8(32);
-    sequential!(xs, ys, |x, y| {
+    let mut sum = [0.0f32; N];
+    for (i, x) in xs.iter().enumerate().take(nb) {
         let scales = load16(&x.scales, 0);
-        let mut acc = _mm256_setzero_si256();
+        let mut acc = [_mm256_setzero_si256(); N];
         for h in 0..2 {
             let ql0 = load32(&x.ql, 64 * h);
             let ql1 = load32(&x.ql, 64 * h + 32);
@@ -618,15 +687,30 @@ fn dot_q6_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), hb(6)),
             ];
             for (k, v) in v.into_iter().enumerate() {
-                let q8 = load32(&y.qs, 128 * h + 32 * k);
-                let p =
-                    _mm256_sub_epi16(_mm256_maddubs_epi16(v, q8), _mm256_maddubs_epi16(m32, q8));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scale_pair(scales, 4 * h + k)));
+                let sc = scale_pair(scales, 4 * h + k);
+                for (a, y) in acc.iter_mut().zip(&yss) {
+                    let Some(y) = y.get(i) else { continue };
+                    let q8 = load32(&y.qs, 128 * h + 32 * k);
+                    let p = _mm256_sub_epi16(
+                        _mm256_maddubs_epi16(v, q8),
+                        _mm256_maddubs_epi16(m32, q8),
+                    );
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(p, sc));
+                }
             }
         }
-        k_term(f16(x.d) * y.d(), hsum_i32(acc), 0.0, 0)
-    })
+        for ((s, a), y) in sum.iter_mut().zip(acc).zip(&yss) {
+            let Some(y) = y.get(i) else { continue };
+            *s += k_term(f16(x.d) * y.d(), hsum_i32(a), 0.0, 0);
+        }
+    }
+    sum
 }
+
+k_entries!(
+    /// q6_K · q8_K.
+    fn dot_q6_k, dot4_q6_k, tile_q6_k
+);
 
 /// iq4_xs · q8_K.
 #[target_feature(enable = "avx2,fma,f16c")]
