@@ -6,9 +6,10 @@
 
 use crate::gguf::GgufError;
 use crate::kernels::KernelError;
-use crate::model::ModelError;
+use crate::model::{ModelError, StateError};
 use crate::quant::QuantError;
 use crate::sampling::SamplingError;
+use crate::session::SessionError;
 use crate::tokenizer::TokenizerError;
 
 /// Everything that can go wrong in tramontane.
@@ -34,6 +35,13 @@ pub enum Error {
     /// A sampler option is out of range, or the logits do not fit the sampler.
     #[error("sampling: {0}")]
     Sampling(#[from] SamplingError),
+    /// A session call was refused or interrupted (cancelled, empty prompt, …).
+    #[error("session: {0}")]
+    Session(#[from] SessionError),
+    /// A saved session state was refused (corrupted, another model, …) or could not be
+    /// written.
+    #[error("saved state: {0}")]
+    State(#[from] StateError),
     /// Reading a file failed.
     #[cfg(feature = "std")]
     #[error("cannot read {path}: {source}")]

@@ -27,11 +27,13 @@ extern crate std;
 
 pub mod backing;
 pub mod error;
+pub mod generate;
 pub mod gguf;
 pub mod kernels;
 pub mod model;
 pub mod quant;
 pub mod sampling;
+pub mod session;
 pub mod tokenizer;
 
 pub use backing::Backing;
@@ -41,3 +43,6 @@ pub use kernels::cpu_features;
 pub use sampling::{SamplerChain, Sampled};
 pub use model::{Model, ModelConfig, ModelError, State, StateOptions};
 pub use tokenizer::{Detokenizer, Tokenizer, TokenizerError};
+pub use generate::{Completion, GenerateOptions, Piece, StopReason, TokenStream};
+pub use model::StateError;
+pub use session::{CancelHandle, Session, SessionError, SessionOptions};

@@ -122,6 +122,55 @@ impl State {
     }
 }
 
+/// What the session layer needs (`model/state_io.rs`, `model/shift.rs`).
+impl State {
+    /// The KV cache.
+    pub(crate) fn kv(&self) -> &KvCache {
+        &self.kv
+    }
+
+    /// The KV cache, writable (state load, context shift).
+    pub(crate) fn kv_mut(&mut self) -> &mut KvCache {
+        &mut self.kv
+    }
+
+    /// Set the next position (state load, context shift); at most `n_ctx`.
+    pub(crate) fn set_n_past(&mut self, n: usize) {
+        self.n_past = n.min(self.kv.n_ctx);
+    }
+}
+
+/// [`eval`] without logits: the tokens only go into the KV cache and the output head is
+/// not computed (inner chunks of a long prompt). The same checks as `eval`.
+pub(crate) fn eval_no_logits(m: &Model, st: &mut State, tokens: &[u32]) -> Result<()> {
+    let c = &m.config;
+    if tokens.is_empty() {
+        return Err(ModelError::EmptyInput.into());
+    }
+    if st.shape != shape_of(c) {
+        return Err(ModelError::ForeignState.into());
+    }
+    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+        return Err(ModelError::TokenOutOfRange {
+            token: bad,
+            n_vocab: c.n_vocab,
+        }
+        .into());
+    }
+    if st.n_past.saturating_add(tokens.len()) > st.kv.n_ctx {
+        return Err(ModelError::ContextFull {
+            used: st.n_past,
+            capacity: st.kv.n_ctx,
+            requested: tokens.len(),
+        }
+        .into());
+    }
+    for chunk in tokens.chunks(st.max_batch) {
+        forward(m, st, chunk, Out::None)?;
+    }
+    Ok(())
+}
+
 fn shape_of(c: &ModelConfig) -> [usize; 6] {
     [
         c.n_layer,

@@ -32,7 +32,10 @@ mod config;
 mod error;
 mod forward;
 mod kv;
+mod load;
 mod ops;
+mod shift;
+mod state_io;
 mod weights;
 
 pub use arch::{
@@ -42,10 +45,14 @@ pub use config::{ModelConfig, RopeScaling};
 pub use error::{ModelError, Shape};
 pub use forward::{State, StateOptions};
 pub use kv::KvType;
+#[cfg(feature = "std")]
+pub(crate) use state_io::WriteSink;
+pub use state_io::{StateError, STATE_VERSION};
 pub use weights::{LayerWeights, TensorRef, Weights};
 
 use crate::backing::Backing;
 use crate::gguf::Gguf;
+use crate::tokenizer::Tokenizer;
 use crate::Result;
 
 /// A loaded model: the file's bytes (mapped, static or owned), its configuration, and
@@ -56,7 +63,15 @@ pub struct Model {
     gguf: Gguf<Backing>,
     config: ModelConfig,
     weights: Weights,
+    /// The tokenizer from `tokenizer.ggml.*`, built once at load time.
+    tokenizer: Tokenizer,
 }
+
+// Many sessions on many threads share one model.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<Model>();
+};
 
 impl Model {
     /// Map a GGUF file and load it.
@@ -76,11 +91,52 @@ impl Model {
         let n_vocab = Weights::vocab_size(&gguf)?;
         let config = ModelConfig::from_gguf(&gguf, n_vocab)?;
         let weights = Weights::load(&gguf, &config)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
         Ok(Model {
             gguf,
             config,
             weights,
+            tokenizer,
         })
+    }
+
+    /// Load a model from bytes that live for the whole program (flash,
+    /// `include_bytes!`); they are read in place and may be unaligned.
+    pub fn from_static(bytes: &'static [u8]) -> Result<Model> {
+        Model::from_backing(Backing::Static(bytes))
+    }
+
+    /// Load a model from bytes on the heap (read in place, not copied).
+    pub fn from_vec(bytes: alloc::vec::Vec<u8>) -> Result<Model> {
+        Model::from_backing(Backing::Owned(bytes))
+    }
+
+    /// Like [`Model::open`], reporting progress: after the file is mapped and its
+    /// header and tensor table are validated, every page of the file is touched (read
+    /// into memory, so the first tokens do not wait for the disk) and
+    /// `progress(bytes_done, bytes_total)` is called after each 4 MiB and once at the
+    /// end with `done == total`.
+    #[cfg(feature = "std")]
+    pub fn open_with_progress(
+        path: impl AsRef<std::path::Path>,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<Model> {
+        let gguf = Gguf::parse(Backing::map_file(path)?)?;
+        load::touch_pages(gguf.bytes(), progress);
+        Model::from_gguf(gguf)
+    }
+
+    /// The tokenizer read from the file's `tokenizer.ggml.*` metadata.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// A 64-bit fingerprint of the file: FNV-1a over the GGUF header, metadata and
+    /// tensor table bytes, and the file size. Saved session states carry it so that a
+    /// state is never loaded into another model. Costs one pass over the header
+    /// (a few MB for large vocabularies).
+    pub fn fingerprint(&self) -> u64 {
+        load::fingerprint(&self.gguf)
     }
 
     /// The configuration.
@@ -121,5 +177,11 @@ impl Model {
     /// evaluated then). Allocates nothing.
     pub fn eval(&self, state: &mut State, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
         forward::eval(self, state, tokens, logits)
+    }
+
+    /// Run `tokens` into the KV cache without computing logits (every batch of a prompt
+    /// but the last): the checks of [`Model::eval`], without the output head.
+    pub fn eval_no_logits(&self, state: &mut State, tokens: &[u32]) -> Result<()> {
+        forward::eval_no_logits(self, state, tokens)
     }
 }
