@@ -114,3 +114,78 @@ fn rotate_key(
         }
     }
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use crate::model::{KvType, StateOptions};
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    fn model(name: &str) -> Model {
+        let path = std::format!(
+            "{}/fixtures/models-synth/{name}.gguf",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        Model::open(path).unwrap()
+    }
+
+    fn row(kv: &KvStore, at: usize, n: usize) -> Vec<f32> {
+        let mut out = vec![0.0; n];
+        match kv {
+            KvStore::F16(b) => kops::f16_to_f32_row(&b[2 * at..2 * (at + n)], &mut out),
+            KvStore::F32(v) => out.copy_from_slice(&v[at..at + n]),
+        }
+        out
+    }
+
+    /// Layer 0's keys depend only on the token and its position, so after a shift they
+    /// must equal the keys of a fresh evaluation of the remaining tokens.
+    #[test]
+    fn shifted_keys_equal_fresh_keys() {
+        for name in ["llama-gqa-f32", "qwen2-q4_0", "gemma3-f16"] {
+            let m = model(name);
+            let c = m.config().clone();
+            let kvd = c.kv_dim();
+            let toks: Vec<u32> = core::iter::once(1).chain(20..30).collect();
+            for (ty, tol) in [(KvType::F32, 1e-4f32), (KvType::F16, 4e-3)] {
+                let mut o = StateOptions::new(32);
+                o.kv_type = ty;
+                let mut logits = vec![0.0; c.n_vocab];
+                let mut a = m.new_state_with(o).unwrap();
+                m.eval(&mut a, &toks, &mut logits).unwrap();
+                let mut scratch = vec![0.0; kvd];
+                let mut rope = vec![(0.0, 0.0); c.n_rot / 2];
+                m.shift_kv(&mut a, 1, 4, &mut scratch, &mut rope);
+                assert_eq!(a.n_past(), 7);
+
+                let fresh: Vec<u32> = core::iter::once(1).chain(24..30).collect();
+                let mut b = m.new_state_with(o).unwrap();
+                m.eval(&mut b, &fresh, &mut logits).unwrap();
+                for pos in 0..7 {
+                    let at = a.kv().row(0, pos);
+                    for (which, sa, sb) in
+                        [("K", &a.kv().k, &b.kv().k), ("V", &a.kv().v, &b.kv().v)]
+                    {
+                        let (x, y) = (row(sa, at, kvd), row(sb, at, kvd));
+                        for (i, (p, q)) in x.iter().zip(&y).enumerate() {
+                            assert!(
+                                (p - q).abs() <= tol * (1.0 + q.abs()),
+                                "{name} {ty:?} {which} pos {pos} [{i}]: {p} vs {q}"
+                            );
+                        }
+                    }
+                }
+                // The kept position is untouched in every layer.
+                for il in 0..c.n_layer {
+                    let at = a.kv().row(il, 0);
+                    assert_eq!(row(&a.kv().k, at, kvd), row(&b.kv().k, at, kvd));
+                }
+                // Out-of-range requests do nothing.
+                m.shift_kv(&mut a, 5, 10, &mut scratch, &mut rope);
+                m.shift_kv(&mut a, usize::MAX, 1, &mut scratch, &mut rope);
+                assert_eq!(a.n_past(), 7);
+            }
+        }
+    }
+}
