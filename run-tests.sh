@@ -32,6 +32,10 @@ for m in "$models_dir"/*.gguf; do
     python3 fixtures/gguf_py_check.py compare-inspect "$m" target/inspect.json
 done
 
+step "generate example end to end on the default model (--json, streaming, bad input)"
+cargo build --release --example generate
+fixtures/check-generate.sh target/release/examples/generate
+
 if [ "$quick" != 1 ]; then
     step "cross toolchains (Debian packages)"
     cross/setup.sh
