@@ -48,7 +48,7 @@ impl Bpe {
         vocab: &Vocab,
         pre: PreTokenizer,
         ignore_merges: bool,
-        merges: impl Iterator<Item = &'a str>,
+        merges: impl Iterator<Item = &'a [u8]>,
         n_merges: usize,
     ) -> Result<Bpe, TokenizerError> {
         let n_vocab = u32::try_from(vocab.len()).map_err(|_| TokenizerError::VocabSize {
@@ -69,7 +69,7 @@ impl Bpe {
             let rank = u32::try_from(rank).map_err(|_| TokenizerError::TextTooLarge {
                 max: u64::from(u32::MAX),
             })?;
-            let b = m.as_bytes();
+            let b = m;
             // llama.cpp splits at the first space after the first byte.
             let Some(pos) = b
                 .get(1..)

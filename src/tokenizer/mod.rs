@@ -209,6 +209,8 @@ pub struct Tokenizer {
     bpe: Option<Bpe>,
     /// SentencePiece byte fallback: the token of each byte.
     byte_tokens: [Option<u32>; 256],
+    /// SentencePiece: the characters that some token has right before a `▁` (sorted).
+    joins_space: Vec<u32>,
     specials: Specials,
     ids: SpecialTokens,
     /// End-of-generation tokens, sorted.
@@ -303,6 +305,24 @@ fn le_words<'a>(a: &ArrayView<'a>) -> impl Iterator<Item = [u8; 4]> + 'a {
     a.raw_bytes()
         .chunks_exact(4)
         .map(|c| [c[0], c[1], c[2], c[3]])
+}
+
+/// The elements of a string array as bytes (u64 length + bytes each), without
+/// validating UTF-8 again: the GGUF parser did when the file was opened.
+fn raw_strings<'a>(a: &ArrayView<'a>) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut rest = a.raw_bytes();
+    let mut left = a.len();
+    core::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        left -= 1;
+        let (len, tail) = rest.split_at_checked(8)?;
+        let len = usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok()?;
+        let (s, tail) = tail.split_at_checked(len)?;
+        rest = tail;
+        Some(s)
+    })
 }
 
 /// llama.cpp's `strtol(text.substr(3, 2), NULL, 16)` cast to a byte.
@@ -432,7 +452,14 @@ impl Tokenizer {
                     for (s, w) in scores.iter_mut().zip(le_words(&a)) {
                         let v = f32::from_le_bytes(w);
                         // NaN would break the priority order; llama.cpp's is undefined then.
-                        *s = if v.is_nan() { f32::MIN } else { v };
+                        // -0.0 and 0.0 compare equal there, and here once made one.
+                        *s = if v.is_nan() {
+                            f32::MIN
+                        } else if v == 0.0 {
+                            0.0
+                        } else {
+                            v
+                        };
                     }
                 }
                 ValueType::I32 => {
@@ -464,15 +491,14 @@ impl Tokenizer {
             tokens.raw_bytes().len().saturating_sub(n.saturating_mul(8)),
         );
         let mut empty = String::new();
-        for (i, v) in tokens.iter().enumerate() {
-            let s = v.as_str().unwrap_or("");
+        for (i, s) in raw_strings(&tokens).enumerate() {
             let text = if s.is_empty() {
                 use core::fmt::Write;
                 empty.clear();
                 let _ = write!(empty, "[EMPTY_{i}]");
                 empty.as_bytes()
             } else {
-                s.as_bytes()
+                s
             };
             match texts.push(text) {
                 Ok(_) => {}
@@ -506,9 +532,10 @@ impl Tokenizer {
         let bpe = match pre_cfg {
             Some(cfg) => {
                 let merges = g.get_array(KEY_MERGES)?;
-                let strings = merges
-                    .strings()
-                    .ok_or_else(|| wrong_elem(KEY_MERGES, "string", &merges))?;
+                if merges.elem_type() != ValueType::String {
+                    return Err(wrong_elem(KEY_MERGES, "string", &merges));
+                }
+                let strings = raw_strings(&merges);
                 Some(Bpe::new(
                     &vocab,
                     cfg.pre,
@@ -633,7 +660,20 @@ impl Tokenizer {
         }
 
         let mut byte_tokens = [None; 256];
+        let mut joins_space = Vec::new();
         if kind == VocabKind::SentencePiece {
+            for id in 0..n32 {
+                let text = core::str::from_utf8(vocab.text(id)).unwrap_or("");
+                let mut prev = None;
+                for c in text.chars() {
+                    if let Some(p) = prev.filter(|&p| c == '\u{2581}' && p != '\u{2581}') {
+                        joins_space.push(u32::from(p));
+                    }
+                    prev = Some(c);
+                }
+            }
+            joins_space.sort_unstable();
+            joins_space.dedup();
             const HEX: &[u8; 16] = b"0123456789ABCDEF";
             for (b, slot) in byte_tokens.iter_mut().enumerate() {
                 let name = [b'<', b'0', b'x', HEX[b >> 4], HEX[b & 15], b'>'];
@@ -653,6 +693,7 @@ impl Tokenizer {
             max_piece_len,
             bpe,
             byte_tokens,
+            joins_space,
             specials,
             ids,
             eog,
@@ -856,7 +897,14 @@ impl Tokenizer {
                                 buf.extend_from_slice("\u{2581}".as_bytes());
                             }
                             escape_whitespace(text.as_bytes().get(s..e).unwrap_or(&[]), &mut buf);
-                            spm::tokenize(&self.vocab, &self.byte_tokens, &buf, &mut scratch, out)?;
+                            spm::tokenize(
+                                &self.vocab,
+                                &self.byte_tokens,
+                                &self.joins_space,
+                                &buf,
+                                &mut scratch,
+                                out,
+                            )?;
                             prev_special = false;
                         }
                         Fragment::Token(id) => {

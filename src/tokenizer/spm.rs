@@ -9,7 +9,6 @@
 
 use alloc::collections::BinaryHeap;
 use alloc::vec::Vec;
-use core::cmp::Ordering;
 
 use super::unicode::utf8_len;
 use super::{TokenizerError, Vocab};
@@ -27,34 +26,40 @@ struct Symbol {
     tok: u32,
 }
 
-#[derive(Clone, Copy, Debug)]
+/// A candidate merge. `key` orders the queue as llama.cpp's `llm_bigram_spm::comparator`:
+/// highest score first, then the leftmost pair; the derived `Ord` compares `key` first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Bigram {
-    score: f32,
-    left: u32,
+    key: u64,
     right: u32,
     size: u32,
     tok: u32,
 }
 
-impl PartialEq for Bigram {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+/// `score` as a `u32` with the same order (scores are never NaN, and -0.0 is 0.0: both
+/// are normalised when the vocabulary is loaded).
+fn score_key(score: f32) -> u32 {
+    let bits = score.to_bits();
+    if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 0x8000_0000
     }
 }
-impl Eq for Bigram {}
-impl PartialOrd for Bigram {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+
+impl Bigram {
+    fn new(score: f32, left: u32, right: u32, size: u32, tok: u32) -> Bigram {
+        let key = (u64::from(score_key(score)) << 32) | u64::from(u32::MAX - left);
+        Bigram {
+            key,
+            right,
+            size,
+            tok,
+        }
     }
-}
-impl Ord for Bigram {
-    /// Highest score first, then the leftmost pair (llama.cpp's `llm_bigram_spm::comparator`).
-    /// Scores are never NaN (replaced when the vocabulary is loaded).
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.score
-            .partial_cmp(&other.score)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| other.left.cmp(&self.left))
+
+    fn left(&self) -> u32 {
+        u32::MAX - self.key as u32
     }
 }
 
@@ -66,7 +71,63 @@ pub(crate) struct SpmScratch {
 }
 
 /// Tokenize `text` (already prefixed and whitespace-escaped) into `out`.
+///
+/// No merge can join two symbols across a point where no token of the vocabulary could
+/// span: between a character `X` and a following `▁`, when no token contains `X▁`
+/// (`joins_space` lists the `X` that some token has; SentencePiece vocabularies split at
+/// whitespace, so it is nearly empty). Merges on the two sides never interact, and the
+/// queue orders each side's pairs the same way, so each such segment is tokenized on
+/// its own with the same result — and small queues instead of one over the whole text.
 pub(crate) fn tokenize(
+    vocab: &Vocab,
+    byte_tokens: &[Option<u32>; 256],
+    joins_space: &[u32],
+    text: &[u8],
+    s: &mut SpmScratch,
+    out: &mut Vec<u32>,
+) -> Result<(), TokenizerError> {
+    const SPACE: &[u8] = "\u{2581}".as_bytes();
+    let mut seg_start = 0usize;
+    let mut i = 1usize;
+    while i + SPACE.len() <= text.len() {
+        if text.get(i..i + SPACE.len()) != Some(SPACE) {
+            i += 1;
+            continue;
+        }
+        // The character before the `▁` at `i`.
+        let mut k = i - 1;
+        while k > seg_start && text.get(k).is_some_and(|&b| b & 0xC0 == 0x80) {
+            k -= 1;
+        }
+        let prev = text
+            .get(k..i)
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .and_then(|c| c.chars().next());
+        if let Some(c) = prev {
+            if c != '\u{2581}' && joins_space.binary_search(&u32::from(c)).is_err() {
+                segment(
+                    vocab,
+                    byte_tokens,
+                    text.get(seg_start..i).unwrap_or(&[]),
+                    s,
+                    out,
+                )?;
+                seg_start = i;
+            }
+        }
+        i += SPACE.len();
+    }
+    segment(
+        vocab,
+        byte_tokens,
+        text.get(seg_start..).unwrap_or(&[]),
+        s,
+        out,
+    )
+}
+
+/// llama.cpp's `llm_tokenizer_spm_session::tokenize` on one piece of text.
+fn segment(
     vocab: &Vocab,
     byte_tokens: &[Option<u32>; 256],
     text: &[u8],
@@ -101,7 +162,8 @@ pub(crate) fn tokenize(
         try_add_bigram(vocab, text, s, i - 1, i);
     }
     while let Some(b) = s.queue.pop() {
-        let (l, r) = (b.left as usize, b.right as usize);
+        let left = b.left();
+        let (l, r) = (left as usize, b.right as usize);
         let (Some(&ls), Some(&rs)) = (s.symbols.get(l), s.symbols.get(r)) else {
             continue;
         };
@@ -118,10 +180,10 @@ pub(crate) fn tokenize(
             sym.n = 0;
         }
         if let Some(sym) = s.symbols.get_mut(next as usize) {
-            sym.prev = b.left;
+            sym.prev = left;
         }
-        try_add_bigram(vocab, text, s, ls.prev, b.left);
-        try_add_bigram(vocab, text, s, b.left, next);
+        try_add_bigram(vocab, text, s, ls.prev, left);
+        try_add_bigram(vocab, text, s, left, next);
     }
     let mut i = 0u32;
     while let Some(sym) = s.symbols.get(i as usize) {
@@ -161,11 +223,6 @@ fn try_add_bigram(vocab: &Vocab, text: &[u8], s: &mut SpmScratch, left: u32, rig
         return;
     };
     let Some(tok) = vocab.find(bytes) else { return };
-    s.queue.push(Bigram {
-        score: vocab.score(tok),
-        left,
-        right,
-        size,
-        tok,
-    });
+    s.queue
+        .push(Bigram::new(vocab.score(tok), left, right, size, tok));
 }
