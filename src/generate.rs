@@ -230,6 +230,21 @@ impl<'m> Session<'m> {
 
     /// Generate with a callback per piece instead of a loop: `on_piece` returns
     /// `ControlFlow::Break(())` to stop (then [`StopReason::Callback`]).
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use tramontane::{GenerateOptions, Model, SessionOptions, StopReason};
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models-synth/mistral-swa-q8_0.gguf");
+    /// # let model = Model::open(path)?;
+    /// let mut session = model.session(SessionOptions { context_len: 128, ..Default::default() })?;
+    /// let mut text = String::new();
+    /// let why = session.generate_with("Status:", GenerateOptions::default().ignore_eog(true), |piece| {
+    ///     text.push_str(piece.text);
+    ///     if text.len() > 20 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    /// })?;
+    /// assert_eq!(why, StopReason::Callback);
+    /// # Ok::<(), tramontane::Error>(())
+    /// ```
     pub fn generate_with(
         &mut self,
         prompt: &str,

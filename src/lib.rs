@@ -4,6 +4,39 @@
 //! memory-mapped (or read from a `&'static [u8]` in flash) and never copied, text
 //! streams out token by token, and the hot loops are SIMD kernels chosen at run time.
 //!
+//! ## Generating text
+//!
+//! Open a [`Model`] (shared by any number of sessions and threads), create a [`Session`]
+//! (one sequence: its KV cache and scratch are allocated here, once), and pull
+//! [`Piece`]s from the [`TokenStream`]: each has the token id, the text that became
+//! complete UTF-8 with it, and its log-probability. Producing a token allocates nothing.
+//!
+//! ```
+//! use tramontane::{GenerateOptions, Model, SamplerChain, SessionOptions, StopReason};
+//! # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models-synth/gemma3-q4_k.gguf");
+//! # let path = path.to_string();
+//! let model = Model::open(&path)?;   // also Model::from_static(bytes), Model::from_vec(v)
+//! let mut session = model.session(SessionOptions { context_len: 256, threads: 2, ..Default::default() })?;
+//! let opts = GenerateOptions::default()
+//!     .max_tokens(32)
+//!     .sampler(SamplerChain::greedy())
+//!     .stop("\n\n");
+//! let mut stream = session.generate("Diagnostic :", opts)?;
+//! while let Some(piece) = stream.next() {
+//!     let piece = piece?;
+//!     print!("{}", piece.text);
+//! }
+//! assert!(matches!(
+//!     stream.stop_reason(),
+//!     Some(StopReason::MaxTokens | StopReason::EndOfGeneration { .. } | StopReason::StopString { .. })
+//! ));
+//! # Ok::<(), tramontane::Error>(())
+//! ```
+//!
+//! See [`session`] for the lower-level calls (`feed`, `decode_one`, `logits`, `sample`),
+//! cancellation, the context limit and saved states, and [`generate`] for stopping rules
+//! and callbacks.
+//!
 //! ## Features
 //!
 //! | feature    | default | what it adds |

@@ -91,6 +91,24 @@ impl Default for SessionOptions {
 /// request stays pending until a session operation sees it; that operation stops
 /// (prefill with [`SessionError::Cancelled`], a token stream with
 /// [`crate::StopReason::Cancelled`]) and clears it.
+///
+/// ```
+/// use tramontane::{GenerateOptions, Model, SessionOptions, StopReason};
+/// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models-synth/qwen2-q4_0.gguf");
+/// # let model = Model::open(path)?;
+/// let mut session = model.session(SessionOptions { context_len: 128, ..Default::default() })?;
+/// let cancel = session.cancel_handle(); // Clone + Send + Sync
+/// std::thread::spawn(move || cancel.cancel()).join().unwrap(); // a watchdog, say
+/// // Seen at the first check: here before the prompt's first batch.
+/// let err = session.generate("hello", GenerateOptions::default()).err().unwrap();
+/// assert!(matches!(err, tramontane::Error::Session(tramontane::SessionError::Cancelled)));
+/// // A request that was seen is cleared: the session goes on.
+/// let mut stream = session.generate("hello", GenerateOptions::default().max_tokens(4))?;
+/// while let Some(piece) = stream.next() {
+///     piece?;
+/// }
+/// # Ok::<(), tramontane::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct CancelHandle(Arc<AtomicBool>);
 
@@ -294,6 +312,23 @@ impl<'m> Session<'m> {
     /// Save the state: KV cache of the used positions, token history, last logits and
     /// pending token, behind a header (format version, model fingerprint, position)
     /// and a checksum. See `model/state_io.rs` for the layout.
+    ///
+    /// ```
+    /// use tramontane::{GenerateOptions, Model, SamplerChain, SessionOptions};
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models-synth/llama-gqa-f16.gguf");
+    /// # let model = Model::open(path)?;
+    /// let opts = || SessionOptions { context_len: 128, ..Default::default() };
+    /// let greedy = || GenerateOptions::default().max_tokens(8).sampler(SamplerChain::greedy());
+    /// let mut a = model.session(opts())?;
+    /// a.feed(&a.tokenize("A long system prompt, evaluated once.", true)?)?;
+    /// let saved = a.save_state()?;                      // e.g. to flash
+    /// let first = a.complete("", greedy())?;           // "" continues from the state
+    ///
+    /// let mut b = model.session(opts())?;
+    /// b.load_state(&saved)?;                            // no prompt evaluation
+    /// assert_eq!(b.complete("", greedy())?, first);
+    /// # Ok::<(), tramontane::Error>(())
+    /// ```
     pub fn save_state(&self) -> Result<Vec<u8>> {
         let logits = self.logits_ok.then_some(&self.logits[..]);
         let mut out = Vec::new();
