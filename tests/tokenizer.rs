@@ -148,6 +148,7 @@ fn gemma3_goldens() {
     let Some(tok) = real(GEMMA) else { return };
     assert_eq!(tok.kind(), VocabKind::SentencePiece);
     check_goldens(tok, "gemma3.jsonl");
+    check_goldens(tok, "gemma3.random.jsonl");
 }
 
 #[test]
@@ -156,6 +157,7 @@ fn qwen2_goldens() {
     assert_eq!(tok.kind(), VocabKind::BytePairEncoding);
     assert_eq!(tok.pre_tokenizer(), Some(PreTokenizer::Qwen2));
     check_goldens(tok, "qwen2.jsonl");
+    check_goldens(tok, "qwen2.random.jsonl");
 }
 
 fn corpus() -> Vec<String> {
@@ -246,6 +248,7 @@ fn mistral_spm_goldens_and_round_trip() {
     assert_eq!(tok.kind(), VocabKind::SentencePiece);
     assert!(tok.add_space_prefix() && tok.add_bos());
     check_goldens(&tok, "mistral-spm.jsonl");
+    check_goldens(&tok, "mistral-spm.random.jsonl");
     check_round_trip(&tok);
     // "Hello" is "▁Hello": the space comes back only where llama.cpp keeps it.
     let ids = tok.encode("Hello", true, false).expect("encode");
@@ -266,6 +269,7 @@ fn llama3_goldens_and_round_trip() {
     };
     assert_eq!(tok.pre_tokenizer(), Some(PreTokenizer::Llama3));
     check_goldens(&tok, "llama3.jsonl");
+    check_goldens(&tok, "llama3.random.jsonl");
     check_round_trip(&tok);
     assert!(tok.is_eog(tok.token_id("<|eot_id|>").expect("<|eot_id|>")));
 }
@@ -277,6 +281,7 @@ fn tekken_goldens_and_round_trip() {
     };
     assert_eq!(tok.pre_tokenizer(), Some(PreTokenizer::Tekken));
     check_goldens(&tok, "tekken.jsonl");
+    check_goldens(&tok, "tekken.random.jsonl");
     check_round_trip(&tok);
 }
 
