@@ -16,6 +16,27 @@
 //! types `<|im_start|>` gets the tokens of that text. (User-defined tokens, such as
 //! Gemma's whitespace runs, are always matched, as in llama.cpp.)
 //!
+//! Decoding gives back the text, with the rules of llama.cpp's `llama_detokenize`:
+//!
+//! - **leading space**: a SentencePiece vocabulary with `add_space_prefix` (Llama 2,
+//!   Mistral v0.x; not Gemma 3) encodes `"Hello"` as `▁Hello`; the first token's leading
+//!   space is removed again when decoding, except after a BOS token that
+//!   `remove_special` dropped (then `" Hello"` comes back, as in llama.cpp);
+//! - **`▁` in the input**: SentencePiece writes spaces as U+2581, so a `▁` typed in the
+//!   text decodes as a space;
+//! - **`clean_spaces`** (most BPE vocabularies, not Qwen2 or Tekken): [`Tokenizer::detokenize`]
+//!   removes the space before `?!.,` and in ` 's` / ` 're` …; the streaming
+//!   [`Detokenizer`] does not (llama.cpp's generation loop does not either).
+//!
+//! Apart from these, `detokenize(encode(s))` is `s` for every string (tested on the
+//! corpus and 400 random strings for each vocabulary).
+//!
+//! Exactness: token ids are compared with llama.cpp's on Gemma 3 (SentencePiece),
+//! Qwen2.5 (BPE, `qwen2`), Mistral v0.1 (SentencePiece with space prefix), Llama 3
+//! (`llama-bpe`) and Mistral Tekken (`tekken`), see `fixtures/tokenizer/`. Unicode
+//! categories come from `unicode-properties` pinned to Unicode 15.1, the version of
+//! llama.cpp's tables.
+//!
 //! ```
 //! use tramontane::gguf::{Gguf, GgufWriter};
 //! use tramontane::tokenizer::Tokenizer;
