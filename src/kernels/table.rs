@@ -21,6 +21,14 @@ pub(crate) type DotFn = unsafe fn(x: &[u8], y: &[u8], n: usize) -> f32;
 pub(crate) type Dot4Fn =
     unsafe fn(x: &[u8], ys: [&[u8]; 4], nv: usize, n: usize, out: &mut [f32; 4]);
 
+/// Dot products of 2 weight rows with 2 activation rows:
+/// `[x0·y0, x0·y1, x1·y0, x1·y1]`, each computed exactly as [`DotFn`] would.
+///
+/// # Safety
+///
+/// As [`DotFn`], for each pair.
+pub(crate) type Dot2x2Fn = unsafe fn(x: [&[u8]; 2], y: [&[u8]; 2], n: usize) -> [f32; 4];
+
 /// The kernels for one weight type.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TypeKernels {
@@ -28,19 +36,27 @@ pub(crate) struct TypeKernels {
     /// A kernel that unpacks each weight block once for up to 4 vectors, if the level
     /// has one for this type (else `dot` is called per vector).
     pub(crate) dot4: Option<Dot4Fn>,
+    /// A 2 rows × 2 vectors kernel (i8mm `smmla`), used first when present.
+    pub(crate) dot2x2: Option<Dot2x2Fn>,
 }
 
 impl TypeKernels {
     /// A dot kernel alone.
     pub(crate) const fn single(dot: DotFn) -> Self {
-        TypeKernels { dot, dot4: None }
+        TypeKernels {
+            dot,
+            dot4: None,
+            dot2x2: None,
+        }
     }
 
     /// A dot kernel and its 4-vector twin.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) const fn tiled(dot: DotFn, dot4: Dot4Fn) -> Self {
         TypeKernels {
             dot,
             dot4: Some(dot4),
+            dot2x2: None,
         }
     }
 }
@@ -248,8 +264,32 @@ impl Kernels {
                         let v = v0 + i.min(vn - 1);
                         acts.get(v * arow..(v + 1) * arow).unwrap_or(&[])
                     });
-                    for r in rb..rb1 {
-                        let xr = data.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]);
+                    let row = |r: usize| data.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]);
+                    let mut r = rb;
+                    if let Some(d22) = k.dot2x2 {
+                        // 2×2 tiles first (rows r, r+1 × vector pairs of this tile).
+                        while r + 2 <= rb1 && vn >= 2 {
+                            let xs = [row(r), row(r + 1)];
+                            for vp in (0..vn - vn % 2).step_by(2) {
+                                // SAFETY: as for the single dot, for the 4 pairs.
+                                let res = unsafe { d22(xs, [ys[vp], ys[vp + 1]], n) };
+                                shared.write((v0 + vp) * rows + r, res[0]);
+                                shared.write((v0 + vp + 1) * rows + r, res[1]);
+                                shared.write((v0 + vp) * rows + r + 1, res[2]);
+                                shared.write((v0 + vp + 1) * rows + r + 1, res[3]);
+                            }
+                            if vn % 2 == 1 {
+                                for (i, x) in xs.into_iter().enumerate() {
+                                    // SAFETY: as above.
+                                    let v = unsafe { (k.dot)(x, ys[vn - 1], n) };
+                                    shared.write((v0 + vn - 1) * rows + r + i, v);
+                                }
+                            }
+                            r += 2;
+                        }
+                    }
+                    for r in r..rb1 {
+                        let xr = row(r);
                         let mut res = [0.0f32; 4];
                         if let Some(dot4) = k.dot4 {
                             // SAFETY: as for the single dot: supported level, whole rows

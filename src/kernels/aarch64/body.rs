@@ -15,7 +15,7 @@ macro_rules! neon_kernels {
         use core::arch::aarch64::*;
         use core::arch::asm;
 
-        use crate::kernels::aarch64::body::{dot32_fn, dot_float, sequential};
+        use crate::kernels::aarch64::body::{block_fn, dot32_fn, dot_float, sequential};
         use crate::kernels::scalar::{blk, k_term};
         use crate::kernels::table::{Kernels, TypeKernels};
         use crate::kernels::{reduce32, reduce8};
@@ -24,10 +24,7 @@ macro_rules! neon_kernels {
             BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, KVALUES_IQ4NL,
         };
 
-        /// The table of this level.
-        pub(in crate::kernels) static TABLE: Kernels = TABLE_FIELDS;
-
-        /// The table's contents, for tables built on this one.
+        /// The table of this level (the invoking module makes it a static).
         pub(in crate::kernels) const TABLE_FIELDS: Kernels = Kernels {
             level: $level,
                     q4_0: TypeKernels::single(dot_q4_0),
@@ -155,59 +152,74 @@ macro_rules! neon_kernels {
 
         // ------------------------------------------------------------ 32-value blocks
 
+        /// The 32 quants of a block as two vectors of signed bytes (values 0..16, 16..32).
         #[target_feature(enable = $feat)]
         #[inline]
-        fn block_q4_0(x: &BlockQ4_0, y: &BlockQ8_0) -> int32x4_t {
+        fn unpack_q4_0(x: &BlockQ4_0) -> (int8x16_t, int8x16_t) {
             let (lo, hi) = nibbles(ld_u8(&x.qs, 0));
             let eight = vdupq_n_s8(8);
-            let lo = vsubq_s8(vreinterpretq_s8_u8(lo), eight);
-            let hi = vsubq_s8(vreinterpretq_s8_u8(hi), eight);
-            dot32(lo, hi, ld_s8(&y.qs, 0), ld_s8(&y.qs, 16))
+            (vsubq_s8(vreinterpretq_s8_u8(lo), eight), vsubq_s8(vreinterpretq_s8_u8(hi), eight))
         }
 
         #[target_feature(enable = $feat)]
         #[inline]
-        fn block_q4_1(x: &BlockQ4_1, y: &BlockQ8_1) -> int32x4_t {
+        fn unpack_q4_1(x: &BlockQ4_1) -> (int8x16_t, int8x16_t) {
             let (lo, hi) = nibbles(ld_u8(&x.qs, 0));
-            dot32(vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi), ld_s8(&y.qs, 0), ld_s8(&y.qs, 16))
+            (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi))
         }
 
         #[target_feature(enable = $feat)]
         #[inline]
-        fn block_q5_0(x: &BlockQ5_0, y: &BlockQ8_0) -> int32x4_t {
+        fn unpack_q5_0(x: &BlockQ5_0) -> (int8x16_t, int8x16_t) {
             let (lo, hi) = nibbles(ld_u8(&x.qs, 0));
             let (b0, b1) = bytes_from_bits(x.qh());
             // Without the fifth bit, OR in 0xf0: (q | 0xf0) = q − 16 as i8.
             let f0 = vdupq_n_u8(0xf0);
-            let lo = vreinterpretq_s8_u8(vorrq_u8(lo, vbicq_u8(f0, b0)));
-            let hi = vreinterpretq_s8_u8(vorrq_u8(hi, vbicq_u8(f0, b1)));
-            dot32(lo, hi, ld_s8(&y.qs, 0), ld_s8(&y.qs, 16))
+            (
+                vreinterpretq_s8_u8(vorrq_u8(lo, vbicq_u8(f0, b0))),
+                vreinterpretq_s8_u8(vorrq_u8(hi, vbicq_u8(f0, b1))),
+            )
         }
 
         #[target_feature(enable = $feat)]
         #[inline]
-        fn block_q5_1(x: &BlockQ5_1, y: &BlockQ8_1) -> int32x4_t {
+        fn unpack_q5_1(x: &BlockQ5_1) -> (int8x16_t, int8x16_t) {
             let (lo, hi) = nibbles(ld_u8(&x.qs, 0));
             let (b0, b1) = bytes_from_bits(x.qh());
             let t = vdupq_n_u8(0x10);
-            let lo = vreinterpretq_s8_u8(vorrq_u8(lo, vandq_u8(b0, t)));
-            let hi = vreinterpretq_s8_u8(vorrq_u8(hi, vandq_u8(b1, t)));
-            dot32(lo, hi, ld_s8(&y.qs, 0), ld_s8(&y.qs, 16))
+            (
+                vreinterpretq_s8_u8(vorrq_u8(lo, vandq_u8(b0, t))),
+                vreinterpretq_s8_u8(vorrq_u8(hi, vandq_u8(b1, t))),
+            )
         }
 
         #[target_feature(enable = $feat)]
         #[inline]
-        fn block_q8_0(x: &BlockQ8_0, y: &BlockQ8_0) -> int32x4_t {
-            dot32(ld_s8(&x.qs, 0), ld_s8(&x.qs, 16), ld_s8(&y.qs, 0), ld_s8(&y.qs, 16))
+        fn unpack_q8_0(x: &BlockQ8_0) -> (int8x16_t, int8x16_t) {
+            (ld_s8(&x.qs, 0), ld_s8(&x.qs, 16))
         }
 
         #[target_feature(enable = $feat)]
         #[inline]
-        fn block_iq4_nl(x: &BlockIQ4NL, y: &BlockQ8_0) -> int32x4_t {
+        fn unpack_iq4_nl(x: &BlockIQ4NL) -> (int8x16_t, int8x16_t) {
             let table = ld_s8(&KVALUES_IQ4NL, 0);
             let (lo, hi) = nibbles(ld_u8(&x.qs, 0));
-            dot32(vqtbl1q_s8(table, lo), vqtbl1q_s8(table, hi), ld_s8(&y.qs, 0), ld_s8(&y.qs, 16))
+            (vqtbl1q_s8(table, lo), vqtbl1q_s8(table, hi))
         }
+
+        /// The 32 activation quants of a Q8_0 / Q8_1 block.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn act_pair(qs: &[i8; 32]) -> (int8x16_t, int8x16_t) {
+            (ld_s8(qs, 0), ld_s8(qs, 16))
+        }
+
+        block_fn!($feat, block_q4_0, unpack_q4_0, BlockQ4_0, BlockQ8_0);
+        block_fn!($feat, block_q4_1, unpack_q4_1, BlockQ4_1, BlockQ8_1);
+        block_fn!($feat, block_q5_0, unpack_q5_0, BlockQ5_0, BlockQ8_0);
+        block_fn!($feat, block_q5_1, unpack_q5_1, BlockQ5_1, BlockQ8_1);
+        block_fn!($feat, block_q8_0, unpack_q8_0, BlockQ8_0, BlockQ8_0);
+        block_fn!($feat, block_iq4_nl, unpack_iq4_nl, BlockIQ4NL, BlockQ8_0);
 
         dot32_fn!(
             $feat,
@@ -624,4 +636,17 @@ macro_rules! dot_float {
     };
 }
 
-pub(super) use {dot32_fn, dot_float, neon_kernels, sequential};
+/// A block dot product from an unpacking function: 4 partial i32 of one block.
+macro_rules! block_fn {
+    ($feat:literal, $block:ident, $unpack:ident, $X:ty, $Y:ty) => {
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn $block(x: &$X, y: &$Y) -> int32x4_t {
+            let (a0, a1) = $unpack(x);
+            let (b0, b1) = act_pair(&y.qs);
+            dot32(a0, a1, b0, b1)
+        }
+    };
+}
+
+pub(super) use {block_fn, dot32_fn, dot_float, neon_kernels, sequential};

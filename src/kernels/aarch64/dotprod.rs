@@ -22,3 +22,6 @@ fn dot16(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 }
 
 super::body::neon_kernels!("neon,dotprod", crate::kernels::KernelLevel::Dotprod);
+
+/// The table of this level.
+pub(in crate::kernels) static TABLE: crate::kernels::table::Kernels = TABLE_FIELDS;

@@ -1,10 +1,10 @@
 //! aarch64 kernels: NEON (baseline), dotprod (`sdot`), i8mm (`smmla`).
 
 use super::table::Kernels;
-use super::KernelLevel;
 
 mod body;
 mod dotprod;
+mod i8mm;
 mod neon;
 
 /// Proof that the CPU has Advanced SIMD (NEON).
@@ -84,11 +84,5 @@ impl I8mm {
 }
 
 use dotprod::TABLE as DOTPROD;
+use i8mm::TABLE as I8MM;
 use neon::TABLE as NEON;
-
-/// i8mm: the dotprod kernels for dot products (`smmla` only pays in the prefill
-/// matmul's 2×2 tiles).
-static I8MM: Kernels = Kernels {
-    level: KernelLevel::I8mm,
-    ..dotprod::TABLE_FIELDS
-};
