@@ -597,15 +597,15 @@ fn gemma_greedy_continuation_and_prefill_cancel() {
     // Cancel a long prefill from another thread: it stops between batches.
     let mut s = m
         .session(SessionOptions {
-            context_len: 1024,
+            context_len: 2048,
             batch_size: 8,
             threads: 1,
             ..Default::default()
         })
         .unwrap();
-    let text = "The quick brown fox jumps over the lazy dog. ".repeat(60);
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(150);
     let p = s.tokenize(&text, true).unwrap();
-    assert!(p.len() > 500);
+    assert!(p.len() > 1500 && p.len() < 2048);
     let h = s.cancel_handle();
     let t0 = std::time::Instant::now();
     let r = std::thread::scope(|sc| {
@@ -623,5 +623,7 @@ fn gemma_greedy_continuation_and_prefill_cancel() {
         p.len(),
         t0.elapsed()
     );
-    assert!(pos > 0 && pos < p.len() && pos % 8 == 0, "position {pos}");
+    // Stopped at a batch boundary before the end (on a very loaded machine possibly
+    // before the first batch).
+    assert!(pos < p.len() && pos % 8 == 0, "position {pos}");
 }
