@@ -208,6 +208,7 @@ fn try_run(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<
     .map_err(|e| e.to_string())?;
     let load = t_load.elapsed();
 
+    let t_start = Instant::now();
     let tok = model.tokenizer();
     let prompt_ids = tok
         .encode(&a.prompt, true, false)
@@ -281,7 +282,8 @@ fn try_run(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<
             let _ = out.flush();
         }
     }
-    let ttft = t_first.map_or(Duration::ZERO, |t| t - t_gen);
+    // From the prompt text (tokenization included) to the first piece.
+    let ttft = t_first.map_or(Duration::ZERO, |t| t - t_start);
     let decode = t_first.map_or(Duration::ZERO, |t| t_last - t);
     let (prompt_tps, gen_tps) = (
         per_s(prompt_ids.len(), prefill),

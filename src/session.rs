@@ -180,6 +180,13 @@ pub struct Session<'m> {
     shifts: usize,
 }
 
+// A session (and a stream over it) can move to another thread.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Session<'static>>();
+    send::<crate::TokenStream<'static, 'static>>();
+};
+
 impl Model {
     /// A new session on this model, with its own KV cache (see [`SessionOptions`]).
     pub fn session(&self, options: SessionOptions) -> Result<Session<'_>> {

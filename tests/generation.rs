@@ -379,6 +379,8 @@ fn saved_state_round_trip() {
             let mut via_writer = Vec::new();
             a.save_state_to(&mut via_writer).unwrap();
             assert_eq!(blob, via_writer);
+            let e = a.save_state_to(FailingWriter(100)).unwrap_err();
+            assert!(matches!(e, Error::State(StateError::Write(_))), "{e}");
             let o = greedy(24);
             let want = collect(&mut a, o.clone());
 
@@ -409,6 +411,24 @@ fn saved_state_round_trip() {
             assert_eq!(collect(&mut d, greedy(14)), rest);
             assert_eq!([&first[..], &rest[..]].concat(), want);
         }
+    }
+}
+
+/// Accepts `n` bytes, then fails.
+struct FailingWriter(usize);
+
+impl std::io::Write for FailingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0 == 0 {
+            return Err(std::io::Error::other("disk full"));
+        }
+        let n = buf.len().min(self.0);
+        self.0 -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
