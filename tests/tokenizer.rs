@@ -143,12 +143,54 @@ fn check_goldens(tok: &Tokenizer, name: &str) {
     );
 }
 
+/// llama.cpp's `llama_detokenize` of the corpus ids and of random id sequences.
+fn check_detok_goldens(tok: &Tokenizer, name: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/tokenizer")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut n = 0;
+    let mut failures = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        let ids: Vec<u32> = v["ids"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|x| x.as_u64().expect("id") as u32)
+            .collect();
+        let (rs, us) = (
+            v["remove_special"].as_bool().expect("bool"),
+            v["unparse_special"].as_bool().expect("bool"),
+        );
+        let want = v["hex"].as_str().expect("hex");
+        let got: String = tok
+            .detokenize(&ids, rs, us)
+            .expect("detokenize")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if got != want {
+            failures.push(format!("{ids:?} remove_special={rs} unparse_special={us}\n  llama.cpp: {want}\n  ours:      {got}"));
+        }
+        n += 1;
+    }
+    assert!(n >= 300, "{name}: only {n} goldens");
+    assert!(
+        failures.is_empty(),
+        "{name}: {} of {n} differ from llama.cpp:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn gemma3_goldens() {
     let Some(tok) = real(GEMMA) else { return };
     assert_eq!(tok.kind(), VocabKind::SentencePiece);
     check_goldens(tok, "gemma3.jsonl");
     check_goldens(tok, "gemma3.random.jsonl");
+    check_detok_goldens(tok, "gemma3.detok.jsonl");
 }
 
 #[test]
@@ -158,6 +200,7 @@ fn qwen2_goldens() {
     assert_eq!(tok.pre_tokenizer(), Some(PreTokenizer::Qwen2));
     check_goldens(tok, "qwen2.jsonl");
     check_goldens(tok, "qwen2.random.jsonl");
+    check_detok_goldens(tok, "qwen2.detok.jsonl");
 }
 
 fn corpus() -> Vec<String> {
@@ -249,6 +292,7 @@ fn mistral_spm_goldens_and_round_trip() {
     assert!(tok.add_space_prefix() && tok.add_bos());
     check_goldens(&tok, "mistral-spm.jsonl");
     check_goldens(&tok, "mistral-spm.random.jsonl");
+    check_detok_goldens(&tok, "mistral-spm.detok.jsonl");
     check_round_trip(&tok);
     // "Hello" is "▁Hello": the space comes back only where llama.cpp keeps it.
     let ids = tok.encode("Hello", true, false).expect("encode");
@@ -270,6 +314,7 @@ fn llama3_goldens_and_round_trip() {
     assert_eq!(tok.pre_tokenizer(), Some(PreTokenizer::Llama3));
     check_goldens(&tok, "llama3.jsonl");
     check_goldens(&tok, "llama3.random.jsonl");
+    check_detok_goldens(&tok, "llama3.detok.jsonl");
     check_round_trip(&tok);
     assert!(tok.is_eog(tok.token_id("<|eot_id|>").expect("<|eot_id|>")));
 }
@@ -282,6 +327,7 @@ fn tekken_goldens_and_round_trip() {
     assert_eq!(tok.pre_tokenizer(), Some(PreTokenizer::Tekken));
     check_goldens(&tok, "tekken.jsonl");
     check_goldens(&tok, "tekken.random.jsonl");
+    check_detok_goldens(&tok, "tekken.detok.jsonl");
     check_round_trip(&tok);
 }
 
