@@ -642,6 +642,37 @@ fn tiny_spm() {
 }
 
 #[test]
+fn api_basics() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    send_sync::<Tokenizer>();
+    let tok = mistral();
+    // encode_into appends.
+    let mut out = vec![7u32];
+    tok.encode_into("Hello", false, false, &mut out).unwrap();
+    assert_eq!(out[0], 7);
+    assert_eq!(&out[1..], tok.encode("Hello", false, false).unwrap());
+    // decode: detokenize(ids, false, special) as a String.
+    assert_eq!(tok.decode(&out[1..], false).unwrap(), "Hello");
+    assert_eq!(tok.decode(&[1, 2], true).unwrap(), "<s></s>");
+    assert_eq!(tok.decode(&[1, 2], false).unwrap(), "");
+    // The Detokenizer can be reused after finish().
+    let mut d = tok.detokenizer();
+    let ids = tok.encode("a b", false, false).unwrap();
+    let first: String = ids
+        .iter()
+        .map(|&id| d.push(&tok, id).unwrap().to_owned())
+        .collect();
+    d.finish();
+    let second: String = ids
+        .iter()
+        .map(|&id| d.push(&tok, id).unwrap().to_owned())
+        .collect();
+    assert_eq!((first.as_str(), second.as_str()), ("a b", "a b"));
+    let e = tramontane::Error::from(TokenizerError::UnknownPreTokenizer { pre: "x".into() });
+    assert!(e.to_string().starts_with("tokenizer: "), "{e}");
+}
+
+#[test]
 fn tiny_spm_metadata_overrides() {
     let tok = spm_vocab(|w| {
         w.add_bool("tokenizer.ggml.add_space_prefix", false);
