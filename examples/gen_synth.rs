@@ -120,7 +120,7 @@ fn specs() -> Vec<Spec> {
             n_head_kv: 2,
             head_dim: 16,
             ff: 128,
-            types: Types::all(F16, true),
+            types: Types::all(F16, false),
             rope_base: 500000.0,
             qkv_bias: false,
             qk_norm: false,
@@ -358,7 +358,7 @@ fn build(s: &Spec) -> (Vec<u8>, Vec<u32>) {
     );
     vector(&mut w, &mut rng, "output_norm.weight", d, 1.0, 0.1);
     if let Some(ot) = t.output {
-        matrix(&mut w, &mut rng, "output.weight", ot, d, N_VOCAB, 4.0);
+        matrix(&mut w, &mut rng, "output.weight", ot, d, N_VOCAB, 2.0);
     }
     for il in 0..s.n_layer {
         let n = |x: &str| format!("blk.{il}.{x}");
