@@ -60,6 +60,8 @@ extern crate std;
 
 pub mod backing;
 pub mod error;
+#[cfg(feature = "ffi")]
+pub mod ffi;
 pub mod generate;
 pub mod gguf;
 pub mod kernels;
