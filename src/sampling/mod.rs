@@ -508,17 +508,58 @@ fn raw_logprob(logits: &[f32], id: u32) -> f32 {
     let Some(&l) = logits.get(id as usize) else {
         return f32::NEG_INFINITY;
     };
-    let max = logits
+    // The maximum (NaN skipped: comparisons with it are false), in 8 lanes so that it
+    // vectorizes.
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    for chunk in logits.chunks(8) {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let max = lanes
         .iter()
-        .copied()
-        .filter(|v| !v.is_nan())
-        .fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits
-        .iter()
-        .filter(|v| !v.is_nan())
-        .map(|&v| libm::exp(f64::from(v - max)))
-        .sum();
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    // A pass over the whole vocabulary per token, so it is kept cheap: exponentials in
+    // f32 with a polynomial the compiler vectorizes (same operations, same bits, on
+    // every machine), summed in f64 per block of 8.
+    let mut sum = 0.0f64;
+    let mut block = [0.0f32; 8];
+    for chunk in logits.chunks(8) {
+        for (b, &v) in block.iter_mut().zip(chunk) {
+            *b = exp_le0(v - max);
+        }
+        for b in block.iter_mut().skip(chunk.len()) {
+            *b = 0.0;
+        }
+        sum += block.iter().map(|&x| f64::from(x)).sum::<f64>();
+    }
     l - max - libm::log(sum) as f32
+}
+
+/// `e^x` for `x ≤ 0` (relative error < 3e-7; 0 below -87 and for NaN), without branches
+/// so that a loop over it vectorizes: `x = n·ln2 + r` with `|r| ≤ ln2/2`, `e^r` by its
+/// degree-6 Taylor polynomial, `2^n` through the exponent bits.
+#[inline(always)]
+fn exp_le0(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let keep = x >= -87.0; // false for NaN
+    let x = if keep { x.min(0.0) } else { -87.0 };
+    // round(x / ln2) for x ≤ 0 (truncation of t − 0.5 rounds half down).
+    let n = (x * core::f32::consts::LOG2_E - 0.5) as i32;
+    let nf = n as f32;
+    let r = (x - nf * LN2_HI) - nf * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    // n ≥ -126: a normal power of two.
+    let scale = f32::from_bits(((n + 127) as u32) << 23);
+    if keep {
+        p * scale
+    } else {
+        0.0
+    }
 }
 
 fn softmax(c: &mut [Cand]) {
@@ -613,6 +654,24 @@ mod tests {
             assert!(id < 6);
         }
         assert!(SamplerChain::default().top_p(1.5).validate().is_err());
+    }
+
+    #[test]
+    fn exp_le0_is_close_to_exp() {
+        let mut x = 0.0f32;
+        while x >= -87.0 {
+            let want = libm::exp(f64::from(x));
+            let got = f64::from(exp_le0(x));
+            assert!(
+                (got - want).abs() <= 3e-7 * want + 1e-38,
+                "e^{x}: {got} vs {want}"
+            );
+            x -= 0.0123;
+        }
+        assert_eq!(exp_le0(0.0), 1.0);
+        assert_eq!(exp_le0(-88.0), 0.0);
+        assert_eq!(exp_le0(f32::NAN), 0.0);
+        assert_eq!(exp_le0(f32::NEG_INFINITY), 0.0);
     }
 
     #[test]
