@@ -101,33 +101,44 @@ fn working_set() -> usize {
         .unwrap_or(WORKING_SET)
 }
 
-/// Read-only sum over `data` split across `threads` threads.
-fn sum_bytes(data: &[u64], threads: usize) -> u64 {
-    let chunk = data.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let hs: Vec<_> = data
-            .chunks(chunk)
-            .map(|c| s.spawn(move || c.iter().fold(0u64, |a, &b| a.wrapping_add(b))))
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().unwrap())
-            .fold(0, u64::wrapping_add)
-    })
+/// Read-only sum over `data` split across the pool's threads, read the way the kernels
+/// read weights (`kernels::read_probe`: vector loads, software prefetch).
+fn sum_bytes(data: &[u8], threads: &Threads) -> f32 {
+    let n = threads.count();
+    let chunk = data.len().div_ceil(n);
+    let mut out = [0.0f32; 2];
+    threads.for_rows(&mut out[..n.min(2)], 1, |i, o| {
+        let part = data
+            .get(i * chunk..((i + 1) * chunk).min(data.len()))
+            .unwrap_or(&[]);
+        o[0] = kernels::read_probe(part) as f32;
+    });
+    out[0] + out[1]
 }
 
+/// Bytes read per probe iteration: about one matrix, so that the probe's and the
+/// matvec's iterations are timed alike (on a shared machine, long iterations collect
+/// more preemptions than short ones).
+const PROBE_STEP: usize = 8 << 20;
+
 fn bench_bandwidth(c: &mut Criterion) {
-    let data: Vec<u64> = (0..WORKING_SET / 8).map(|i| i as u64).collect();
+    let data: Vec<u8> = (0..WORKING_SET).map(|i| (i * 7 + i / 4096) as u8).collect();
+    let steps = WORKING_SET / PROBE_STEP;
     let mut g = c.benchmark_group("bandwidth");
-    g.throughput(Throughput::Bytes(WORKING_SET as u64));
+    g.throughput(Throughput::Bytes(PROBE_STEP as u64));
     g.sample_size(10)
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
-    for t in [1usize, 2] {
-        g.bench_with_input(
-            BenchmarkId::new("read_sum_1GiB", format!("t{t}")),
-            &t,
-            |b, &t| b.iter(|| black_box(sum_bytes(&data, t))),
-        );
+    for threads in [Threads::new(1).unwrap(), Threads::new(2).unwrap()] {
+        let mut i = 0usize;
+        let id = BenchmarkId::new("read_sum_1GiB", format!("t{}", threads.count()));
+        g.bench_function(id, |b| {
+            b.iter(|| {
+                let part = &data[i * PROBE_STEP..(i + 1) * PROBE_STEP];
+                i = (i + 1) % steps;
+                black_box(sum_bytes(part, &threads))
+            })
+        });
     }
     g.finish();
 }
@@ -204,7 +215,7 @@ fn summary() {
     let bw: Vec<Option<f64>> = [1, 2]
         .iter()
         .map(|t| {
-            median_ns("bandwidth", "read_sum_1GiB", &format!("t{t}")).map(|ns| gbs(WORKING_SET, ns))
+            median_ns("bandwidth", "read_sum_1GiB", &format!("t{t}")).map(|ns| gbs(PROBE_STEP, ns))
         })
         .collect();
     println!(

@@ -261,6 +261,19 @@ pub fn vec_dot_f16(a: &[u8], b: &[u8], n: usize) -> f32 {
     }
 }
 
+/// A read-bandwidth probe: the wrapping sum of `data` as little-endian u64 words (a
+/// ragged tail ignored), read as fast as the kernels read weights (the same vector
+/// loads and prefetching), so matvec GB/s can be set against it.
+pub fn read_probe(data: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = x86_64::Avx2::detect() {
+        return t.read_sum(data);
+    }
+    data.chunks_exact(8)
+        .map(|b| b.try_into().map_or(0, u64::from_le_bytes))
+        .fold(0, u64::wrapping_add)
+}
+
 /// Sum 8 lanes in the fixed order of every level: `s_k = a_k + a_{k+4}`,
 /// `t_k = s_k + s_{k+2}`, result `t_0 + t_1`.
 #[inline(always)]

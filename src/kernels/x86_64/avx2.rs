@@ -81,6 +81,47 @@ fn load8<T: bytemuck::Pod>(a: &[T], off: usize) -> __m128i {
     }
 }
 
+/// How far ahead of the weights being read to prefetch, in bytes (0: never).
+const PREFETCH_AHEAD: usize = 2048;
+
+/// Prefetch the cache lines `PREFETCH_AHEAD` bytes past `v` (usually the next row of
+/// the matrix: rows are contiguous).
+#[inline(always)]
+fn prefetch_ahead<T>(v: *const T) {
+    if PREFETCH_AHEAD == 0 {
+        return;
+    }
+    let p = v.cast::<i8>().wrapping_add(PREFETCH_AHEAD);
+    for line in (0..core::mem::size_of::<T>()).step_by(64) {
+        // SAFETY: a prefetch is only a hint: it never faults, whatever the address, and
+        // does not read memory as far as the program is concerned. The pointer is made
+        // with `wrapping_add`, so computing it is defined even past the allocation.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line)) };
+    }
+}
+
+/// Wrapping sum of `data` as little-endian u64 (a ragged tail is ignored), read with
+/// 32-byte loads and the same prefetching as the kernels: the read-bandwidth probe.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn read_sum(data: &[u8]) -> u64 {
+    let mut acc = [_mm256_setzero_si256(); 4];
+    let mut chunks = data.chunks_exact(128);
+    for c in &mut chunks {
+        prefetch_ahead::<[u8; 128]>(c.as_ptr().cast());
+        for (k, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_add_epi64(*a, load32(c, 32 * k));
+        }
+    }
+    let mut lanes = [0u64; 16];
+    for (k, a) in acc.iter().enumerate() {
+        // SAFETY: `lanes[4k..4k+4]` is in bounds (k < 4); `storeu` has no alignment need.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().add(4 * k).cast(), *a) };
+    }
+    let tail = chunks.remainder().chunks_exact(8);
+    let t = tail.map(|b| b.try_into().map_or(0, u64::from_le_bytes));
+    lanes.into_iter().chain(t).fold(0, u64::wrapping_add)
+}
+
 // ---------------------------------------------------------------- integer helpers
 
 /// Horizontal sum of 8 i32 (exact, wrapping like the scalar code never needs to).
@@ -196,6 +237,7 @@ macro_rules! dot32 {
                 let Some(xg) = xs.get(g..g + 8).and_then(|s| <&[$X; 8]>::try_from(s).ok()) else {
                     break;
                 };
+                prefetch_ahead(xg);
                 let q: [__m256i; 8] = [
                     $unpack(&xg[0]),
                     $unpack(&xg[1]),
@@ -426,6 +468,7 @@ macro_rules! sequential {
     ($xs:expr, $ys:expr, |$x:ident, $y:ident| $term:expr) => {{
         let mut sum = 0.0f32;
         for ($x, $y) in $xs.iter().zip($ys) {
+            prefetch_ahead($x);
             sum += $term;
         }
         sum
@@ -587,6 +630,7 @@ fn tile_q4_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
     let m4 = _mm256_set1_epi8(0x0f);
     let mut sum = [0.0f32; N];
     for (i, x) in xs.iter().enumerate().take(nb) {
+        prefetch_ahead(x);
         let sm = k4_scales(&x.scales);
         let mut acc = [_mm256_setzero_si256(); N];
         for j in 0..4 {
@@ -668,6 +712,7 @@ fn tile_q6_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
     let m32 = _mm256_set1_epi8(32);
     let mut sum = [0.0f32; N];
     for (i, x) in xs.iter().enumerate().take(nb) {
+        prefetch_ahead(x);
         let scales = load16(&x.scales, 0);
         let mut acc = [_mm256_setzero_si256(); N];
         for h in 0..2 {
@@ -742,6 +787,9 @@ macro_rules! dot_float {
             let mut acc = [_mm256_setzero_ps(); 4];
             let mut i = 0;
             while i + 32 <= n {
+                if let Some(chunk) = x.get($w * i..$w * (i + 32)) {
+                    prefetch_ahead::<[u8; 32 * $w]>(chunk.as_ptr().cast::<[u8; 32 * $w]>());
+                }
                 for (k, a) in acc.iter_mut().enumerate() {
                     let off = $w * (i + 8 * k);
                     let (xv, yv) = ($load(x, off), $load(y, off));

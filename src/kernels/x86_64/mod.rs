@@ -28,6 +28,12 @@ impl Avx2 {
         ok.then_some(Avx2 { _private: () })
     }
 
+    /// Wrapping sum of `data` as u64 words (see [`crate::kernels::read_probe`]).
+    pub fn read_sum(self, data: &[u8]) -> u64 {
+        // SAFETY: `self` proves the CPU has AVX2, FMA and F16C.
+        unsafe { avx2::read_sum(data) }
+    }
+
     /// The AVX2 kernel table.
     pub fn kernels(self) -> &'static Kernels {
         &avx2::TABLE
