@@ -19,6 +19,7 @@ fi
 
 step "real models (fetched and sha256-checked on first use)"
 fixtures/fetch-models.sh all
+fixtures/tokenizer/make_vocabs.sh   # Llama 3 and Tekken vocab-only files for the tokenizer tests
 
 step "host test suite (release)"
 cargo test --release --all-targets

@@ -267,16 +267,21 @@ fn qwen2_round_trip() {
     check_round_trip(tok);
 }
 
-/// A vocab-only GGUF built by `fixtures/tokenizer/make_vocabs.sh` (Llama 3, Tekken), or
-/// `None` (with a notice) when it has not been built.
+/// A vocab-only GGUF built by `fixtures/tokenizer/make_vocabs.sh` (Llama 3, Tekken).
+/// Missing, it fails the test with a message, unless TRAMONTANE_SKIP_REAL_MODELS=1
+/// (then `None`: the test is skipped, as the README says).
 fn extra_vocab(file: &str) -> Option<Tokenizer> {
     let path = models_dir().join(file);
     if !path.exists() {
-        eprintln!(
-            "notice: {} is missing, skipping (build it with fixtures/tokenizer/make_vocabs.sh)",
+        if skip_real_models() {
+            eprintln!("skipping: {} is missing and TRAMONTANE_SKIP_REAL_MODELS=1", path.display());
+            return None;
+        }
+        panic!(
+            "{} is missing: build it with fixtures/tokenizer/make_vocabs.sh \
+             (or set TRAMONTANE_SKIP_REAL_MODELS=1 to skip the tests that need it)",
             path.display()
         );
-        return None;
     }
     let bytes = std::fs::read(&path).expect("read vocab");
     let g = Gguf::parse(&bytes[..]).expect("parse vocab");
