@@ -430,6 +430,40 @@ fn bad_inputs_are_errors() {
 }
 
 #[test]
+fn f16_rows_equal_at_every_level() {
+    let mut rng = Rng(6);
+    let scalar = kernels::kernels(KernelLevel::Scalar).unwrap();
+    for n in [0usize, 1, 3, 4, 7, 8, 9, 31, 100] {
+        // Normal, subnormal, huge (→ inf), ties of f16 rounding.
+        let mut x: Vec<f32> = (0..n).map(|_| rng.f32() * 70000.0).collect();
+        for (i, v) in x.iter_mut().enumerate() {
+            match i % 4 {
+                1 => *v *= 1e-9,
+                2 => *v = f32::from_bits(0x3f80_1000 + (i as u32 % 3) * 0x2000),
+                _ => {}
+            }
+        }
+        let mut want = vec![0u8; 2 * n];
+        scalar.f32_to_f16_row(&x, &mut want);
+        let mut back = vec![0.0f32; n];
+        scalar.f16_to_f32_row(&want, &mut back);
+        for k in levels() {
+            let mut h = vec![0u8; 2 * n + 1];
+            k.f32_to_f16_row(&x, &mut h[1..]);
+            assert_eq!(&h[1..], &want[..], "{} f32→f16 n={n}", k.level());
+            let mut f = vec![0.0f32; n];
+            k.f16_to_f32_row(&h[1..], &mut f);
+            assert_eq!(
+                f.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{} f16→f32 n={n}",
+                k.level()
+            );
+        }
+    }
+}
+
+#[test]
 fn f16_helpers_round_trip() {
     let x: Vec<f32> = (0..77).map(|i| (i as f32 - 38.0) * 0.125).collect();
     let mut b = vec![0u8; 2 * x.len()];

@@ -171,17 +171,24 @@ pub fn mul_inplace(a: &mut [f32], b: &[f32]) {
 
 /// f16 (little-endian bytes, any address) → f32, exact; `min(src.len()/2, dst.len())`
 /// values.
+///
+/// Uses the SIMD level in use (`vcvtph2ps`, `fcvtl`); exact at every level.
 pub fn f16_to_f32_row(src: &[u8], dst: &mut [f32]) {
-    for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
-        *d = half::f16::from_le_bytes([s[0], s[1]]).to_f32();
+    match super::kernels(super::cpu_features()) {
+        Ok(k) => k.f16_to_f32_row(src, dst),
+        Err(_) => super::scalar::f16_to_f32_row(src, dst),
     }
 }
 
 /// f32 → f16 (round to nearest even, as `GGML_FP32_TO_FP16`), little-endian bytes;
 /// `min(src.len(), dst.len()/2)` values.
+///
+/// Uses the SIMD level in use (`vcvtps2ph`, `fcvtn`); the same bits at every level,
+/// except possibly NaN payloads.
 pub fn f32_to_f16_row(src: &[f32], dst: &mut [u8]) {
-    for (s, d) in src.iter().zip(dst.chunks_exact_mut(2)) {
-        d.copy_from_slice(&half::f16::from_f32(*s).to_le_bytes());
+    match super::kernels(super::cpu_features()) {
+        Ok(k) => k.f32_to_f16_row(src, dst),
+        Err(_) => super::scalar::f32_to_f16_row(src, dst),
     }
 }
 

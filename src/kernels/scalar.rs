@@ -390,3 +390,19 @@ pub(crate) fn dot_bf16(x: &[u8], y: &[u8], _n: usize) -> f32 {
         f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16)
     })
 }
+
+// ---------------------------------------------------------------- f16 rows
+
+/// f16 → f32 for `min(src.len() / 2, dst.len())` values, exactly.
+pub(crate) fn f16_to_f32_row(src: &[u8], dst: &mut [f32]) {
+    for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
+        *d = half::f16::from_le_bytes([s[0], s[1]]).to_f32();
+    }
+}
+
+/// f32 → f16 (round to nearest even) for `min(src.len(), dst.len() / 2)` values.
+pub(crate) fn f32_to_f16_row(src: &[f32], dst: &mut [u8]) {
+    for (s, d) in src.iter().zip(dst.chunks_exact_mut(2)) {
+        d.copy_from_slice(&half::f16::from_f32(*s).to_le_bytes());
+    }
+}

@@ -29,6 +29,20 @@ pub(crate) type Dot4Fn =
 /// As [`DotFn`], for each pair.
 pub(crate) type Dot2x2Fn = unsafe fn(x: [&[u8]; 2], y: [&[u8]; 2], n: usize) -> [f32; 4];
 
+/// f16 (little-endian bytes) → f32 for `min(src.len() / 2, dst.len())` values, exactly.
+///
+/// # Safety
+///
+/// The CPU must support the table's level.
+pub(crate) type F16ToF32Fn = unsafe fn(src: &[u8], dst: &mut [f32]);
+
+/// f32 → f16 (round to nearest even) for `min(src.len(), dst.len() / 2)` values.
+///
+/// # Safety
+///
+/// The CPU must support the table's level.
+pub(crate) type F32ToF16Fn = unsafe fn(src: &[f32], dst: &mut [u8]);
+
 /// The kernels for one weight type.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TypeKernels {
@@ -85,6 +99,9 @@ pub struct Kernels {
     pub(crate) f32: TypeKernels,
     pub(crate) f16: TypeKernels,
     pub(crate) bf16: TypeKernels,
+    /// Row conversions for an f16 KV cache.
+    pub(crate) f16_to_f32: F16ToF32Fn,
+    pub(crate) f32_to_f16: F32ToF16Fn,
 }
 
 /// The table of `level`, or [`KernelError::Unavailable`] if the CPU lacks it.
@@ -137,6 +154,8 @@ impl Kernels {
             f32: TypeKernels::single(s::dot_f32),
             f16: TypeKernels::single(s::dot_f16),
             bf16: TypeKernels::single(s::dot_bf16),
+            f16_to_f32: s::f16_to_f32_row,
+            f32_to_f16: s::f32_to_f16_row,
         }
     }
 
@@ -176,6 +195,21 @@ impl Kernels {
         // SAFETY: this table exists only for a level the CPU supports (see the type's
         // docs), and both rows were just checked to hold exactly `n` values.
         Ok(unsafe { (k.dot)(x, y, n) })
+    }
+
+    /// f16 (little-endian bytes, any address) → f32 for `min(src.len() / 2, dst.len())`
+    /// values, exactly (the same result at every level).
+    pub fn f16_to_f32_row(&self, src: &[u8], dst: &mut [f32]) {
+        // SAFETY: this table exists only for a level the CPU supports; the kernel
+        // bounds itself by both lengths.
+        unsafe { (self.f16_to_f32)(src, dst) }
+    }
+
+    /// f32 → f16 (round to nearest even) for `min(src.len(), dst.len() / 2)` values;
+    /// the same bits at every level, except possibly NaN payloads.
+    pub fn f32_to_f16_row(&self, src: &[f32], dst: &mut [u8]) {
+        // SAFETY: as above.
+        unsafe { (self.f32_to_f16)(src, dst) }
     }
 
     /// f16 · f16 for rows already checked to hold `n` values each.

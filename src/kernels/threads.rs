@@ -1,18 +1,25 @@
 //! The threads kernels split their rows across.
+//!
+//! With the `parallel` feature and `n > 1`, [`Threads`] owns `n - 1` worker threads
+//! that wait for jobs; the caller's thread is the `n`-th worker. A job is a borrowed
+//! closure run over task indices `0..n_tasks`, claimed one by one from an atomic
+//! counter; the caller returns only when every task has finished, so the borrow never
+//! outlives the call (the same argument as scoped threads). Handing out a job
+//! allocates nothing — no boxing, no queue — which keeps the decode loop free of heap
+//! allocations, and waiting workers spin briefly before they park, which keeps the
+//! per-matvec overhead to a few microseconds.
+//!
+//! Work is split by output rows only — never inside one dot product — so results do
+//! not depend on the thread count or on which thread ran which task.
 
 use super::KernelError;
 
-/// Worker threads for the kernels.
-///
-/// With the `parallel` feature and `n > 1`, an owned rayon pool of `n` threads (built
-/// once, in [`Threads::new`]); otherwise everything runs inline on the caller's thread.
-/// Work is split by output rows only — never inside one dot product — so results do
-/// not depend on the thread count.
+/// Worker threads for the kernels (see the module docs).
 #[derive(Debug)]
 pub struct Threads {
     n: usize,
     #[cfg(feature = "parallel")]
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<pool::Pool>,
 }
 
 impl Threads {
@@ -25,18 +32,11 @@ impl Threads {
             if n == 1 {
                 return Ok(Self::single());
             }
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .thread_name(|i| alloc::format!("tramontane-{i}"))
-                .build()
-                .map_err(|e| KernelError::ThreadPool {
-                    threads: n,
-                    reason: alloc::string::ToString::to_string(&e),
-                })?;
-            Ok(Threads {
-                n,
-                pool: Some(pool),
-            })
+            let pool = pool::Pool::new(n - 1).map_err(|e| KernelError::ThreadPool {
+                threads: n,
+                reason: alloc::string::ToString::to_string(&e),
+            })?;
+            Ok(Threads { n, pool: Some(pool) })
         }
         #[cfg(not(feature = "parallel"))]
         {
@@ -61,20 +61,19 @@ impl Threads {
 
     /// Split `out` into pieces of `chunk` elements (the last may be shorter; `chunk = 0`
     /// is taken as 1) and call `f(first index, piece)` for each, in parallel.
-    pub fn for_rows(
-        &self,
-        out: &mut [f32],
-        chunk: usize,
-        f: impl Fn(usize, &mut [f32]) + Sync + Send,
-    ) {
+    pub fn for_rows(&self, out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
         let chunk = chunk.max(1);
         #[cfg(feature = "parallel")]
         if let Some(pool) = &self.pool {
-            use rayon::prelude::*;
-            pool.install(|| {
-                out.par_chunks_mut(chunk)
-                    .enumerate()
-                    .for_each(|(i, piece)| f(i * chunk, piece));
+            let n_tasks = out.len().div_ceil(chunk);
+            let base = pool::SharedMut::new(out);
+            pool.run(n_tasks, &|task| {
+                let start = task * chunk;
+                // Each task index is claimed exactly once, and task i owns elements
+                // [i*chunk, min((i+1)*chunk, len)): the pieces never overlap.
+                if let Some(piece) = base.piece(start, chunk) {
+                    f(start, piece);
+                }
             });
             return;
         }
@@ -87,10 +86,226 @@ impl Threads {
     pub(crate) fn for_tasks(&self, n_tasks: usize, f: impl Fn(usize) + Sync + Send) {
         #[cfg(feature = "parallel")]
         if let Some(pool) = &self.pool {
-            use rayon::prelude::*;
-            pool.install(|| (0..n_tasks).into_par_iter().for_each(&f));
+            pool.run(n_tasks, &f);
             return;
         }
         (0..n_tasks).for_each(f);
+    }
+}
+
+#[cfg(feature = "parallel")]
+mod pool {
+    use alloc::sync::Arc;
+    use alloc::vec::Vec;
+    use core::marker::PhantomData;
+    use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+    use std::sync::{Condvar, Mutex};
+    use std::thread::JoinHandle;
+
+    /// How many times a waiting thread polls before it sleeps.
+    const SPIN: u32 = 20_000;
+
+    type Job<'a> = dyn Fn(usize) + Sync + 'a;
+
+    /// A job as the workers see it: a pointer to the caller's closure (valid until the
+    /// caller's `run` returns), the task count and the next unclaimed task.
+    struct Shared {
+        /// Bumped once per job (and once at shutdown); workers wait for it to change.
+        epoch: AtomicUsize,
+        /// `*const Job` of the current job, type-erased to a thin pointer to a fat one.
+        job: AtomicPtr<&'static Job<'static>>,
+        n_tasks: AtomicUsize,
+        next_task: AtomicUsize,
+        /// Workers still inside the current job.
+        busy: AtomicUsize,
+        panicked: AtomicBool,
+        stop: AtomicBool,
+        lock: Mutex<()>,
+        wake: Condvar,
+        done: Condvar,
+    }
+
+    pub(super) struct Pool {
+        shared: Arc<Shared>,
+        workers: Vec<JoinHandle<()>>,
+    }
+
+    impl core::fmt::Debug for Pool {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            write!(f, "Pool({} workers)", self.workers.len())
+        }
+    }
+
+    impl Shared {
+        /// Claim and run tasks until none is left.
+        fn work(&self, job: &Job<'_>) {
+            let n = self.n_tasks.load(Ordering::Acquire);
+            loop {
+                let t = self.next_task.fetch_add(1, Ordering::AcqRel);
+                if t >= n {
+                    break;
+                }
+                job(t);
+            }
+        }
+    }
+
+    impl Pool {
+        pub(super) fn new(workers: usize) -> std::io::Result<Pool> {
+            let shared = Arc::new(Shared {
+                epoch: AtomicUsize::new(0),
+                job: AtomicPtr::new(core::ptr::null_mut()),
+                n_tasks: AtomicUsize::new(0),
+                next_task: AtomicUsize::new(0),
+                busy: AtomicUsize::new(0),
+                panicked: AtomicBool::new(false),
+                stop: AtomicBool::new(false),
+                lock: Mutex::new(()),
+                wake: Condvar::new(),
+                done: Condvar::new(),
+            });
+            let mut pool = Pool { shared, workers: Vec::with_capacity(workers) };
+            for i in 0..workers {
+                let shared = Arc::clone(&pool.shared);
+                let handle = std::thread::Builder::new()
+                    .name(alloc::format!("tramontane-{}", i + 1))
+                    .spawn(move || worker(&shared))?;
+                pool.workers.push(handle);
+            }
+            Ok(pool)
+        }
+
+        /// Run `job(t)` for every `t` in `0..n_tasks` on the workers and the caller;
+        /// return when all have finished. Allocates nothing.
+        pub(super) fn run(&self, n_tasks: usize, job: &Job<'_>) {
+            if n_tasks <= 1 || self.workers.is_empty() {
+                (0..n_tasks).for_each(job);
+                return;
+            }
+            let s = &*self.shared;
+            // Workers are idle here: the previous `run` waited for busy == 0.
+            // The closure is published as a pointer to a fat `&Job` stored on this stack
+            // frame, which outlives every use (we wait for busy == 0 below).
+            let slot: &Job<'_> = job;
+            let slot_ptr: *const &Job<'_> = &slot;
+            s.n_tasks.store(n_tasks, Ordering::Release);
+            s.next_task.store(0, Ordering::Release);
+            s.busy.store(self.workers.len(), Ordering::Release);
+            s.job.store(slot_ptr as *mut &'static Job<'static>, Ordering::Release);
+            {
+                let _g = s.lock.lock().unwrap_or_else(|p| p.into_inner());
+                s.epoch.fetch_add(1, Ordering::AcqRel);
+                s.wake.notify_all();
+            }
+            s.work(job);
+            // Wait for the workers to leave the job: spin, then sleep.
+            let mut spins = 0u32;
+            while s.busy.load(Ordering::Acquire) != 0 {
+                if spins < SPIN {
+                    spins += 1;
+                    core::hint::spin_loop();
+                } else {
+                    let g = s.lock.lock().unwrap_or_else(|p| p.into_inner());
+                    if s.busy.load(Ordering::Acquire) != 0 {
+                        let _g = s.done.wait(g).unwrap_or_else(|p| p.into_inner());
+                    }
+                }
+            }
+            s.job.store(core::ptr::null_mut(), Ordering::Release);
+            if s.panicked.swap(false, Ordering::AcqRel) {
+                panic!("a kernel task panicked on a worker thread");
+            }
+        }
+    }
+
+    fn worker(s: &Shared) {
+        let mut seen = 0usize;
+        loop {
+            // Wait for a new epoch: spin, then sleep on the condvar.
+            let mut spins = 0u32;
+            loop {
+                let e = s.epoch.load(Ordering::Acquire);
+                if e != seen {
+                    seen = e;
+                    break;
+                }
+                if spins < SPIN {
+                    spins += 1;
+                    core::hint::spin_loop();
+                } else {
+                    let g = s.lock.lock().unwrap_or_else(|p| p.into_inner());
+                    if s.epoch.load(Ordering::Acquire) == seen {
+                        let _g = s.wake.wait(g).unwrap_or_else(|p| p.into_inner());
+                    }
+                }
+            }
+            if s.stop.load(Ordering::Acquire) {
+                return;
+            }
+            let ptr = s.job.load(Ordering::Acquire);
+            if !ptr.is_null() {
+                // SAFETY: `run` stored a pointer to a `&Job` on its own stack frame before
+                // bumping the epoch, and it does not return (or clear the pointer) until
+                // this worker has decremented `busy` below, so both the pointer and the
+                // closure it refers to are alive for the whole call.
+                let job: &Job<'_> = unsafe { *ptr };
+                let r = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| s.work(job)));
+                if r.is_err() {
+                    s.panicked.store(true, Ordering::Release);
+                }
+            }
+            if s.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+                let _g = s.lock.lock().unwrap_or_else(|p| p.into_inner());
+                s.done.notify_all();
+            }
+        }
+    }
+
+    impl Drop for Pool {
+        fn drop(&mut self) {
+            let s = &*self.shared;
+            s.stop.store(true, Ordering::Release);
+            {
+                let _g = s.lock.lock().unwrap_or_else(|p| p.into_inner());
+                s.epoch.fetch_add(1, Ordering::AcqRel);
+                s.wake.notify_all();
+            }
+            for w in self.workers.drain(..) {
+                let _ = w.join();
+            }
+        }
+    }
+
+    /// A `&mut [f32]` shared by tasks that each take a disjoint piece of it.
+    pub(super) struct SharedMut<'a> {
+        ptr: *mut f32,
+        len: usize,
+        _life: PhantomData<&'a mut [f32]>,
+    }
+
+    // SAFETY: SharedMut hands out only disjoint pieces (one per task index, each claimed
+    // once), so sending/sharing it between threads is like splitting a &mut [f32].
+    unsafe impl Send for SharedMut<'_> {}
+    // SAFETY: as above: concurrent `piece` calls with distinct task ranges never alias.
+    unsafe impl Sync for SharedMut<'_> {}
+
+    impl<'a> SharedMut<'a> {
+        pub(super) fn new(s: &'a mut [f32]) -> Self {
+            SharedMut { ptr: s.as_mut_ptr(), len: s.len(), _life: PhantomData }
+        }
+
+        /// Elements `[start, start + chunk)` clipped to the length. Callers must use each
+        /// `start` (a multiple of `chunk`) from one task only.
+        #[allow(clippy::mut_from_ref)]
+        pub(super) fn piece(&self, start: usize, chunk: usize) -> Option<&mut [f32]> {
+            if start >= self.len {
+                return None;
+            }
+            let n = chunk.min(self.len - start);
+            // SAFETY: start < len and start + n <= len, so the range lies inside the
+            // slice this was made from (borrowed mutably for 'a); each task owns its
+            // own range (see `for_rows`), so no two live pieces overlap.
+            Some(unsafe { core::slice::from_raw_parts_mut(self.ptr.add(start), n) })
+        }
     }
 }

@@ -42,7 +42,60 @@ macro_rules! neon_kernels {
             f32: TypeKernels::single(dot_f32),
             f16: TypeKernels::single(dot_f16),
             bf16: TypeKernels::single(dot_bf16),
+            f16_to_f32: f16_to_f32_row,
+            f32_to_f16: f32_to_f16_row,
         };
+
+        /// f16 → f32 (`fcvtl`, exact) for `min(src.len() / 2, dst.len())` values.
+        #[target_feature(enable = $feat)]
+        fn f16_to_f32_row(src: &[u8], dst: &mut [f32]) {
+            let n = (src.len() / 2).min(dst.len());
+            let mut i = 0;
+            while i + 8 <= n {
+                let (lo, hi) = f16x8_at(src, 2 * i);
+                if let Some(d) = dst.get_mut(i..i + 8) {
+                    // SAFETY: `d` has room for 8 f32; no alignment requirement.
+                    unsafe {
+                        vst1q_f32(d.as_mut_ptr(), lo);
+                        vst1q_f32(d.as_mut_ptr().add(4), hi);
+                    }
+                }
+                i += 8;
+            }
+            if let (Some(s), Some(d)) = (src.get(2 * i..2 * n), dst.get_mut(i..n)) {
+                crate::kernels::scalar::f16_to_f32_row(s, d);
+            }
+        }
+
+        /// f32 → f16 (`fcvtn`, round to nearest even) for `min(src.len(), dst.len() / 2)`
+        /// values.
+        #[target_feature(enable = $feat)]
+        fn f32_to_f16_row(src: &[f32], dst: &mut [u8]) {
+            let n = src.len().min(dst.len() / 2);
+            let mut i = 0;
+            while i + 4 <= n {
+                let v = vreinterpretq_f32_u8(ld_u8(src, 4 * i));
+                let h: uint16x4_t;
+                // SAFETY: a register-only conversion of base Advanced SIMD (rounding
+                // by FPCR, round to nearest even unless the program changed it).
+                unsafe {
+                    asm!(
+                        "fcvtn {o:v}.4h, {i:v}.4s",
+                        o = lateout(vreg) h,
+                        i = in(vreg) v,
+                        options(pure, nomem, nostack, preserves_flags)
+                    )
+                };
+                if let Some(d) = dst.get_mut(2 * i..2 * i + 8) {
+                    // SAFETY: `d` has room for 8 bytes; no alignment requirement.
+                    unsafe { vst1_u16(d.as_mut_ptr().cast(), h) };
+                }
+                i += 4;
+            }
+            if let (Some(s), Some(d)) = (src.get(i..n), dst.get_mut(2 * i..2 * n)) {
+                crate::kernels::scalar::f32_to_f16_row(s, d);
+            }
+        }
 
         // ------------------------------------------------------------ loads
 
@@ -97,7 +150,8 @@ macro_rules! neon_kernels {
                 asm!(
                     "fcvtl {lo:v}.4s, {i:v}.4h",
                     "fcvtl2 {hi:v}.4s, {i:v}.8h",
-                    lo = lateout(vreg) lo,
+                    // `lo` is written before `i` is read again: not `lateout`.
+                    lo = out(vreg) lo,
                     hi = lateout(vreg) hi,
                     i = in(vreg) v,
                     options(pure, nomem, nostack, preserves_flags)

@@ -40,6 +40,8 @@ pub(super) static TABLE: Kernels = Kernels {
     f32: TypeKernels::single(dot_f32),
     f16: TypeKernels::single(dot_f16),
     bf16: TypeKernels::single(dot_bf16),
+    f16_to_f32: f16_to_f32_row,
+    f32_to_f16: f32_to_f16_row,
 };
 
 // ---------------------------------------------------------------- loads
@@ -860,3 +862,43 @@ dot_float!(
     /// bf16 · bf16.
     fn dot_bf16, 2, load_bf16x8, bf16_le, fused: true
 );
+
+// ---------------------------------------------------------------- f16 rows
+
+/// f16 → f32 (`vcvtph2ps`, exact) for `min(src.len() / 2, dst.len())` values.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_to_f32_row(src: &[u8], dst: &mut [f32]) {
+    let n = (src.len() / 2).min(dst.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let v = _mm256_cvtph_ps(load16(src, 2 * i));
+        if let Some(d) = dst.get_mut(i..i + 8) {
+            // SAFETY: `d` has room for 8 f32; `storeu` has no alignment requirement.
+            unsafe { _mm256_storeu_ps(d.as_mut_ptr(), v) };
+        }
+        i += 8;
+    }
+    if let (Some(s), Some(d)) = (src.get(2 * i..2 * n), dst.get_mut(i..n)) {
+        crate::kernels::scalar::f16_to_f32_row(s, d);
+    }
+}
+
+/// f32 → f16 (`vcvtps2ph`, round to nearest even) for `min(src.len(), dst.len() / 2)`
+/// values.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f32_to_f16_row(src: &[f32], dst: &mut [u8]) {
+    let n = src.len().min(dst.len() / 2);
+    let mut i = 0;
+    while i + 8 <= n {
+        let v = _mm256_castsi256_ps(load32(src, 4 * i));
+        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+        if let Some(d) = dst.get_mut(2 * i..2 * i + 16) {
+            // SAFETY: `d` has room for 16 bytes; `storeu` has no alignment requirement.
+            unsafe { _mm_storeu_si128(d.as_mut_ptr().cast(), h) };
+        }
+        i += 8;
+    }
+    if let (Some(s), Some(d)) = (src.get(i..n), dst.get_mut(2 * i..2 * n)) {
+        crate::kernels::scalar::f32_to_f16_row(s, d);
+    }
+}
