@@ -12,7 +12,9 @@
 #   CROSS_CARGO_ARGS="--release"      extra cargo arguments for the builds
 #   CROSS_TARGET_DIR                  default target/cross
 #   ARMV7_BUILD_ONLY=1                build, do not run the tests
-# Tests that need the real models are skipped (TRAMONTANE_SKIP_REAL_MODELS=1).
+#   CROSS_REAL_MODELS=1               also run the real-model tests (slow)
+# Tests that need the real models are skipped by default: TRAMONTANE_SKIP_REAL_MODELS=1
+# and TRAMONTANE_MODELS_DIR pointing at an empty dir.
 # Needs cross/setup.sh first.
 set -euo pipefail
 # shellcheck source=cross/common.sh
@@ -29,7 +31,7 @@ unset QEMU_LD_PREFIX
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="qemu-arm -cpu $CPU"
-export TRAMONTANE_SKIP_REAL_MODELS=1
+cross_real_models_env
 BUILD_STD=("-Zbuild-std=std,panic_unwind" --target "$TARGET")
 
 cross_log "build the library for $TARGET ($("$RUSTC" --version))"

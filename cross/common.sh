@@ -12,9 +12,31 @@ CROSS_CARGO=${CROSS_CARGO:-/usr/bin/cargo}
 export RUSTC=${CROSS_RUSTC:-/usr/bin/rustc}
 export RUSTDOC=${CROSS_RUSTDOC:-/usr/bin/rustdoc}
 export CARGO_TARGET_DIR=${CROSS_TARGET_DIR:-$PWD/target/cross}
+# Emulated code in a plain debug build is very slow (a synthetic-model smoke test that
+# takes 25 s on the host ran for more than 25 minutes under qemu-arm), so the cross
+# builds optimize the dev/test profile while keeping debug assertions and overflow
+# checks. CROSS_OPT_LEVEL=0 gives a plain debug build.
+export CARGO_PROFILE_DEV_OPT_LEVEL=${CROSS_OPT_LEVEL:-2}
+export CARGO_PROFILE_DEV_DEBUG=${CROSS_DEBUG:-line-tables-only}
 # Extra cargo arguments for every cross build, e.g. CROSS_CARGO_ARGS="--release".
 # shellcheck disable=SC2034  # used by the scripts that source this file
 read -r -a CROSS_CARGO_ARGS_ARRAY <<< "${CROSS_CARGO_ARGS:-}"
+
+# Real-model tests under emulation: the test suite skips them only when
+# TRAMONTANE_SKIP_REAL_MODELS=1 *and* the model file is missing, and a debug build of
+# a 0.5B model under qemu takes many minutes per prompt. So by default the models
+# directory is pointed at an empty one for the test binaries. CROSS_REAL_MODELS=1
+# keeps the real models (TRAMONTANE_MODELS_DIR or fixtures/models) and does not skip.
+cross_real_models_env() {
+    if [ "${CROSS_REAL_MODELS:-0}" = 1 ]; then
+        unset TRAMONTANE_SKIP_REAL_MODELS
+        echo "CROSS_REAL_MODELS=1: real-model tests run under emulation (slow)"
+    else
+        export TRAMONTANE_SKIP_REAL_MODELS=1
+        export TRAMONTANE_MODELS_DIR="$CARGO_TARGET_DIR/no-real-models-under-qemu"
+        rm -rf -- "$TRAMONTANE_MODELS_DIR"
+    fi
+}
 
 cross_die() {
     echo "$(basename "$0"): $*" >&2

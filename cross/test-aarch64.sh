@@ -11,8 +11,9 @@
 #   QEMU_CPUS="cortex-a53 neoverse-n1 max"   CPU models to run under
 #   CROSS_CARGO_ARGS="--release"             extra cargo arguments for the build
 #   CROSS_TARGET_DIR                         default target/cross
-# Tests that need the real models are skipped (TRAMONTANE_SKIP_REAL_MODELS=1): under
-# qemu they would take far too long.
+#   CROSS_REAL_MODELS=1                      also run the real-model tests (slow)
+# Tests that need the real models are skipped by default: TRAMONTANE_SKIP_REAL_MODELS=1
+# and TRAMONTANE_MODELS_DIR pointing at an empty dir (under qemu they take far too long).
 # Needs cross/setup.sh first. Doc tests are not run (they are on the host).
 set -euo pipefail
 # shellcheck source=cross/common.sh
@@ -30,7 +31,7 @@ unset QEMU_LD_PREFIX
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 # For anyone who runs `cargo test/run --target aarch64-unknown-linux-gnu` with this env.
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -cpu ${CPUS[0]}"
-export TRAMONTANE_SKIP_REAL_MODELS=1
+cross_real_models_env
 
 cross_log "build test binaries for $TARGET ($("$RUSTC" --version))"
 t0=$(date +%s)
