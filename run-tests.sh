@@ -37,6 +37,17 @@ step "generate example end to end on the default model (--json, streaming, bad i
 cargo build --release --example generate
 fixtures/check-generate.sh target/release/examples/generate
 
+step "C ABI tools: cbindgen (header check) and valgrind (tests/ffi.rs ran them if present)"
+if ! command -v cbindgen > /dev/null || ! command -v valgrind > /dev/null; then
+    command -v cbindgen > /dev/null || cargo install --locked cbindgen --version 0.29.4
+    if ! command -v valgrind > /dev/null; then
+        sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
+        "${sudo[@]}" apt-get update -q && "${sudo[@]}" apt-get install -y -q valgrind
+    fi
+    TRAMONTANE_REQUIRE_CBINDGEN=1 TRAMONTANE_REQUIRE_VALGRIND=1 \
+        cargo test --release --test ffi -- header valgrind
+fi
+
 if [ "$quick" != 1 ]; then
     step "cross toolchains (Debian packages)"
     cross/setup.sh

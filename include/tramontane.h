@@ -103,8 +103,9 @@ typedef enum tra_status {
    */
   TRA_ERR_BUFFER_TOO_SMALL = -7,
   /**
-   * A bug in tramontane (a caught panic, say). The session it happened in refuses
-   * further calls with this status; free it.
+   * A bug in tramontane (a caught panic: the session it happened in then refuses
+   * further calls with this status; free it), or the system refused a resource
+   * (kernel threads could not be started).
    */
   TRA_ERR_INTERNAL = -99,
 } tra_status;
@@ -201,7 +202,8 @@ typedef struct tra_session_params {
 /**
  * Called by `tra_session_generate` with each generated piece: `text` holds `len`
  * bytes of complete UTF-8 and a NUL (valid only during the call; possibly empty),
- * `token` the token id. Return 0 to go on, anything else to stop.
+ * `token` the token id. Return 0 to go on, anything else to stop. The callback must
+ * return normally: no C++ exception or `longjmp` may leave it.
  */
 typedef int (*tra_piece_callback)(void *user_data, const char *text, size_t len, int32_t token);
 

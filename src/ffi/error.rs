@@ -41,8 +41,9 @@ pub enum TraStatus {
     /// The output buffer is too small; nothing was consumed, and the size needed was
     /// written to the length output.
     TRA_ERR_BUFFER_TOO_SMALL = -7,
-    /// A bug in tramontane (a caught panic, say). The session it happened in refuses
-    /// further calls with this status; free it.
+    /// A bug in tramontane (a caught panic: the session it happened in then refuses
+    /// further calls with this status; free it), or the system refused a resource
+    /// (kernel threads could not be started).
     TRA_ERR_INTERNAL = -99,
 }
 

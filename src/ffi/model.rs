@@ -48,7 +48,7 @@ pub const TRA_TOKENIZE_PARSE_SPECIAL: u32 = 2;
 /// `m` is NULL or a live handle from `tra_model_open*`.
 unsafe fn model_ref<'a>(m: *const TraModel) -> Result<&'a Model, Fail> {
     // SAFETY: the caller's contract: NULL (rejected) or a live handle.
-    let h = unsafe { m.as_ref() }.ok_or(Fail::null("model"))?;
+    let h = unsafe { m.as_ref() }.ok_or_else(|| Fail::null("model"))?;
     Ok(&h.model)
 }
 

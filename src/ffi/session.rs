@@ -78,7 +78,8 @@ impl Default for TraSessionParams {
 
 /// Called by `tra_session_generate` with each generated piece: `text` holds `len`
 /// bytes of complete UTF-8 and a NUL (valid only during the call; possibly empty),
-/// `token` the token id. Return 0 to go on, anything else to stop.
+/// `token` the token id. Return 0 to go on, anything else to stop. The callback must
+/// return normally: no C++ exception or `longjmp` may leave it.
 pub type TraPieceCallback = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -250,7 +251,7 @@ impl Drop for Busy<'_> {
 unsafe fn handle<'a>(s: *mut TraSession) -> Result<&'a TraSession, Fail> {
     // SAFETY: the caller's contract: NULL (refused) or a live handle. Only shared
     // references to the handle are made; `inner` is reached through its UnsafeCell.
-    unsafe { s.cast_const().as_ref() }.ok_or(Fail::null("session"))
+    unsafe { s.cast_const().as_ref() }.ok_or_else(|| Fail::null("session"))
 }
 
 impl TraSession {
@@ -378,7 +379,7 @@ pub unsafe extern "C" fn tra_session_new(
         // SAFETY: out is non-NULL; the caller guarantees it is writable.
         unsafe { put(out, core::ptr::null_mut()) };
         // SAFETY: the caller's contract: NULL or a live model handle.
-        let h = unsafe { model.as_ref() }.ok_or(Fail::null("model"))?;
+        let h = unsafe { model.as_ref() }.ok_or_else(|| Fail::null("model"))?;
         // SAFETY: the caller's contract: NULL (defaults) or a readable parameter struct.
         let p = unsafe { params.as_ref() }.copied().unwrap_or_default();
         let (opts, sampler, max_tokens) = convert(&p)?;
@@ -536,7 +537,7 @@ pub unsafe extern "C" fn tra_session_generate(
         h.with(|inner| {
             // SAFETY: the caller's contract: NULL or a NUL-terminated string.
             let text = unsafe { utf8(utf8_text, "utf8_text")? };
-            let cb = callback.ok_or(Fail::null("callback"))?;
+            let cb = callback.ok_or_else(|| Fail::null("callback"))?;
             inner.start(Prompt::Text(text))?;
             while inner.fill()? {
                 let token = c_token(inner.piece_token.take().unwrap_or(0));
@@ -635,7 +636,7 @@ pub unsafe extern "C" fn tra_session_logits(
             let logits = inner
                 .session_ref()
                 .logits()
-                .ok_or(Fail::arg("no logits: evaluate a token first"))?;
+                .ok_or_else(|| Fail::arg("no logits: evaluate a token first"))?;
             // SAFETY: both outputs non-NULL and writable (caller's contract).
             unsafe {
                 put(logits_out, logits.as_ptr());
