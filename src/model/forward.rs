@@ -77,8 +77,11 @@ pub struct State {
     up: Vec<f32>,
     /// One token's queries as f16 bytes `[n_head·hd·2]` (f16 cache only).
     q16: Vec<u8>,
-    /// Per-head attention scratch `[n_head][2·hd + n_ctx]`: output, V row, scores.
+    /// Per-head attention scratch `[n_head][hd + n_ctx]`: output, scores.
     ws: Vec<f32>,
+    /// The layer's cached values over the attention span, as f32 `[n_ctx][kv]`
+    /// (f16 cache only: each row is converted once, not once per query head).
+    vf: Vec<f32>,
     /// RoPE `(cos, sin)` of one position `[n_rot/2]`.
     rope: Vec<(f32, f32)>,
     /// Shape fingerprint of the model the state was made for.
@@ -212,12 +215,9 @@ pub(crate) fn new_state(m: &Model, o: StateOptions) -> Result<State> {
         .ok_or(ModelError::SessionSize {
             what: "activation buffer",
         })?;
-    let ws_chunk = hd
-        .checked_mul(2)
-        .and_then(|x| x.checked_add(o.n_ctx))
-        .ok_or(ModelError::SessionSize {
-            what: "attention scratch",
-        })?;
+    let ws_chunk = hd.checked_add(o.n_ctx).ok_or(ModelError::SessionSize {
+        what: "attention scratch",
+    })?;
     Ok(State {
         n_past: 0,
         max_batch: b,
@@ -235,6 +235,10 @@ pub(crate) fn new_state(m: &Model, o: StateOptions) -> Result<State> {
         up: alloc_f32(b, c.n_ff)?,
         q16: vec![0u8; c.q_dim() * 2],
         ws: alloc_f32(c.n_head, ws_chunk)?,
+        vf: match o.kv_type {
+            KvType::F16 => alloc_f32(o.n_ctx, c.kv_dim())?,
+            KvType::F32 => Vec::new(),
+        },
         rope: vec![(0.0, 0.0); c.n_rot / 2],
         shape: shape_of(c),
     })
@@ -408,7 +412,7 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         let (g, u) = (&mut st.gate[..b * ff], &st.up[..b * ff]);
         match c.arch.ffn_act {
             FfnActivation::Silu => ops::swiglu(g, u),
-            FfnActivation::GeluTanh => ops::geglu(g, u),
+            FfnActivation::GeluTanh => m.gelu.geglu(g, u),
         }
         let mut key = None;
         project(
@@ -461,7 +465,7 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
     if let Some(cap) = c.final_logit_softcap {
         let inv = 1.0 / cap;
         for v in dst.iter_mut() {
-            *v = libm::tanhf(*v * inv) * cap;
+            *v = ops::tanhf(*v * inv) * cap;
         }
     }
     st.n_past += b;
@@ -554,26 +558,43 @@ fn attention_block(
         st.kv.v.store(at, &st.v[t * kvd..(t + 1) * kvd]);
     }
 
-    // Causal attention, one token at a time, heads in parallel.
+    // Causal attention, one token at a time, heads in parallel. With an f16 cache the
+    // values of the whole span the batch attends to are converted to f32 once.
     let window = if c.is_swa(il) { c.sliding_window } else { None };
+    let span_lo = window.map_or(0, |w| (n_past + 1).saturating_sub(w));
+    let span_hi = n_past + b; // exclusive
+    if let KvStore::F16(vb) = &st.kv.v {
+        let (from, to) = (st.kv.row(il, span_lo), st.kv.row(il, span_hi));
+        let src = vb.get(2 * from..2 * to).unwrap_or(&[]);
+        let dst = st.vf.get_mut(..to - from).unwrap_or(&mut []);
+        st.threads.for_rows(dst, kvd * 64, |start, piece| {
+            let s = src.get(2 * start..2 * (start + piece.len())).unwrap_or(&[]);
+            kops::f16_to_f32_row(s, piece);
+        });
+    }
+    let chunk = hd + st.kv.n_ctx;
     for t in 0..b {
         let pos = n_past + t;
         let q_tok = &st.q[t * qd..(t + 1) * qd];
         if let KvStore::F16(_) = st.kv.k {
             kops::f32_to_f16_row(q_tok, &mut st.q16);
         }
-        attend(
-            c,
-            &st.kv,
+        let span = Span {
             il,
             pos,
             window,
+            span_lo,
+        };
+        attend(
+            c,
+            &st.kv,
+            &st.vf,
+            span,
             q_tok,
             &st.q16,
             &mut st.ws,
             &st.threads,
         );
-        let chunk = 2 * hd + st.kv.n_ctx;
         for (h, dst) in st.att[t * qd..(t + 1) * qd]
             .chunks_exact_mut(hd)
             .enumerate()
@@ -601,33 +622,51 @@ fn attention_block(
     Ok(())
 }
 
-/// Attention of one query position `pos` over the cached keys `lo..=pos` of layer `il`
+/// Which keys one query attends to.
+#[derive(Clone, Copy)]
+struct Span {
+    /// Layer.
+    il: usize,
+    /// Position of the query.
+    pos: usize,
+    /// Sliding window of the layer, if any.
+    window: Option<usize>,
+    /// First position converted into the f32 value buffer.
+    span_lo: usize,
+}
+
+/// Attention of one query position over the cached keys `lo..=pos` of a layer
 /// (`lo = pos + 1 - window` for sliding-window layers). Head `h` writes its output to
-/// `ws[h·chunk .. h·chunk + hd]`, with `chunk = 2·hd + n_ctx`.
+/// `ws[h·chunk .. h·chunk + hd]`, with `chunk = hd + n_ctx`.
 #[allow(clippy::too_many_arguments)]
 fn attend(
     c: &ModelConfig,
     kv: &KvCache,
-    il: usize,
-    pos: usize,
-    window: Option<usize>,
+    vf: &[f32],
+    span: Span,
     q_tok: &[f32],
     q16: &[u8],
     ws: &mut [f32],
     threads: &Threads,
 ) {
+    let Span {
+        il,
+        pos,
+        window,
+        span_lo,
+    } = span;
     let hd = c.head_dim;
+    let kvd = c.kv_dim();
     let group = c.n_head / c.n_head_kv;
     let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
     let n_keys = pos + 1 - lo;
-    let chunk = 2 * hd + kv.n_ctx;
+    let chunk = hd + kv.n_ctx;
     let kq_scale = c.kq_scale;
     let ws = ws.get_mut(..c.n_head * chunk).unwrap_or(&mut []);
     threads.for_rows(ws, chunk, |start, piece| {
         let h = start / chunk;
         let kvh = h / group;
-        let (o, rest) = piece.split_at_mut(hd);
-        let (vrow, scores) = rest.split_at_mut(hd);
+        let (o, scores) = piece.split_at_mut(hd);
         let scores = &mut scores[..n_keys];
         let qh = &q_tok[h * hd..(h + 1) * hd];
         let qh16 = &q16[2 * h * hd..2 * (h + 1) * hd];
@@ -650,7 +689,7 @@ fn attend(
         let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
         let mut sum = 0.0f64;
         for s in scores.iter_mut() {
-            *s = libm::expf(*s - max);
+            *s = ops::expf(*s - max);
             sum += f64::from(*s);
         }
         let inv = (1.0 / sum) as f32;
@@ -664,13 +703,15 @@ fn attend(
         // KQ·V
         o.iter_mut().for_each(|v| *v = 0.0);
         for (i, &p) in scores.iter().enumerate() {
-            let at = kv.row(il, lo + i) + kvh * hd;
             let v: &[f32] = match &kv.v {
-                KvStore::F16(vb) => {
-                    kops::f16_to_f32_row(&vb[2 * at..2 * (at + hd)], vrow);
-                    vrow
+                KvStore::F16(_) => {
+                    let at = (lo + i - span_lo) * kvd + kvh * hd;
+                    &vf[at..at + hd]
                 }
-                KvStore::F32(vf) => &vf[at..at + hd],
+                KvStore::F32(vfull) => {
+                    let at = kv.row(il, lo + i) + kvh * hd;
+                    &vfull[at..at + hd]
+                }
             };
             for (acc, &x) in o.iter_mut().zip(v) {
                 *acc += p * x;

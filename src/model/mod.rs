@@ -65,6 +65,8 @@ pub struct Model {
     weights: Weights,
     /// The tokenizer from `tokenizer.ggml.*`, built once at load time.
     tokenizer: Tokenizer,
+    /// ggml's f16 GELU table (GELU architectures only; empty otherwise).
+    gelu: ops::GeluTable,
 }
 
 // Many sessions on many threads share one model.
@@ -92,11 +94,16 @@ impl Model {
         let config = ModelConfig::from_gguf(&gguf, n_vocab)?;
         let weights = Weights::load(&gguf, &config)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let gelu = match config.arch.ffn_act {
+            FfnActivation::GeluTanh => ops::GeluTable::new(),
+            FfnActivation::Silu => ops::GeluTable::empty(),
+        };
         Ok(Model {
             gguf,
             config,
             weights,
             tokenizer,
+            gelu,
         })
     }
 

@@ -3,7 +3,50 @@
 //! accumulation in RMS norm and softmax, the iterative RoPE angle, the f16 GELU table).
 //! They cost little next to the matrix multiplications.
 
+use alloc::vec::Vec;
+
 use half::f16;
+
+/// The C library's math functions with `std` (what llama.cpp calls, so the results
+/// agree to the last bit), `libm`'s otherwise.
+mod math {
+    #[cfg(feature = "std")]
+    macro_rules! pick {
+        ($name:ident, $std:ident) => {
+            #[inline]
+            pub fn $name(x: f32) -> f32 {
+                x.$std()
+            }
+        };
+    }
+    #[cfg(not(feature = "std"))]
+    macro_rules! pick {
+        ($name:ident, $std:ident) => {
+            #[inline]
+            pub fn $name(x: f32) -> f32 {
+                libm::$name(x)
+            }
+        };
+    }
+    pick!(expf, exp);
+    pick!(tanhf, tanh);
+    pick!(cosf, cos);
+    pick!(sinf, sin);
+
+    #[inline]
+    pub fn powf(x: f32, y: f32) -> f32 {
+        #[cfg(feature = "std")]
+        {
+            x.powf(y)
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            libm::powf(x, y)
+        }
+    }
+}
+
+pub use math::{expf, tanhf};
 
 /// Round to the nearest f16 and back (`GGML_CPU_FP32_TO_FP16` then `FP16_TO_FP32`).
 #[inline]
@@ -55,12 +98,12 @@ pub fn rope_cache(
     freq_scale: f32,
     freq_factors: Option<&[f32]>,
 ) {
-    let theta_scale = libm::powf(freq_base, -2.0f32 / n_rot as f32);
+    let theta_scale = math::powf(freq_base, -2.0f32 / n_rot as f32);
     let mut theta = pos as f32;
     for (i, slot) in cs.iter_mut().enumerate() {
         let ff = freq_factors.and_then(|f| f.get(i)).copied().unwrap_or(1.0);
         let t = freq_scale * (theta / ff);
-        *slot = (libm::cosf(t), libm::sinf(t));
+        *slot = (math::cosf(t), math::sinf(t));
         theta *= theta_scale;
     }
 }
@@ -92,30 +135,54 @@ pub fn rope_head(x: &mut [f32], cs: &[(f32, f32)], neox: bool) {
 fn gelu_f32(x: f32) -> f32 {
     const GELU_COEF_A: f32 = 0.044715;
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)))
+    0.5 * x * (1.0 + math::tanhf(SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)))
 }
 
-/// ggml's GELU with `GGML_GELU_FP16`: the input is rounded to f16 and looked up in a
-/// table of f16 results (computed here on the fly), except outside ±10.
-#[inline]
-pub fn gelu_f16_table(x: f32) -> f32 {
-    if x <= -10.0 {
-        0.0
-    } else if x >= 10.0 {
-        x
-    } else {
-        round_f16(gelu_f32(round_f16(x)))
+/// ggml's GELU table (`GGML_GELU_FP16`): `gelu(x)` for every f16 `x`, rounded to f16,
+/// stored as f32 (256 KiB, built once per model).
+#[derive(Clone)]
+pub struct GeluTable(Vec<f32>);
+
+impl core::fmt::Debug for GeluTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("GeluTable")
     }
 }
 
-/// `gate ← gelu(gate) · up` (ggml `geglu_split`).
-pub fn geglu(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = if *g <= -10.0 {
+impl GeluTable {
+    /// Build the table.
+    pub fn new() -> GeluTable {
+        GeluTable(
+            (0..=u16::MAX)
+                .map(|bits| round_f16(gelu_f32(f16::from_bits(bits).to_f32())))
+                .collect(),
+        )
+    }
+
+    /// An empty table, for architectures without GELU.
+    pub fn empty() -> GeluTable {
+        GeluTable(Vec::new())
+    }
+
+    /// ggml's `ggml_vec_geglu_f32`: 0 below −10, `x` above 10, the table in between
+    /// (the input rounded to f16).
+    #[inline]
+    pub fn gelu(&self, x: f32) -> f32 {
+        if x <= -10.0 {
             0.0
+        } else if x >= 10.0 {
+            x
         } else {
-            gelu_f16_table(*g) * u
-        };
+            let i = usize::from(f16::from_f32(x).to_bits());
+            self.0.get(i).copied().unwrap_or(0.0)
+        }
+    }
+
+    /// `gate ← gelu(gate) · up` (ggml `geglu_split`).
+    pub fn geglu(&self, gate: &mut [f32], up: &[f32]) {
+        for (g, &u) in gate.iter_mut().zip(up) {
+            *g = if *g <= -10.0 { 0.0 } else { self.gelu(*g) * u };
+        }
     }
 }
 
@@ -123,7 +190,7 @@ pub fn geglu(gate: &mut [f32], up: &[f32]) {
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
         let x = *g;
-        *g = (x / (1.0 + libm::expf(-x))) * u;
+        *g = (x / (1.0 + math::expf(-x))) * u;
     }
 }
 
@@ -161,10 +228,16 @@ mod tests {
 
     #[test]
     fn gelu_matches_tanh_formula_within_f16() {
-        for i in -100..100 {
+        let t = GeluTable::new();
+        for i in -150..150 {
             let x = i as f32 * 0.1;
             let exact = gelu_f32(x);
-            assert!((gelu_f16_table(x) - exact).abs() <= 2e-3 * (1.0 + exact.abs()));
+            assert!(
+                (t.gelu(x) - exact).abs() <= 2e-3 * (1.0 + exact.abs()),
+                "{x}"
+            );
         }
+        assert_eq!(t.gelu(-10.0), 0.0);
+        assert_eq!(t.gelu(12.0), 12.0);
     }
 }
