@@ -36,7 +36,10 @@ impl Threads {
                 threads: n,
                 reason: alloc::string::ToString::to_string(&e),
             })?;
-            Ok(Threads { n, pool: Some(pool) })
+            Ok(Threads {
+                n,
+                pool: Some(pool),
+            })
         }
         #[cfg(not(feature = "parallel"))]
         {
@@ -61,7 +64,12 @@ impl Threads {
 
     /// Split `out` into pieces of `chunk` elements (the last may be shorter; `chunk = 0`
     /// is taken as 1) and call `f(first index, piece)` for each, in parallel.
-    pub fn for_rows(&self, out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    pub fn for_rows(
+        &self,
+        out: &mut [f32],
+        chunk: usize,
+        f: impl Fn(usize, &mut [f32]) + Sync + Send,
+    ) {
         let chunk = chunk.max(1);
         #[cfg(feature = "parallel")]
         if let Some(pool) = &self.pool {
@@ -164,7 +172,10 @@ mod pool {
                 wake: Condvar::new(),
                 done: Condvar::new(),
             });
-            let mut pool = Pool { shared, workers: Vec::with_capacity(workers) };
+            let mut pool = Pool {
+                shared,
+                workers: Vec::with_capacity(workers),
+            };
             for i in 0..workers {
                 let shared = Arc::clone(&pool.shared);
                 let handle = std::thread::Builder::new()
@@ -191,7 +202,8 @@ mod pool {
             s.n_tasks.store(n_tasks, Ordering::Release);
             s.next_task.store(0, Ordering::Release);
             s.busy.store(self.workers.len(), Ordering::Release);
-            s.job.store(slot_ptr as *mut &'static Job<'static>, Ordering::Release);
+            s.job
+                .store(slot_ptr as *mut &'static Job<'static>, Ordering::Release);
             {
                 let _g = s.lock.lock().unwrap_or_else(|p| p.into_inner());
                 s.epoch.fetch_add(1, Ordering::AcqRel);
@@ -291,7 +303,11 @@ mod pool {
 
     impl<'a> SharedMut<'a> {
         pub(super) fn new(s: &'a mut [f32]) -> Self {
-            SharedMut { ptr: s.as_mut_ptr(), len: s.len(), _life: PhantomData }
+            SharedMut {
+                ptr: s.as_mut_ptr(),
+                len: s.len(),
+                _life: PhantomData,
+            }
         }
 
         /// Elements `[start, start + chunk)` clipped to the length. Callers must use each
