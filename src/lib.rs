@@ -42,7 +42,7 @@
 //! | feature    | default | what it adds |
 //! |------------|---------|--------------|
 //! | `std`      | yes     | file loading through `memmap2`, `std::error::Error`, threads |
-//! | `parallel` | yes     | matvec rows split across a rayon pool (implies `std`) |
+//! | `parallel` | yes     | matvec rows split across the crate's own worker threads (implies `std`) |
 //!
 //! Without default features the crate is `#![no_std]` + `alloc`: the GGUF parser,
 //! quantized formats and kernels build for `thumbv7em-none-eabihf` and
