@@ -18,6 +18,7 @@
 #   cargo rustc --release --features ffi --lib --crate-type staticlib,cdylib
 # The installed pkg-config/CMake files are relocatable (paths relative to themselves).
 set -euo pipefail
+caller_dir=$PWD
 cd "$(dirname "$0")/.."
 prefix=
 target=
@@ -36,6 +37,7 @@ cargo=${CARGO:-cargo}
 target_dir=$("$cargo" metadata --no-deps --format-version 1 \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 prefix=${prefix:-$target_dir/c}
+case $prefix in /*) ;; *) prefix=$caller_dir/$prefix ;; esac
 
 args=(rustc --lib --features ffi --crate-type staticlib,cdylib)
 [ "$profile" = release ] && args+=(--release)

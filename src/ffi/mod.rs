@@ -29,6 +29,8 @@
 mod error;
 mod model;
 mod session;
+#[cfg(test)]
+mod tests;
 
 pub use error::TraStatus;
 pub use model::{

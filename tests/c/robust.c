@@ -2,7 +2,8 @@
  * Robustness tests of tramontane's C ABI, in C: NULL for every pointer argument, bad
  * files and bytes, bad parameters, TRA_END after TRA_END, cancellation from a second
  * thread, TRA_ERR_BUFFER_TOO_SMALL without losing the piece, callbacks, saved states,
- * logits. Built and run (natively and under valgrind) by tests/ffi.rs.
+ * logits, one model shared by sessions on four threads. Built and run (natively and
+ * under valgrind) by tests/ffi.rs.
  *
  * Usage: robust MODEL.gguf SCRATCH_DIR      (a small synthetic model)
  * Prints one line per failed check and "robust: N checks, M failed"; exit 1 on failure.
@@ -636,6 +637,42 @@ static void test_state(const tra_model *m) {
     tra_session_free(b);
 }
 
+struct shared_run {
+    const tra_model *m;
+    char text[2048];
+    int pieces;
+    tra_status st;
+};
+
+static void *run_own_session(void *arg) {
+    struct shared_run *r = arg;
+    tra_session_params p = greedy(16);
+    tra_session *s = NULL;
+    r->st = tra_session_new(r->m, &p, &s);
+    if (r->st == TRA_OK) r->st = tra_session_prompt(s, "hello");
+    if (r->st == TRA_OK) r->st = collect(s, r->text, sizeof r->text, &r->pieces);
+    tra_session_free(s);
+    return NULL;
+}
+
+/* One model, four threads, a session each, at the same time: same text as alone. */
+static void test_shared_model(const tra_model *m) {
+    struct shared_run ref = {m, {0}, 0, TRA_OK}, runs[4];
+    pthread_t th[4];
+    run_own_session(&ref);
+    CHECK(ref.st == TRA_END, "reference run: %d", (int)ref.st);
+    for (int i = 0; i < 4; i++) {
+        memset(&runs[i], 0, sizeof runs[i]);
+        runs[i].m = m;
+        CHECK(pthread_create(&th[i], NULL, run_own_session, &runs[i]) == 0, "pthread_create");
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(runs[i].st == TRA_END && runs[i].pieces == ref.pieces && strcmp(runs[i].text, ref.text) == 0,
+              "thread %d: status %d, \"%s\" vs \"%s\"", i, (int)runs[i].st, runs[i].text, ref.text);
+    }
+}
+
 static void test_model_freed_first(const char *model_path) {
     tra_model *m = NULL;
     EXPECT(tra_model_open(model_path, &m), TRA_OK, "");
@@ -669,6 +706,7 @@ int main(int argc, char **argv) {
     test_callback(m);
     test_tokens_and_logits(m);
     test_state(m);
+    test_shared_model(m);
     test_model_freed_first(argv[1]);
 
     tra_session_free(s);
