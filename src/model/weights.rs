@@ -323,10 +323,11 @@ impl Weights {
                 }
                 .into()
             }),
-            _ => Err(ModelError::TensorShape {
-                name: v.info.name.to_string(),
-                expected: Shape(alloc::vec![0, 0]),
-                found: shape_of(&v),
+            _ => Err(ModelError::Unsupported {
+                what: format!(
+                    "token_embd.weight must be a matrix [n_embd, n_vocab] with n_vocab > 0, found {}",
+                    shape_of(&v)
+                ),
             }
             .into()),
         }
