@@ -404,7 +404,7 @@ static void *cancel_thread(void *arg) {
     struct canceller *c = arg;
     while (!__atomic_load_n(&c->go, __ATOMIC_ACQUIRE)) {
     }
-    c->st = tra_session_cancel(c->s);
+    __atomic_store_n(&c->st, tra_session_cancel(c->s), __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -436,11 +436,19 @@ static void test_cancel(const tra_model *m) {
 
     /* Cancelled while the main thread is generating. */
     c.go = 0;
+    c.st = TRA_ERR_INTERNAL;
     CHECK(pthread_create(&th, NULL, cancel_thread, &c) == 0, "pthread_create");
     tra_status st;
     int pieces = 0;
     while ((st = tra_session_next(s, buf, sizeof buf, &len, &tok)) == TRA_OK) {
-        if (++pieces == 3) __atomic_store_n(&c.go, 1, __ATOMIC_RELEASE);
+        if (++pieces == 3) {
+            /* Let the other thread cancel, and wait until its call has returned, so the
+               outcome does not depend on how the two threads are scheduled (a loaded
+               machine could otherwise reach max_tokens first). */
+            __atomic_store_n(&c.go, 1, __ATOMIC_RELEASE);
+            while (__atomic_load_n(&c.st, __ATOMIC_ACQUIRE) == TRA_ERR_INTERNAL) {
+            }
+        }
     }
     pthread_join(th, NULL);
     CHECK(st == TRA_ERR_CANCELLED || (pieces < 3 && st != TRA_OK),
