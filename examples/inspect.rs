@@ -49,7 +49,12 @@ fn value_text(v: &Value<'_>) -> String {
         Value::Array(a) => {
             let first: Vec<String> = a.iter().take(8).map(|v| value_text(&v)).collect();
             let more = if a.len() > 8 { ", …" } else { "" };
-            format!("[{}; {}] [{}{more}]", a.elem_type(), a.len(), first.join(", "))
+            format!(
+                "[{}; {}] [{}{more}]",
+                a.elem_type(),
+                a.len(),
+                first.join(", ")
+            )
         }
         other => scalar_json(other).to_string(),
     }
@@ -73,7 +78,11 @@ fn run() -> Result<(), String> {
                 return Ok(());
             }
             _ if path.is_none() => path = Some(arg),
-            _ => return Err(format!("unexpected argument {arg:?} (usage: inspect FILE [--json])")),
+            _ => {
+                return Err(format!(
+                    "unexpected argument {arg:?} (usage: inspect FILE [--json])"
+                ))
+            }
         }
     }
     let path = path.ok_or("usage: inspect FILE [--json]")?;
@@ -110,13 +119,23 @@ fn run() -> Result<(), String> {
     for (k, v) in gguf.metadata() {
         let mut text = value_text(&v);
         if v.value_type() == ValueType::String && text.len() > 200 {
-            let cut = (0..=200).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-            text = format!("{}… ({} bytes)", &text[..cut], v.as_str().map_or(0, str::len));
+            let cut = (0..=200)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            text = format!(
+                "{}… ({} bytes)",
+                &text[..cut],
+                v.as_str().map_or(0, str::len)
+            );
         }
         println!("  {k:<48} {:<14} {text}", type_text(&v));
     }
     println!("\ntensors ({}):", gguf.tensor_count());
-    println!("  {:<40} {:<8} {:<26} {:>12} {:>12}", "name", "type", "shape", "offset", "bytes");
+    println!(
+        "  {:<40} {:<8} {:<26} {:>12} {:>12}",
+        "name", "type", "shape", "offset", "bytes"
+    );
     for t in gguf.tensors() {
         println!(
             "  {:<40} {:<8} {:<26} {:>12} {:>12}",
@@ -130,10 +149,21 @@ fn run() -> Result<(), String> {
     println!("\nsize by type:");
     let mut total = 0u64;
     for (ty, bytes, n) in gguf.size_by_type() {
-        println!("  {:<8} {:>5} tensors {:>14} bytes ({:.1} MiB)", ty.name(), n, bytes, bytes as f64 / 1048576.0);
+        println!(
+            "  {:<8} {:>5} tensors {:>14} bytes ({:.1} MiB)",
+            ty.name(),
+            n,
+            bytes,
+            bytes as f64 / 1048576.0
+        );
         total += bytes;
     }
-    println!("  total    {:>5} tensors {:>14} bytes ({:.1} MiB)", gguf.tensor_count(), total, total as f64 / 1048576.0);
+    println!(
+        "  total    {:>5} tensors {:>14} bytes ({:.1} MiB)",
+        gguf.tensor_count(),
+        total,
+        total as f64 / 1048576.0
+    );
     Ok(())
 }
 

@@ -246,7 +246,13 @@ fn cmd_greedy(model: &LlamaModel, backend: &LlamaBackend, n_gen: usize, prompt: 
     // add_special=true -> BOS added iff tokenizer.ggml.add_bos_token says so
     let prompt_ids = vocab.tokenize(prompt.as_bytes(), true, false);
     let total = prompt_ids.len() + n_gen;
-    let mut ctx = new_ctx(model, backend, round_up(total, 256).max(512), round_up(prompt_ids.len(), 64), threads)?;
+    let mut ctx = new_ctx(
+        model,
+        backend,
+        round_up(total, 256).max(512),
+        round_up(prompt_ids.len(), 64),
+        threads,
+    )?;
     let mut batch = LlamaBatch::new(prompt_ids.len().max(1), 1);
     batch.add_sequence(&prompt_ids, 0, false)?; // logits only for last
     ctx.decode(&mut batch)?;
@@ -287,7 +293,10 @@ fn cmd_greedy(model: &LlamaModel, backend: &LlamaBackend, n_gen: usize, prompt: 
 }
 
 fn cpu_secs() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
@@ -391,8 +400,15 @@ fn cmd_quantize(ty: &str, n: usize) -> Res<()> {
     }
     let traits = id.ok_or_else(|| format!("unknown ggml type {ty}"))?;
     // SAFETY: `traits` points into ggml's static table (checked non-null above).
-    let (blck, size, from_float) = unsafe { ((*traits).blck_size as usize, (*traits).type_size, (*traits).from_float_ref) };
-    let from_float = from_float.ok_or_else(|| format!("ggml has no reference quantizer for {ty}"))?;
+    let (blck, size, from_float) = unsafe {
+        (
+            (*traits).blck_size as usize,
+            (*traits).type_size,
+            (*traits).from_float_ref,
+        )
+    };
+    let from_float =
+        from_float.ok_or_else(|| format!("ggml has no reference quantizer for {ty}"))?;
     if blck == 0 || n % blck != 0 {
         return Err(format!("{n} values are not whole {ty} blocks of {blck}").into());
     }
@@ -401,7 +417,10 @@ fn cmd_quantize(ty: &str, n: usize) -> Res<()> {
     if raw.len() != n * 4 {
         return Err(format!("stdin has {} bytes, expected {}", raw.len(), n * 4).into());
     }
-    let x: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let x: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     let mut y = vec![0u8; n / blck * size];
     // SAFETY: x holds n f32 and y holds the n/blck blocks of `size` bytes that the
     // quantizer writes for a row of n values.

@@ -54,7 +54,10 @@ impl Backing {
     pub fn map_file(path: impl AsRef<std::path::Path>) -> crate::Result<Backing> {
         use alloc::string::ToString;
         let path = path.as_ref();
-        let io = |source| crate::Error::Io { path: path.display().to_string(), source };
+        let io = |source| crate::Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let file = std::fs::File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         if len == 0 {

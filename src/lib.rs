@@ -73,11 +73,11 @@ pub mod tokenizer;
 
 pub use backing::Backing;
 pub use error::{Error, Result};
+pub use generate::{Completion, GenerateOptions, Piece, StopReason, TokenStream};
 pub use gguf::{GgmlType, Gguf, GgufError};
 pub use kernels::cpu_features;
-pub use sampling::{SamplerChain, Sampled};
-pub use model::{Model, ModelConfig, ModelError, State, StateOptions};
-pub use tokenizer::{Detokenizer, Tokenizer, TokenizerError};
-pub use generate::{Completion, GenerateOptions, Piece, StopReason, TokenStream};
 pub use model::StateError;
+pub use model::{Model, ModelConfig, ModelError, State, StateOptions};
+pub use sampling::{Sampled, SamplerChain};
 pub use session::{CancelHandle, Session, SessionError, SessionOptions};
+pub use tokenizer::{Detokenizer, Tokenizer, TokenizerError};

@@ -31,7 +31,8 @@ fn python(args: &[&str]) {
 }
 
 fn spec() -> Json {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("gguf_sample.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("gguf_sample.json")).unwrap())
+        .unwrap()
 }
 
 fn ggml_type(name: &str) -> GgmlType {
@@ -63,7 +64,10 @@ fn owned(ty: &str, v: &Json) -> OwnedValue {
 }
 
 fn value_type(name: &str) -> ValueType {
-    (0..13).filter_map(ValueType::from_id).find(|t| t.name() == name).unwrap()
+    (0..13)
+        .filter_map(ValueType::from_id)
+        .find(|t| t.name() == name)
+        .unwrap()
 }
 
 fn write_ours(path: &Path) {
@@ -74,7 +78,12 @@ fn write_ours(path: &Path) {
         let ty = m["type"].as_str().unwrap();
         let v = if ty == "array" {
             let elem = m["elem"].as_str().unwrap();
-            let items = m["value"].as_array().unwrap().iter().map(|x| owned(elem, x)).collect();
+            let items = m["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| owned(elem, x))
+                .collect();
             OwnedValue::Array(value_type(elem), items)
         } else {
             owned(ty, &m["value"])
@@ -83,8 +92,19 @@ fn write_ours(path: &Path) {
     }
     for (k, t) in spec["tensors"].as_array().unwrap().iter().enumerate() {
         let ty = ggml_type(t["type"].as_str().unwrap());
-        let shape: Vec<u64> = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
-        w.add_tensor(t["name"].as_str().unwrap(), ty, &shape, &tensor_bytes(ty, &shape, k)).unwrap();
+        let shape: Vec<u64> = t["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .collect();
+        w.add_tensor(
+            t["name"].as_str().unwrap(),
+            ty,
+            &shape,
+            &tensor_bytes(ty, &shape, k),
+        )
+        .unwrap();
     }
     w.write_to_file(path).unwrap();
 }
@@ -95,7 +115,9 @@ fn same(ty: &str, got: &Value<'_>, want: &Json) -> bool {
         ("float64", Value::F64(x)) => *x == want.as_f64().unwrap(),
         ("bool", Value::Bool(b)) => Some(*b) == want.as_bool(),
         ("string", Value::String(s)) => Some(*s) == want.as_str(),
-        (_, v) => v.as_integer().is_some_and(|i| want.as_i64().map(i128::from) == Some(i) || want.as_u64().map(i128::from) == Some(i)),
+        (_, v) => v.as_integer().is_some_and(|i| {
+            want.as_i64().map(i128::from) == Some(i) || want.as_u64().map(i128::from) == Some(i)
+        }),
     }
 }
 
@@ -128,9 +150,22 @@ fn check_reads_as_sample(bytes: &[u8]) {
     assert_eq!(tensors.len(), want.len());
     for (k, (t, w)) in tensors.iter().zip(want).enumerate() {
         let ty = ggml_type(w["type"].as_str().unwrap());
-        let shape: Vec<u64> = w["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
-        assert_eq!((t.name, t.ty, t.shape()), (w["name"].as_str().unwrap(), ty, &shape[..]));
-        assert_eq!(g.tensor_data(t), &tensor_bytes(ty, &shape, k)[..], "{}", t.name);
+        let shape: Vec<u64> = w["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            (t.name, t.ty, t.shape()),
+            (w["name"].as_str().unwrap(), ty, &shape[..])
+        );
+        assert_eq!(
+            g.tensor_data(t),
+            &tensor_bytes(ty, &shape, k)[..],
+            "{}",
+            t.name
+        );
     }
 }
 
@@ -154,7 +189,8 @@ fn we_read_gguf_py_files() {
     if skip() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("tramontane-gguf-py-theirs-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("tramontane-gguf-py-theirs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let theirs = dir.join("theirs.gguf");
     python(&["write-sample", theirs.to_str().unwrap()]);

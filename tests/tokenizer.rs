@@ -274,7 +274,10 @@ fn extra_vocab(file: &str) -> Option<Tokenizer> {
     let path = models_dir().join(file);
     if !path.exists() {
         if skip_real_models() {
-            eprintln!("skipping: {} is missing and TRAMONTANE_SKIP_REAL_MODELS=1", path.display());
+            eprintln!(
+                "skipping: {} is missing and TRAMONTANE_SKIP_REAL_MODELS=1",
+                path.display()
+            );
             return None;
         }
         panic!(

@@ -160,7 +160,9 @@ pub enum GgufError {
         ty: TypeId,
     },
     /// ne\[0\] is not a multiple of the type's block size.
-    #[error("tensor {tensor:?}: row of {ne0} elements is not a multiple of the {ty} block size {block}")]
+    #[error(
+        "tensor {tensor:?}: row of {ne0} elements is not a multiple of the {ty} block size {block}"
+    )]
     RowNotBlockMultiple {
         /// The tensor.
         tensor: String,

@@ -12,8 +12,8 @@ use core::ops::Range;
 use super::types::{GgmlType, TypeId};
 use super::value::ValueType;
 use super::{
-    GgufError, DEFAULT_ALIGNMENT, MAX_ARRAY_LEN, MAX_DIMS, MAX_KV_COUNT, MAX_STRING_LEN, MAX_TENSOR_COUNT,
-    MAX_TENSOR_NAME,
+    GgufError, DEFAULT_ALIGNMENT, MAX_ARRAY_LEN, MAX_DIMS, MAX_KV_COUNT, MAX_STRING_LEN,
+    MAX_TENSOR_COUNT, MAX_TENSOR_NAME,
 };
 
 /// Positions of everything the file holds; the bytes stay where they are.
@@ -40,7 +40,11 @@ pub(crate) struct RawKv {
 pub(crate) enum RawVal {
     Fixed(ValueType, Range<usize>),
     Str(Range<usize>),
-    Array { elem: ValueType, len: usize, bytes: Range<usize> },
+    Array {
+        elem: ValueType,
+        len: usize,
+        bytes: Range<usize>,
+    },
 }
 
 #[derive(Debug)]
@@ -70,7 +74,12 @@ impl<'a> Cursor<'a> {
     }
 
     fn truncated(&self, what: &'static str, needed: u64) -> GgufError {
-        GgufError::Truncated { what, offset: self.pos as u64, needed, len: self.buf.len() as u64 }
+        GgufError::Truncated {
+            what,
+            offset: self.pos as u64,
+            needed,
+            len: self.buf.len() as u64,
+        }
     }
 
     fn take(&mut self, n: u64, what: &'static str) -> Result<Range<usize>, GgufError> {
@@ -79,7 +88,10 @@ impl<'a> Cursor<'a> {
         }
         // n <= remaining <= usize::MAX, so these cannot fail; keep them checked anyway.
         let n = usize::try_from(n).map_err(|_| self.truncated(what, n))?;
-        let end = self.pos.checked_add(n).ok_or_else(|| self.truncated(what, n as u64))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or_else(|| self.truncated(what, n as u64))?;
         let r = self.pos..end;
         self.pos = end;
         Ok(r)
@@ -111,13 +123,18 @@ impl<'a> Cursor<'a> {
         let r = self.take(len, what)?;
         let bytes = self.buf.get(r.clone()).unwrap_or(&[]);
         if core::str::from_utf8(bytes).is_err() {
-            return Err(GgufError::InvalidUtf8 { offset: r.start as u64 });
+            return Err(GgufError::InvalidUtf8 {
+                offset: r.start as u64,
+            });
         }
         Ok(r)
     }
 
     fn str_at(&self, r: &Range<usize>) -> &'a str {
-        self.buf.get(r.clone()).and_then(|b| core::str::from_utf8(b).ok()).unwrap_or("")
+        self.buf
+            .get(r.clone())
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .unwrap_or("")
     }
 }
 
@@ -138,7 +155,10 @@ fn value(c: &mut Cursor<'_>, ty: ValueType, key: &Range<usize>) -> Result<RawVal
                 offset: elem_offset,
             })?;
             if elem == ValueType::Array {
-                return Err(GgufError::NestedArray { key: key_string(c, key), offset: elem_offset });
+                return Err(GgufError::NestedArray {
+                    key: key_string(c, key),
+                    offset: elem_offset,
+                });
             }
             let count_offset = c.pos as u64;
             let count = c.u64("array length")?;
@@ -146,7 +166,12 @@ fn value(c: &mut Cursor<'_>, ty: ValueType, key: &Range<usize>) -> Result<RawVal
             let min_elem = elem.fixed_size().map_or(8, |s| s as u64);
             let max = MAX_ARRAY_LEN.min(c.remaining() / min_elem);
             if count > max {
-                return Err(GgufError::CountTooLarge { what: "array element", count, max, offset: count_offset });
+                return Err(GgufError::CountTooLarge {
+                    what: "array element",
+                    count,
+                    max,
+                    offset: count_offset,
+                });
             }
             let len = usize::try_from(count).map_err(|_| GgufError::CountTooLarge {
                 what: "array element",
@@ -159,7 +184,11 @@ fn value(c: &mut Cursor<'_>, ty: ValueType, key: &Range<usize>) -> Result<RawVal
                 Some(sz) => {
                     let r = c.take(count.saturating_mul(sz as u64), "array data")?;
                     if elem == ValueType::Bool {
-                        if let Some(pos) = c.buf.get(r.clone()).and_then(|b| b.iter().position(|&v| v > 1)) {
+                        if let Some(pos) = c
+                            .buf
+                            .get(r.clone())
+                            .and_then(|b| b.iter().position(|&v| v > 1))
+                        {
                             let at = r.start.saturating_add(pos);
                             return Err(GgufError::InvalidBool {
                                 key: key_string(c, key),
@@ -175,7 +204,11 @@ fn value(c: &mut Cursor<'_>, ty: ValueType, key: &Range<usize>) -> Result<RawVal
                     }
                 }
             }
-            Ok(RawVal::Array { elem, len, bytes: start..c.pos })
+            Ok(RawVal::Array {
+                elem,
+                len,
+                bytes: start..c.pos,
+            })
         }
         _ => {
             let sz = ty.fixed_size().unwrap_or(1) as u64;
@@ -183,7 +216,11 @@ fn value(c: &mut Cursor<'_>, ty: ValueType, key: &Range<usize>) -> Result<RawVal
             if ty == ValueType::Bool {
                 let v = c.buf.get(r.start).copied().unwrap_or(0);
                 if v > 1 {
-                    return Err(GgufError::InvalidBool { key: key_string(c, key), value: v, offset: r.start as u64 });
+                    return Err(GgufError::InvalidBool {
+                        key: key_string(c, key),
+                        value: v,
+                        offset: r.start as u64,
+                    });
                 }
             }
             Ok(RawVal::Fixed(ty, r))
@@ -215,11 +252,21 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Index, GgufError> {
     // Each count must fit the bytes left, so the vectors below are bounded by the file size.
     let max_kv = MAX_KV_COUNT.min(c.remaining() / MIN_KV_BYTES);
     if n_kv > max_kv {
-        return Err(GgufError::CountTooLarge { what: "metadata", count: n_kv, max: max_kv, offset: kv_offset });
+        return Err(GgufError::CountTooLarge {
+            what: "metadata",
+            count: n_kv,
+            max: max_kv,
+            offset: kv_offset,
+        });
     }
     let max_t = MAX_TENSOR_COUNT.min(c.remaining() / MIN_TENSOR_INFO_BYTES);
     if n_tensors > max_t {
-        return Err(GgufError::CountTooLarge { what: "tensor", count: n_tensors, max: max_t, offset: tc_offset });
+        return Err(GgufError::CountTooLarge {
+            what: "tensor",
+            count: n_tensors,
+            max: max_t,
+            offset: tc_offset,
+        });
     }
 
     let mut kvs = Vec::with_capacity(n_kv as usize);
@@ -233,7 +280,9 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Index, GgufError> {
         }
         let key_str = c.str_at(&key);
         if !seen.insert(key_str) {
-            return Err(GgufError::DuplicateKey { key: key_str.to_string() });
+            return Err(GgufError::DuplicateKey {
+                key: key_str.to_string(),
+            });
         }
         let ty_offset = c.pos as u64;
         let ty_id = c.u32("metadata value type")?;
@@ -256,7 +305,8 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Index, GgufError> {
     }
 
     let end_of_infos = c.pos as u64;
-    let data_offset = align_up(end_of_infos, alignment).ok_or_else(|| c.truncated("data section", alignment))?;
+    let data_offset =
+        align_up(end_of_infos, alignment).ok_or_else(|| c.truncated("data section", alignment))?;
     let file_len = buf.len() as u64;
     if !tensors.is_empty() && data_offset > file_len {
         return Err(GgufError::Truncated {
@@ -271,89 +321,166 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Index, GgufError> {
 
     let mut kvs_sorted: Vec<u32> = (0..kvs.len() as u32).collect();
     kvs_sorted.sort_by(|&a, &b| {
-        let ka = kvs.get(a as usize).map_or("", |kv: &RawKv| c.str_at(&kv.key));
-        let kb = kvs.get(b as usize).map_or("", |kv: &RawKv| c.str_at(&kv.key));
+        let ka = kvs
+            .get(a as usize)
+            .map_or("", |kv: &RawKv| c.str_at(&kv.key));
+        let kb = kvs
+            .get(b as usize)
+            .map_or("", |kv: &RawKv| c.str_at(&kv.key));
         ka.cmp(kb)
     });
     let mut tensors_sorted: Vec<u32> = (0..tensors.len() as u32).collect();
     tensors_sorted.sort_by(|&a, &b| {
-        let na = tensors.get(a as usize).map_or("", |t: &RawTensor| c.str_at(&t.name));
-        let nb = tensors.get(b as usize).map_or("", |t: &RawTensor| c.str_at(&t.name));
+        let na = tensors
+            .get(a as usize)
+            .map_or("", |t: &RawTensor| c.str_at(&t.name));
+        let nb = tensors
+            .get(b as usize)
+            .map_or("", |t: &RawTensor| c.str_at(&t.name));
         na.cmp(nb)
     });
 
-    Ok(Index { version, alignment, data_offset, kvs, kvs_sorted, tensors, tensors_sorted })
+    Ok(Index {
+        version,
+        alignment,
+        data_offset,
+        kvs,
+        kvs_sorted,
+        tensors,
+        tensors_sorted,
+    })
 }
 
 fn check_alignment(c: &Cursor<'_>, val: &RawVal) -> Result<u64, GgufError> {
     let RawVal::Fixed(ty, r) = val else {
-        return Err(GgufError::BadAlignment { reason: "must be a uint32, found a string or array".into() });
+        return Err(GgufError::BadAlignment {
+            reason: "must be a uint32, found a string or array".into(),
+        });
     };
     if *ty != ValueType::U32 {
-        return Err(GgufError::BadAlignment { reason: alloc::format!("must be a uint32, found {ty}") });
+        return Err(GgufError::BadAlignment {
+            reason: alloc::format!("must be a uint32, found {ty}"),
+        });
     }
     let bytes: [u8; 4] = c
         .buf
         .get(r.clone())
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| GgufError::BadAlignment { reason: "unreadable".into() })?;
+        .ok_or_else(|| GgufError::BadAlignment {
+            reason: "unreadable".into(),
+        })?;
     let a = u32::from_le_bytes(bytes);
     if a == 0 || !a.is_power_of_two() {
-        return Err(GgufError::BadAlignment { reason: alloc::format!("{a} is not a nonzero power of two") });
+        return Err(GgufError::BadAlignment {
+            reason: alloc::format!("{a} is not a nonzero power of two"),
+        });
     }
     Ok(a.into())
 }
 
-fn tensor_info<'a>(c: &mut Cursor<'a>, names: &mut BTreeSet<&'a str>, alignment: u64) -> Result<RawTensor, GgufError> {
+fn tensor_info<'a>(
+    c: &mut Cursor<'a>,
+    names: &mut BTreeSet<&'a str>,
+    alignment: u64,
+) -> Result<RawTensor, GgufError> {
     let name_offset = c.pos as u64;
     let name_len_peek = {
-        let mut p = Cursor { buf: c.buf, pos: c.pos };
+        let mut p = Cursor {
+            buf: c.buf,
+            pos: c.pos,
+        };
         p.u64("tensor name length")?
     };
     if name_len_peek == 0 || name_len_peek > MAX_TENSOR_NAME {
-        return Err(GgufError::BadTensorName { len: name_len_peek, max: MAX_TENSOR_NAME, offset: name_offset });
+        return Err(GgufError::BadTensorName {
+            len: name_len_peek,
+            max: MAX_TENSOR_NAME,
+            offset: name_offset,
+        });
     }
     let name = c.string("tensor name", MAX_TENSOR_NAME)?;
     let name_str = c.str_at(&name);
     if !names.insert(name_str) {
-        return Err(GgufError::DuplicateTensor { name: name_str.to_string() });
+        return Err(GgufError::DuplicateTensor {
+            name: name_str.to_string(),
+        });
     }
     let n_dims = c.u32("tensor dimension count")?;
     if n_dims == 0 || n_dims as usize > MAX_DIMS {
-        return Err(GgufError::BadDimCount { tensor: name_str.to_string(), n_dims });
+        return Err(GgufError::BadDimCount {
+            tensor: name_str.to_string(),
+            n_dims,
+        });
     }
     let mut ne = [1u64; 4];
     for (index, slot) in ne.iter_mut().take(n_dims as usize).enumerate() {
         let value = c.u64("tensor dimension")?;
         if value == 0 || value > i64::MAX as u64 {
-            return Err(GgufError::BadDim { tensor: name_str.to_string(), index, value });
+            return Err(GgufError::BadDim {
+                tensor: name_str.to_string(),
+                index,
+                value,
+            });
         }
         *slot = value;
     }
     let ty_id = c.u32("tensor type")?;
     let ty = match GgmlType::from_id(ty_id) {
         TypeId::Known(t) => t,
-        other => return Err(GgufError::BadTensorType { tensor: name_str.to_string(), ty: other }),
+        other => {
+            return Err(GgufError::BadTensorType {
+                tensor: name_str.to_string(),
+                ty: other,
+            })
+        }
     };
     let offset = c.u64("tensor offset")?;
 
-    let overflow = || GgufError::ShapeOverflow { tensor: name_str.to_string(), shape: ne };
-    let n_elements = ne.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(overflow)?;
+    let overflow = || GgufError::ShapeOverflow {
+        tensor: name_str.to_string(),
+        shape: ne,
+    };
+    let n_elements = ne
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d))
+        .ok_or_else(overflow)?;
     if n_elements > i64::MAX as u64 {
         return Err(overflow());
     }
     let block = ty.block_size();
     if ne[0] % block != 0 {
-        return Err(GgufError::RowNotBlockMultiple { tensor: name_str.to_string(), ty, ne0: ne[0], block });
+        return Err(GgufError::RowNotBlockMultiple {
+            tensor: name_str.to_string(),
+            ty,
+            ne0: ne[0],
+            block,
+        });
     }
-    let size = (n_elements / block).checked_mul(ty.block_bytes()).ok_or_else(overflow)?;
+    let size = (n_elements / block)
+        .checked_mul(ty.block_bytes())
+        .ok_or_else(overflow)?;
     if offset % alignment != 0 {
-        return Err(GgufError::MisalignedTensor { tensor: name_str.to_string(), offset, alignment });
+        return Err(GgufError::MisalignedTensor {
+            tensor: name_str.to_string(),
+            offset,
+            alignment,
+        });
     }
-    Ok(RawTensor { name, ty, ne, n_dims: n_dims as usize, offset, size })
+    Ok(RawTensor {
+        name,
+        ty,
+        ne,
+        n_dims: n_dims as usize,
+        offset,
+        size,
+    })
 }
 
-fn check_tensor_ranges(c: &Cursor<'_>, tensors: &[RawTensor], data_len: u64) -> Result<(), GgufError> {
+fn check_tensor_ranges(
+    c: &Cursor<'_>,
+    tensors: &[RawTensor],
+    data_len: u64,
+) -> Result<(), GgufError> {
     for t in tensors {
         let end = t.offset.checked_add(t.size);
         if end.is_none_or(|e| e > data_len) {

@@ -281,7 +281,9 @@ impl<'a> ArrayView<'a> {
 
     /// The elements as i128 (any integer array), or `None` for other element types.
     pub fn integers(&self) -> Option<impl Iterator<Item = i128> + 'a> {
-        if self.elem.fixed_size().is_none() || matches!(self.elem, ValueType::F32 | ValueType::F64 | ValueType::Bool) {
+        if self.elem.fixed_size().is_none()
+            || matches!(self.elem, ValueType::F32 | ValueType::F64 | ValueType::Bool)
+        {
             return None;
         }
         Some(self.iter().filter_map(|v| v.as_integer()))

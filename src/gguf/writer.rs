@@ -101,7 +101,11 @@ impl Default for GgufWriter {
 impl GgufWriter {
     /// An empty file with the default alignment (32).
     pub fn new() -> Self {
-        GgufWriter { alignment: DEFAULT_ALIGNMENT, kvs: Vec::new(), tensors: Vec::new() }
+        GgufWriter {
+            alignment: DEFAULT_ALIGNMENT,
+            kvs: Vec::new(),
+            tensors: Vec::new(),
+        }
     }
 
     /// Use another alignment (a nonzero power of two); also writes `general.alignment`.
@@ -146,25 +150,49 @@ impl GgufWriter {
 
     /// Add an array of strings.
     pub fn add_str_array<S: AsRef<str>>(&mut self, key: &str, items: &[S]) {
-        let items = items.iter().map(|s| OwnedValue::String(s.as_ref().into())).collect();
+        let items = items
+            .iter()
+            .map(|s| OwnedValue::String(s.as_ref().into()))
+            .collect();
         self.add(key, OwnedValue::Array(ValueType::String, items));
     }
 
     /// Add an array of f32.
     pub fn add_f32_array(&mut self, key: &str, items: &[f32]) {
-        self.add(key, OwnedValue::Array(ValueType::F32, items.iter().map(|&v| OwnedValue::F32(v)).collect()));
+        self.add(
+            key,
+            OwnedValue::Array(
+                ValueType::F32,
+                items.iter().map(|&v| OwnedValue::F32(v)).collect(),
+            ),
+        );
     }
 
     /// Add an array of i32.
     pub fn add_i32_array(&mut self, key: &str, items: &[i32]) {
-        self.add(key, OwnedValue::Array(ValueType::I32, items.iter().map(|&v| OwnedValue::I32(v)).collect()));
+        self.add(
+            key,
+            OwnedValue::Array(
+                ValueType::I32,
+                items.iter().map(|&v| OwnedValue::I32(v)).collect(),
+            ),
+        );
     }
 
     /// Add a tensor. `dims` are in GGUF order (ne\[0\], the row length, first); `data`
     /// must hold exactly the bytes that shape and type need.
-    pub fn add_tensor(&mut self, name: &str, ty: GgmlType, dims: &[u64], data: &[u8]) -> Result<(), GgufError> {
+    pub fn add_tensor(
+        &mut self,
+        name: &str,
+        ty: GgmlType,
+        dims: &[u64],
+        data: &[u8],
+    ) -> Result<(), GgufError> {
         if dims.is_empty() || dims.len() > MAX_DIMS {
-            return Err(GgufError::BadDimCount { tensor: name.into(), n_dims: dims.len() as u32 });
+            return Err(GgufError::BadDimCount {
+                tensor: name.into(),
+                n_dims: dims.len() as u32,
+            });
         }
         let mut ne = [1u64; 4];
         for (slot, &d) in ne.iter_mut().zip(dims) {
@@ -175,7 +203,10 @@ impl GgufWriter {
             .filter(|_| dims.iter().all(|&d| d > 0))
             .and_then(|n| ty.row_bytes(n))
             .filter(|_| ne[0] % ty.block_size() == 0)
-            .ok_or_else(|| GgufError::ShapeOverflow { tensor: name.into(), shape: ne })?;
+            .ok_or_else(|| GgufError::ShapeOverflow {
+                tensor: name.into(),
+                shape: ne,
+            })?;
         if size != data.len() as u64 {
             return Err(GgufError::TensorOutOfBounds {
                 tensor: name.into(),
@@ -187,7 +218,12 @@ impl GgufWriter {
         if self.tensors.iter().any(|t| t.name == name) {
             return Err(GgufError::DuplicateTensor { name: name.into() });
         }
-        self.tensors.push(PendingTensor { name: name.into(), ty, dims: dims.to_vec(), data: data.to_vec() });
+        self.tensors.push(PendingTensor {
+            name: name.into(),
+            ty,
+            dims: dims.to_vec(),
+            data: data.to_vec(),
+        });
         Ok(())
     }
 
@@ -232,8 +268,10 @@ impl GgufWriter {
     pub fn write_to_file(&self, path: impl AsRef<std::path::Path>) -> crate::Result<()> {
         let bytes = self.to_bytes()?;
         let path = path.as_ref();
-        std::fs::write(path, bytes)
-            .map_err(|source| crate::Error::Io { path: path.display().to_string(), source })
+        std::fs::write(path, bytes).map_err(|source| crate::Error::Io {
+            path: path.display().to_string(),
+            source,
+        })
     }
 }
 
