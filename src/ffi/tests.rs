@@ -1,8 +1,10 @@
 //! The C ABI called from Rust: the handle lifecycle (the session's stream borrows the
 //! session, which borrows the model kept alive by an `Arc`), cancellation from another
-//! thread, partial reads, saved states, callbacks. Small enough for Miri:
-//! `cargo +nightly miri test --features ffi --lib ffi::` checks the unsafe code
-//! (Stacked Borrows) along these paths.
+//! thread, partial reads, saved states, callbacks. Small enough for Miri, which checks
+//! the unsafe code (Stacked Borrows, data races) along these paths (~25 min):
+//! `cargo +nightly miri test --target riscv64gc-unknown-linux-gnu --features ffi --lib ffi::`
+//! (a riscv64 target because libm's x86_64 and aarch64 `sqrtf` are inline assembly,
+//! which Miri cannot run).
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::ptr::{null, null_mut};
@@ -198,6 +200,21 @@ fn null_arguments_and_errors() {
     }
 }
 
+/// A session pointer to hand to another thread.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut TraSession);
+// SAFETY: tra_session_cancel may be called from any thread while the session lives.
+unsafe impl Send for SendPtr {}
+
+impl SendPtr {
+    /// Cancel (a method, so that closures capture the whole Send wrapper).
+    fn cancel(self) -> TraStatus {
+        // SAFETY: the session outlives the threads that use this (they are joined
+        // before it is freed); cancel is the one call allowed from another thread.
+        unsafe { tra_session_cancel(self.0) }
+    }
+}
+
 #[test]
 fn cancel_from_another_thread_and_model_freed_first() {
     // The session keeps the model alive.
@@ -205,7 +222,7 @@ fn cancel_from_another_thread_and_model_freed_first() {
     // SAFETY: a live handle, freed once; `h.model` is set to NULL so Drop skips it.
     unsafe { tra_model_free(h.model) };
     h.model = null_mut();
-    let s = h.session as usize;
+    let s = SendPtr(h.session);
     // SAFETY: live session, NUL-terminated prompt.
     unsafe { assert_eq!(tra_session_prompt(h.session, c"hi".as_ptr()), TRA_OK) };
     let mut buf = [0 as c_char; 128];
@@ -213,16 +230,23 @@ fn cancel_from_another_thread_and_model_freed_first() {
     // SAFETY: as in `drain`.
     let st = unsafe { tra_session_next(h.session, buf.as_mut_ptr(), 128, &mut len, &mut tok) };
     assert_eq!(st, TRA_OK);
-    std::thread::spawn(move || {
-        // SAFETY: the session outlives this thread (joined below); cancel is the one
-        // call allowed from another thread.
-        assert_eq!(unsafe { tra_session_cancel(s as *mut TraSession) }, TRA_OK);
-    })
-    .join()
-    .expect("cancel thread");
-    let (_, _, st) = drain(h.session);
-    assert_eq!(st, TRA_ERR_CANCELLED);
+    // Between two tokens.
+    let t = std::thread::spawn(move || s.cancel());
+    assert_eq!(t.join().expect("cancel thread"), TRA_OK);
+    assert_eq!(drain(h.session).2, TRA_ERR_CANCELLED);
     assert_eq!(drain(h.session).2, TRA_END);
+
+    // While the session is generating on this thread (the cancel flag is read through
+    // a shared reference while this thread holds the session's state).
+    // SAFETY: live session, NUL-terminated prompt.
+    unsafe { assert_eq!(tra_session_prompt(h.session, c" more".as_ptr()), TRA_OK) };
+    let t = std::thread::spawn(move || s.cancel());
+    let (_, _, st) = drain(h.session);
+    assert_eq!(t.join().expect("cancel thread"), TRA_OK);
+    assert!(
+        matches!(st, TRA_ERR_CANCELLED | TRA_ERR_CONTEXT_FULL),
+        "{st:?}"
+    );
 }
 
 struct Collected {
