@@ -279,6 +279,23 @@ impl<'m> Session<'m> {
     }
 }
 
+/// Bytes of the text a [`TokenStream`] holds back: what is held back (less than the
+/// longest stop string) plus one token's text (its piece, an incomplete character
+/// carried over, U+FFFD replacements).
+pub(crate) fn hold_capacity(tok: &crate::Tokenizer, stops: &[String]) -> usize {
+    let max_stop = stops.iter().map(String::len).max().unwrap_or(0);
+    max_stop
+        .saturating_add(tok.max_piece_len().saturating_add(4).saturating_mul(3))
+        .saturating_add(8)
+}
+
+impl GenerateOptions {
+    /// The sampler chain and the stop strings, for [`crate::memory_plan_for`].
+    pub(crate) fn parts(&self) -> (&SamplerChain, &[String]) {
+        (&self.sampler, &self.stops)
+    }
+}
+
 impl<'s, 'm> TokenStream<'s, 'm> {
     fn new(session: &'s mut Session<'m>, o: GenerateOptions) -> Result<TokenStream<'s, 'm>> {
         let tok = session.model.tokenizer();
@@ -291,14 +308,8 @@ impl<'s, 'm> TokenStream<'s, 'm> {
             .detokenizer()
             .strip_leading_space(false)
             .render_special(o.render_special);
-        // Room for what is held back (< the longest stop string) plus one token's text
-        // (its piece, an incomplete character carried over, U+FFFD replacements).
-        let max_stop = o.stops.iter().map(String::len).max().unwrap_or(0);
-        let cap = max_stop
-            .saturating_add(tok.max_piece_len().saturating_add(4).saturating_mul(3))
-            .saturating_add(8);
         let mut hold = String::new();
-        hold.reserve_exact(cap);
+        hold.reserve_exact(hold_capacity(tok, &o.stops));
         Ok(TokenStream {
             session,
             sampler,

@@ -84,6 +84,45 @@ impl Default for SessionOptions {
     }
 }
 
+impl SessionOptions {
+    /// The options of the session's [`State`].
+    pub(crate) fn state_options(&self) -> StateOptions {
+        let mut so = StateOptions::new(self.context_len);
+        so.threads = self.threads;
+        so.kv_type = self.kv_type;
+        so.max_batch = self.batch_size;
+        so
+    }
+}
+
+/// Lengths (elements) of the buffers a [`Session`] allocates besides its [`State`]; used
+/// by [`Session::new`] and by [`crate::memory_plan`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SessionLens {
+    /// Logits, f32: `n_vocab`.
+    pub(crate) logits: usize,
+    /// Token history, u32: `context_len`.
+    pub(crate) history: usize,
+    /// One prefill batch, u32: `min(batch_size, context_len)`.
+    pub(crate) batch: usize,
+    /// Context shift: one cached row, f32: `kv_dim`.
+    pub(crate) shift_row: usize,
+    /// Context shift: one position's RoPE `(cos, sin)`: `n_rot / 2`.
+    pub(crate) shift_rope: usize,
+}
+
+impl SessionLens {
+    pub(crate) fn new(c: &crate::ModelConfig, o: &SessionOptions) -> SessionLens {
+        SessionLens {
+            logits: c.n_vocab,
+            history: o.context_len,
+            batch: o.batch_size.min(o.context_len),
+            shift_row: c.kv_dim(),
+            shift_rope: c.n_rot / 2,
+        }
+    }
+}
+
 /// Stops a session's work from anywhere: another thread, a signal handler's flag
 /// watcher, a watchdog. Clones share one flag.
 ///
@@ -196,24 +235,22 @@ impl Model {
 
 impl<'m> Session<'m> {
     /// Allocate a session: KV cache, scratch, logits, history.
+    ///
+    /// [`crate::memory_plan`] tells beforehand how many bytes this allocates.
     pub fn new(model: &'m Model, options: SessionOptions) -> Result<Session<'m>> {
-        let c = model.config();
-        let mut so = StateOptions::new(options.context_len);
-        so.threads = options.threads;
-        so.kv_type = options.kv_type;
-        so.max_batch = options.batch_size;
-        let state = model.new_state_with(so)?;
+        let state = model.new_state_with(options.state_options())?;
+        let n = SessionLens::new(model.config(), &options);
         Ok(Session {
             model,
             state,
-            logits: vec![0.0; c.n_vocab],
+            logits: vec![0.0; n.logits],
             logits_ok: false,
-            history: Vec::with_capacity(options.context_len),
+            history: Vec::with_capacity(n.history),
             pending: None,
             cancel: CancelHandle::new(),
-            batch: Vec::with_capacity(options.batch_size.min(options.context_len)),
-            shift_row: vec![0.0; c.kv_dim()],
-            shift_rope: vec![(0.0, 0.0); c.n_rot / 2],
+            batch: Vec::with_capacity(n.batch),
+            shift_row: vec![0.0; n.shift_row],
+            shift_rope: vec![(0.0, 0.0); n.shift_rope],
             shifts: 0,
             opts: options,
         })

@@ -15,6 +15,7 @@ use alloc::vec::Vec;
 use super::config::ModelConfig;
 use super::kv::{KvCache, KvStore, KvType};
 use super::ops;
+use super::sizes::StateSizes;
 use super::weights::{LayerWeights, TensorRef};
 use super::{FfnActivation, Model, ModelError, RopeStyle};
 use crate::gguf::GgmlType;
@@ -185,61 +186,31 @@ fn shape_of(c: &ModelConfig) -> [usize; 6] {
     ]
 }
 
-fn alloc_f32(a: usize, b: usize) -> Result<Vec<f32>> {
-    let n = a.checked_mul(b).ok_or(ModelError::SessionSize {
-        what: "scratch buffer",
-    })?;
-    Ok(vec![0.0f32; n])
-}
-
 pub(crate) fn new_state(m: &Model, o: StateOptions) -> Result<State> {
     let c = &m.config;
-    if o.n_ctx == 0 {
-        return Err(ModelError::SessionSize { what: "n_ctx is 0" }.into());
-    }
-    if o.max_batch == 0 {
-        return Err(ModelError::SessionSize {
-            what: "max_batch is 0",
-        }
-        .into());
-    }
-    let b = o.max_batch.min(o.n_ctx);
-    let kv = KvCache::new(o.kv_type, c.n_layer, o.n_ctx, c.kv_dim())?;
+    // Every length below comes from `StateSizes`, which `memory_plan` adds up too.
+    let s = StateSizes::new(c, &o)?;
+    let kv = KvCache::new(o.kv_type, o.n_ctx, c.kv_dim(), &s);
     let threads = Threads::new(o.threads)?;
-    let d = c.n_embd;
-    let hd = c.head_dim;
-    let max_cols = d.max(c.q_dim()).max(c.n_ff);
-    max_cols
-        .checked_mul(b)
-        .and_then(|x| x.checked_mul(4))
-        .ok_or(ModelError::SessionSize {
-            what: "activation buffer",
-        })?;
-    let ws_chunk = hd.checked_add(o.n_ctx).ok_or(ModelError::SessionSize {
-        what: "attention scratch",
-    })?;
     Ok(State {
         n_past: 0,
-        max_batch: b,
+        max_batch: s.batch,
         kv,
         threads,
-        acts: Acts::new(max_cols, b),
-        x: alloc_f32(b, d)?,
-        xn: alloc_f32(b, d)?,
-        q: alloc_f32(b, c.q_dim())?,
-        k: alloc_f32(b, c.kv_dim())?,
-        v: alloc_f32(b, c.kv_dim())?,
-        att: alloc_f32(b, c.q_dim())?,
-        proj: alloc_f32(b, d)?,
-        gate: alloc_f32(b, c.n_ff)?,
-        up: alloc_f32(b, c.n_ff)?,
-        q16: vec![0u8; c.q_dim() * 2],
-        ws: alloc_f32(c.n_head, ws_chunk)?,
-        vf: match o.kv_type {
-            KvType::F16 => alloc_f32(o.n_ctx, c.kv_dim())?,
-            KvType::F32 => Vec::new(),
-        },
-        rope: vec![(0.0, 0.0); c.n_rot / 2],
+        acts: Acts::new(s.act_cols, s.batch),
+        x: vec![0.0; s.embd],
+        xn: vec![0.0; s.embd],
+        q: vec![0.0; s.q],
+        k: vec![0.0; s.kv_batch],
+        v: vec![0.0; s.kv_batch],
+        att: vec![0.0; s.q],
+        proj: vec![0.0; s.embd],
+        gate: vec![0.0; s.ff],
+        up: vec![0.0; s.ff],
+        q16: vec![0u8; s.q16_bytes],
+        ws: vec![0.0; s.ws],
+        vf: vec![0.0; s.vf],
+        rope: vec![(0.0, 0.0); s.rope],
         shape: shape_of(c),
     })
 }

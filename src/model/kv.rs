@@ -3,7 +3,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::ModelError;
+use super::sizes::StateSizes;
 
 /// Element type of the KV cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,33 +36,20 @@ pub(crate) struct KvCache {
 }
 
 impl KvCache {
-    pub(crate) fn new(
-        ty: KvType,
-        n_layer: usize,
-        n_ctx: usize,
-        kv_dim: usize,
-    ) -> Result<KvCache, ModelError> {
-        let n = n_layer
-            .checked_mul(n_ctx)
-            .and_then(|x| x.checked_mul(kv_dim))
-            .ok_or(ModelError::SessionSize { what: "KV cache" })?;
-        let store = || -> Result<KvStore, ModelError> {
-            Ok(match ty {
-                KvType::F16 => KvStore::F16(vec![
-                    0u8;
-                    n.checked_mul(2).ok_or(
-                        ModelError::SessionSize { what: "KV cache" }
-                    )?
-                ]),
-                KvType::F32 => KvStore::F32(vec![0.0f32; n]),
-            })
+    /// A zeroed cache of the sizes [`StateSizes`] computed (and checked): `n_ctx`
+    /// positions of `kv_dim` values in every layer, `s.kv_values` values in each of K
+    /// and V.
+    pub(crate) fn new(ty: KvType, n_ctx: usize, kv_dim: usize, s: &StateSizes) -> KvCache {
+        let store = || match ty {
+            KvType::F16 => KvStore::F16(vec![0u8; s.kv_store_bytes]),
+            KvType::F32 => KvStore::F32(vec![0.0f32; s.kv_values]),
         };
-        Ok(KvCache {
-            k: store()?,
-            v: store()?,
+        KvCache {
+            k: store(),
+            v: store(),
             n_ctx,
             kv_dim,
-        })
+        }
     }
 
     /// Bytes held by the cache.

@@ -35,6 +35,7 @@ mod kv;
 mod load;
 mod ops;
 mod shift;
+pub(crate) mod sizes;
 mod state_io;
 mod weights;
 

@@ -277,12 +277,27 @@ impl SamplerChain {
     /// Allocate the buffers for a vocabulary of `n_vocab` tokens and reset the state
     /// (history and random generator). After this, sampling allocates nothing.
     pub fn bind(&mut self, n_vocab: usize) {
+        let (cands, history) = self.buffer_lens(n_vocab);
         self.n_vocab = n_vocab;
         self.cands.clear();
-        self.cands.reserve_exact(n_vocab);
+        self.cands.reserve_exact(cands);
         self.history.clear();
-        self.history.resize(self.penalty_last_n, 0);
+        self.history.resize(history, 0);
         self.reset();
+    }
+
+    /// Lengths of the buffers [`bind`](Self::bind) allocates: candidates, penalty history.
+    fn buffer_lens(&self, n_vocab: usize) -> (usize, usize) {
+        (n_vocab, self.penalty_last_n)
+    }
+
+    /// Bytes [`bind`](Self::bind) allocates for a vocabulary of `n_vocab` tokens (on a
+    /// chain not bound before), or `None` if that overflows.
+    pub(crate) fn bound_bytes(&self, n_vocab: usize) -> Option<usize> {
+        let (cands, history) = self.buffer_lens(n_vocab);
+        cands
+            .checked_mul(core::mem::size_of::<Cand>())?
+            .checked_add(history.checked_mul(core::mem::size_of::<u32>())?)
     }
 
     /// Forget the history and restart the random generator from the seed.

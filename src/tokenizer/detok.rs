@@ -46,17 +46,24 @@ pub struct Detokenizer {
 impl Detokenizer {
     /// A detokenizer for `tok` (its buffers are sized for `tok`'s longest piece).
     pub fn new(tok: &Tokenizer) -> Detokenizer {
-        // Worst case: every byte of pending + piece is invalid and becomes U+FFFD (3 bytes).
-        let cap = tok.max_piece_len().saturating_add(4).saturating_mul(3);
+        let (out, work) = Detokenizer::buffer_lens(tok);
         Detokenizer {
             pending: [0; 4],
             n_pending: 0,
-            out: Vec::with_capacity(cap),
-            work: Vec::with_capacity(tok.max_piece_len().saturating_add(4)),
+            out: Vec::with_capacity(out),
+            work: Vec::with_capacity(work),
             strip_space: tok.add_space_prefix(),
             special: false,
             first: true,
         }
+    }
+
+    /// Capacities of the two buffers [`Detokenizer::new`] allocates, in bytes: the text
+    /// handed out, and pending bytes + one piece.
+    pub(crate) fn buffer_lens(tok: &Tokenizer) -> (usize, usize) {
+        // Worst case: every byte of pending + piece is invalid and becomes U+FFFD (3 bytes).
+        let work = tok.max_piece_len().saturating_add(4);
+        (work.saturating_mul(3), work)
     }
 
     /// Render control tokens (`<end_of_turn>` …) as their text instead of nothing
