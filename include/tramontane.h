@@ -200,6 +200,47 @@ typedef struct tra_session_params {
 } tra_session_params;
 
 /**
+ * What `tra_session_memory_plan` reports: the heap bytes a session will allocate, by
+ * part. Every field is in bytes.
+ */
+typedef struct tra_memory_plan {
+  /**
+   * Keys and values of every layer for `context_len` positions (f16).
+   */
+  size_t kv_cache;
+  /**
+   * Activation scratch: residual stream, Q/K/V, FFN buffers, quantized activations,
+   * attention scores.
+   */
+  size_t scratch;
+  /**
+   * The last token's logits (`n_vocab` floats).
+   */
+  size_t logits;
+  /**
+   * Token history, one prefill batch, the context-shift scratch, the cancel flag.
+   */
+  size_t tokens;
+  /**
+   * The sampler's buffers (12 bytes per vocabulary entry and the penalty history),
+   * allocated when a prompt starts a generation.
+   */
+  size_t sampler;
+  /**
+   * The text buffers of a running generation.
+   */
+  size_t stream;
+  /**
+   * The C handle itself: the session and handle structs and the piece buffer.
+   */
+  size_t handle;
+  /**
+   * Everything above.
+   */
+  size_t total;
+} tra_memory_plan;
+
+/**
  * Called by `tra_session_generate` with each generated piece: `text` holds `len`
  * bytes of complete UTF-8 and a NUL (valid only during the call; possibly empty),
  * `token` the token id. Return 0 to go on, anything else to stop. The callback must
@@ -316,6 +357,21 @@ tra_status tra_token_is_eog(const tra_model *model, int32_t token, bool *out);
  * seed 0, 256 tokens per prompt.
  */
 tra_session_params tra_session_params_default(void);
+
+/**
+ * Write to `*out` how many heap bytes `tra_session_new(model, params, …)` and a
+ * generation on that session will allocate, before anything is allocated (firmware
+ * sizes its heap with it, or picks the largest context that fits). The plan is exact
+ * for one thread; each extra worker thread adds a little bookkeeping (its stack is
+ * mapped by the system, not counted). The model's own memory, a prompt's tokens while
+ * it is tokenized, and saved states are not counted.
+ *
+ * Errors: `TRA_ERR_INVALID_ARGUMENT` for NULL `model`/`out` and for the parameters
+ * `tra_session_new` refuses (except the check that the memory is available).
+ */
+tra_status tra_session_memory_plan(const tra_model *model,
+                                        const tra_session_params *params,
+                                        tra_memory_plan *out);
 
 /**
  * Create a session on `model` with `params` (NULL: the defaults). Its KV cache and

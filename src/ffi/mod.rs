@@ -40,10 +40,10 @@ pub use model::{
 };
 pub use session::{
     tra_session_cancel, tra_session_feed, tra_session_free, tra_session_generate,
-    tra_session_load_state, tra_session_logits, tra_session_new, tra_session_next,
-    tra_session_params_default, tra_session_position, tra_session_prompt,
-    tra_session_prompt_tokens, tra_session_reset, tra_session_save_state, TraPieceCallback,
-    TraSession, TraSessionParams, TRA_MAX_THREADS,
+    tra_session_load_state, tra_session_logits, tra_session_memory_plan, tra_session_new,
+    tra_session_next, tra_session_params_default, tra_session_position, tra_session_prompt,
+    tra_session_prompt_tokens, tra_session_reset, tra_session_save_state, TraMemoryPlan,
+    TraPieceCallback, TraSession, TraSessionParams, TRA_MAX_THREADS,
 };
 
 use core::ffi::{c_char, CStr};

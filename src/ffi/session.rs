@@ -339,22 +339,105 @@ fn convert(p: &TraSessionParams) -> Result<(SessionOptions, SamplerChain, usize)
     Ok((opts, sampler, max_tokens))
 }
 
-/// Refuse a context whose buffers the system cannot give, rather than aborting on a
-/// failed allocation: try to reserve (and at once release, untouched) about as many
-/// bytes as the session will allocate per position.
-fn probe_memory(model: &Model, context_len: usize) -> Result<(), Fail> {
-    let c = model.config();
-    let per_pos = c
-        .n_layer
-        .checked_mul(c.kv_dim())
-        .and_then(|x| x.checked_mul(2 * 2)) // K and V, f16
-        .and_then(|x| x.checked_add(4 + 4 * c.n_head)); // history, attention scratch
-    let bytes = per_pos.and_then(|x| x.checked_mul(context_len));
+/// What `tra_session_memory_plan` reports: the heap bytes a session will allocate, by
+/// part. Every field is in bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraMemoryPlan {
+    /// Keys and values of every layer for `context_len` positions (f16).
+    pub kv_cache: usize,
+    /// Activation scratch: residual stream, Q/K/V, FFN buffers, quantized activations,
+    /// attention scores.
+    pub scratch: usize,
+    /// The last token's logits (`n_vocab` floats).
+    pub logits: usize,
+    /// Token history, one prefill batch, the context-shift scratch, the cancel flag.
+    pub tokens: usize,
+    /// The sampler's buffers (12 bytes per vocabulary entry and the penalty history),
+    /// allocated when a prompt starts a generation.
+    pub sampler: usize,
+    /// The text buffers of a running generation.
+    pub stream: usize,
+    /// The C handle itself: the session and handle structs and the piece buffer.
+    pub handle: usize,
+    /// Everything above.
+    pub total: usize,
+}
+
+/// Capacity of a handle's piece buffer: one token's text (with replacements) and a NUL.
+fn piece_capacity(model: &Model) -> usize {
+    model
+        .tokenizer()
+        .max_piece_len()
+        .saturating_add(4)
+        .saturating_mul(3)
+        .saturating_add(8)
+}
+
+/// The plan of a C session: the Rust plan for its options and sampler, and the handle.
+fn plan_of(model: &Model, p: &TraSessionParams) -> Result<TraMemoryPlan, Fail> {
+    let (opts, sampler, max_tokens) = convert(p)?;
+    let gen = GenerateOptions::default()
+        .max_tokens(max_tokens)
+        .sampler(sampler);
+    let plan = crate::memory_plan_for(model, &opts, &gen)?;
+    let handle = core::mem::size_of::<Session<'static>>()
+        .saturating_add(core::mem::size_of::<TraSession>())
+        .saturating_add(piece_capacity(model));
+    Ok(TraMemoryPlan {
+        kv_cache: plan.kv_cache,
+        scratch: plan.scratch,
+        logits: plan.logits,
+        tokens: plan.tokens,
+        sampler: plan.sampler,
+        stream: plan.stream,
+        handle,
+        total: plan
+            .total
+            .checked_add(handle)
+            .ok_or_else(|| Fail::arg("params.context_len: the session is too large"))?,
+    })
+}
+
+/// Write to `*out` how many heap bytes `tra_session_new(model, params, …)` and a
+/// generation on that session will allocate, before anything is allocated (firmware
+/// sizes its heap with it, or picks the largest context that fits). The plan is exact
+/// for one thread; each extra worker thread adds a little bookkeeping (its stack is
+/// mapped by the system, not counted). The model's own memory, a prompt's tokens while
+/// it is tokenized, and saved states are not counted.
+///
+/// Errors: `TRA_ERR_INVALID_ARGUMENT` for NULL `model`/`out` and for the parameters
+/// `tra_session_new` refuses (except the check that the memory is available).
+#[no_mangle]
+pub unsafe extern "C" fn tra_session_memory_plan(
+    model: *const TraModel,
+    params: *const TraSessionParams,
+    out: *mut TraMemoryPlan,
+) -> TraStatus {
+    guard("tra_session_memory_plan", || {
+        non_null(out, "out")?;
+        // SAFETY: the caller's contract: NULL or a live model handle.
+        let h = unsafe { model.as_ref() }.ok_or_else(|| Fail::null("model"))?;
+        // SAFETY: the caller's contract: NULL (defaults) or a readable parameter struct.
+        let p = unsafe { params.as_ref() }.copied().unwrap_or_default();
+        let plan = plan_of(&h.model, &p)?;
+        // SAFETY: out is non-NULL; the caller guarantees it is writable.
+        unsafe { put(out, plan) };
+        Ok(TRA_OK)
+    })
+}
+
+/// Refuse a session whose buffers the system cannot give, rather than aborting on a
+/// failed allocation: try to reserve (and at once release, untouched) as many bytes as
+/// the memory plan says the session will allocate.
+fn probe_memory(model: &Model, p: &TraSessionParams) -> Result<(), Fail> {
+    let bytes = plan_of(model, p).map(|plan| plan.total).ok();
     let mut probe: Vec<u8> = Vec::new();
     match bytes {
         Some(b) if probe.try_reserve_exact(b).is_ok() => Ok(()),
         _ => Err(Fail::arg(alloc::format!(
-            "params.context_len = {context_len}: the KV cache ({} MiB) cannot be allocated",
+            "params.context_len = {}: the session's buffers ({} MiB) cannot be allocated",
+            p.context_len,
             bytes.map_or(u64::MAX, |b| (b as u64) >> 20)
         ))),
     }
@@ -383,19 +466,14 @@ pub unsafe extern "C" fn tra_session_new(
         // SAFETY: the caller's contract: NULL (defaults) or a readable parameter struct.
         let p = unsafe { params.as_ref() }.copied().unwrap_or_default();
         let (opts, sampler, max_tokens) = convert(&p)?;
-        probe_memory(&h.model, opts.context_len)?;
+        probe_memory(&h.model, &p)?;
         let arc = Arc::clone(&h.model);
         // SAFETY: the Arc is stored in the same Inner as the session and dropped after
         // it (see Inner's Drop), so the model outlives every use of this reference.
         let model_ref: &'static Model = unsafe { &*Arc::as_ptr(&arc) };
         let session = Session::new(model_ref, opts)?;
         let cancel = session.cancel_handle();
-        let piece_cap = model_ref
-            .tokenizer()
-            .max_piece_len()
-            .saturating_add(4)
-            .saturating_mul(3)
-            .saturating_add(8);
+        let piece_cap = piece_capacity(model_ref);
         let session = NonNull::from(Box::leak(Box::new(session)));
         let handle = Box::new(TraSession {
             cancel,

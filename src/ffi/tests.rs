@@ -303,3 +303,56 @@ fn callback_generation_matches_next() {
         assert_eq!(c.reentrant, Some(TRA_ERR_INVALID_ARGUMENT));
     }
 }
+
+#[test]
+fn memory_plan_is_the_rust_plan_plus_the_handle() {
+    let h = open(4);
+    let p = params(4);
+    let mut plan = TraMemoryPlan::default();
+    // SAFETY: live model handle, valid locals.
+    assert_eq!(
+        unsafe { tra_session_memory_plan(h.model, &p, &mut plan) },
+        TRA_OK
+    );
+    // SAFETY: a live handle from `open`.
+    let model = unsafe { &(*h.model).model };
+    let so = crate::SessionOptions {
+        context_len: 32,
+        ..Default::default()
+    };
+    let gen = crate::GenerateOptions::default().sampler(crate::SamplerChain::greedy());
+    let rust = crate::memory_plan_for(model, &so, &gen).unwrap();
+    assert_eq!(plan.kv_cache, rust.kv_cache);
+    assert_eq!(plan.scratch, rust.scratch);
+    assert_eq!(plan.sampler, rust.sampler);
+    assert!(plan.handle > 0);
+    assert_eq!(plan.total, rust.total + plan.handle);
+    // NULL params: the defaults (2048 positions).
+    let mut dflt = TraMemoryPlan::default();
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { tra_session_memory_plan(h.model, null(), &mut dflt) },
+        TRA_OK
+    );
+    assert!(dflt.kv_cache == plan.kv_cache * 64 && dflt.total > plan.total);
+    // Refused like tra_session_new refuses.
+    let bad = TraSessionParams {
+        context_len: 0,
+        ..p
+    };
+    // SAFETY: as above.
+    unsafe {
+        assert_eq!(
+            tra_session_memory_plan(h.model, &bad, &mut plan),
+            TRA_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            tra_session_memory_plan(null(), &p, &mut plan),
+            TRA_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            tra_session_memory_plan(h.model, &p, null_mut()),
+            TRA_ERR_INVALID_ARGUMENT
+        );
+    }
+}
