@@ -55,6 +55,8 @@ if [ "$quick" != 1 ]; then
     cross/check-nostd.sh
     step "aarch64 test suite under qemu (cortex-a53, neoverse-n1, max)"
     cross/test-aarch64.sh
+    step "C example linked statically for aarch64: same token ids under qemu as on x86-64"
+    cross/test-c-static-aarch64.sh
 fi
 echo
 echo "all tests passed in $(( $(date +%s) - t_start )) s"

@@ -5,10 +5,12 @@
  *   ./generate model.gguf "The capital of France is" -n 32 -t 0
  *
  * Usage: generate MODEL PROMPT [-n MAX_TOKENS] [-t TEMPERATURE] [-j THREADS]
- *                 [-s SEED] [-c CONTEXT] [--echo]
+ *                 [-s SEED] [-c CONTEXT] [--echo] [--ids]
  * The completion (without the prompt, unless --echo) streams to stdout, followed by a
- * newline. Errors go to stderr as one line from tra_last_error(), and the exit status
- * is 1 (2 for bad usage).
+ * newline. With --ids, stdout gets the generated token ids instead, one per line
+ * (cross/test-c-static-aarch64.sh compares them between x86-64 and aarch64). Errors
+ * go to stderr as one line from tra_last_error(), and the exit status is 1 (2 for
+ * bad usage).
  */
 #include <errno.h>
 #include <limits.h>
@@ -21,7 +23,7 @@
 static int usage(void) {
     fprintf(stderr,
             "usage: generate MODEL PROMPT [-n MAX_TOKENS] [-t TEMPERATURE] [-j THREADS] "
-            "[-s SEED] [-c CONTEXT] [--echo]\n");
+            "[-s SEED] [-c CONTEXT] [--echo] [--ids]\n");
     return 2;
 }
 
@@ -42,7 +44,7 @@ static int parse_ulong(const char *s, unsigned long long max, unsigned long long
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL;
-    int echo = 0;
+    int echo = 0, ids = 0;
     tra_session_params params = tra_session_params_default();
     params.max_tokens = 64;
     for (int i = 1; i < argc; i++) {
@@ -50,6 +52,8 @@ int main(int argc, char **argv) {
         unsigned long long v;
         if (strcmp(a, "--echo") == 0) {
             echo = 1;
+        } else if (strcmp(a, "--ids") == 0) {
+            ids = 1;
         } else if (a[0] == '-' && a[1] && !a[2] && strchr("ntjsc", a[1]) && i + 1 < argc) {
             const char *val = argv[++i];
             switch (a[1]) {
@@ -95,7 +99,7 @@ int main(int argc, char **argv) {
     tra_model_free(model);
     if (st != TRA_OK) return fail(st);
 
-    if (echo) fputs(prompt, stdout);
+    if (echo && !ids) fputs(prompt, stdout);
     st = tra_session_prompt(session, prompt);
 
     size_t cap = 64, len = 0;
@@ -104,7 +108,10 @@ int main(int argc, char **argv) {
     while (st == TRA_OK && buf) {
         st = tra_session_next(session, buf, cap, &len, &token);
         if (st == TRA_OK) {
-            fwrite(buf, 1, len, stdout);
+            if (ids)
+                printf("%d\n", (int)token);
+            else
+                fwrite(buf, 1, len, stdout);
             fflush(stdout);
         } else if (st == TRA_ERR_BUFFER_TOO_SMALL) {
             /* Nothing was consumed: grow the buffer to the size needed and ask again. */
@@ -120,9 +127,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "generate: out of memory\n");
         rc = 1;
     } else if (st != TRA_END) {
-        fputc('\n', stdout);
+        if (!ids) fputc('\n', stdout);
         rc = fail(st);
-    } else {
+    } else if (!ids) {
         fputc('\n', stdout);
     }
     free(buf);
