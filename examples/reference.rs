@@ -379,6 +379,12 @@ fn cmd_info(model: &LlamaModel) -> Res<()> {
     Ok(())
 }
 
+#[allow(non_snake_case)]
+extern "C" {
+    /// ggml-quants.c's reference Q8_K quantizer (libggml-base, linked by llama-cpp-sys-2).
+    fn quantize_row_q8_K_ref(x: *const f32, y: *mut std::ffi::c_void, k: i64);
+}
+
 /// ggml's reference quantizer for `ty` over one row of `n` values read from stdin.
 fn cmd_quantize(ty: &str, n: usize) -> Res<()> {
     use std::io::Read;
@@ -407,8 +413,13 @@ fn cmd_quantize(ty: &str, n: usize) -> Res<()> {
             (*traits).from_float_ref,
         )
     };
-    let from_float =
-        from_float.ok_or_else(|| format!("ggml has no reference quantizer for {ty}"))?;
+    // ggml's traits table has no from_float_ref for Q8_K (its quantizer lives in the CPU
+    // backend's table); the reference one is ggml-quants.c's, exported by ggml-base.
+    let from_float = match (from_float, ty) {
+        (Some(f), _) => f,
+        (None, "q8_K") => quantize_row_q8_K_ref,
+        _ => return Err(format!("ggml has no reference quantizer for {ty}").into()),
+    };
     if blck == 0 || n % blck != 0 {
         return Err(format!("{n} values are not whole {ty} blocks of {blck}").into());
     }
