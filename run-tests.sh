@@ -21,6 +21,14 @@ step "real models (fetched and sha256-checked on first use)"
 fixtures/fetch-models.sh all
 fixtures/tokenizer/make_vocabs.sh   # Llama 3 and Tekken vocab-only files for the tokenizer tests
 
+step "no std:: in the core: clippy std_instead_of_core / std_instead_of_alloc"
+# The no_std core (parser, kernels, model, tokenizer, sampler, generation), and the
+# std build with the C ABI, where std:: is left only for what core/alloc do not have.
+cargo clippy --release --lib --no-default-features -- \
+    -D clippy::std_instead_of_core -D clippy::std_instead_of_alloc
+cargo clippy --release --lib --features ffi -- \
+    -D clippy::std_instead_of_core -D clippy::std_instead_of_alloc
+
 step "host test suite (release)"
 cargo test --release --all-targets
 cargo test --release --doc

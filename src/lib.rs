@@ -53,6 +53,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_debug_implementations)]
+// The core is `core` + `alloc`: `std::` only where `core`/`alloc` have no equivalent
+// (files, threads, io). CI denies both lints (run-tests.sh).
+#![warn(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 extern crate alloc;
 #[cfg(feature = "std")]

@@ -44,7 +44,7 @@ impl Raw {
     }
     /// Pad to 32 and append `n` data bytes.
     fn data(&mut self, n: usize) -> &mut Self {
-        while self.0.len() % 32 != 0 {
+        while !self.0.len().is_multiple_of(32) {
             self.0.push(0);
         }
         self.0.extend(std::iter::repeat_n(0xAB, n));
@@ -193,7 +193,7 @@ fn alignment_rules() {
     // A good one is used.
     let mut r = Raw::header(3, 1, 1);
     r.kv_u32("general.alignment", 64).tensor("t", &[4], 0, 64);
-    while r.0.len() % 64 != 0 {
+    while !r.0.len().is_multiple_of(64) {
         r.0.push(0);
     }
     r.0.extend_from_slice(&[0; 80]);

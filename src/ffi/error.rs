@@ -2,11 +2,12 @@
 //! runs behind (`catch_unwind`: a panic becomes `TRA_ERR_INTERNAL`, never an abort).
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::ffi::c_char;
 use core::fmt::Write as _;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::vec::Vec;
+use core::panic::AssertUnwindSafe;
+use std::panic::catch_unwind;
 
 use crate::model::{ModelError, StateError};
 use crate::session::SessionError;

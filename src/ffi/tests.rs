@@ -6,16 +6,16 @@
 //! (a riscv64 target because libm's x86_64 and aarch64 `sqrtf` are inline assembly,
 //! which Miri cannot run).
 
+use alloc::vec::Vec;
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::ptr::{null, null_mut};
-use std::vec::Vec;
 
 use super::*;
 use TraStatus::*;
 
 static MODEL: &[u8] = include_bytes!("../../fixtures/models-synth/qwen2-q4_0.gguf");
 
-fn last_error() -> std::string::String {
+fn last_error() -> alloc::string::String {
     // SAFETY: tra_last_error returns a NUL-terminated string valid until the next call
     // on this thread; it is copied at once.
     unsafe { CStr::from_ptr(tra_last_error()) }
@@ -310,10 +310,8 @@ fn memory_plan_is_the_rust_plan_plus_the_handle() {
     let p = params(4);
     let mut plan = TraMemoryPlan::default();
     // SAFETY: live model handle, valid locals.
-    assert_eq!(
-        unsafe { tra_session_memory_plan(h.model, &p, &mut plan) },
-        TRA_OK
-    );
+    let st = unsafe { tra_session_memory_plan(h.model, &p, &mut plan) };
+    assert_eq!(st, TRA_OK);
     // SAFETY: a live handle from `open`.
     let model = unsafe { &(*h.model).model };
     let so = crate::SessionOptions {
@@ -330,10 +328,8 @@ fn memory_plan_is_the_rust_plan_plus_the_handle() {
     // NULL params: the defaults (2048 positions).
     let mut dflt = TraMemoryPlan::default();
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { tra_session_memory_plan(h.model, null(), &mut dflt) },
-        TRA_OK
-    );
+    let st = unsafe { tra_session_memory_plan(h.model, null(), &mut dflt) };
+    assert_eq!(st, TRA_OK);
     assert!(dflt.kv_cache == plan.kv_cache * 64 && dflt.total > plan.total);
     // Refused like tra_session_new refuses.
     let bad = TraSessionParams {

@@ -67,8 +67,8 @@ mod tests {
     #[cfg(feature = "std")]
     #[test]
     fn touch_pages_reports_to_the_end() {
-        let bytes = std::vec![1u8; (9 << 20) + 5];
-        let mut calls = std::vec::Vec::new();
+        let bytes = alloc::vec![1u8; (9 << 20) + 5];
+        let mut calls = alloc::vec::Vec::new();
         touch_pages(&bytes, |d, t| calls.push((d, t)));
         let t = bytes.len() as u64;
         assert_eq!(calls.first(), Some(&(0, t)));

@@ -66,7 +66,7 @@ fn scalars<const N: usize>(
     dst: &mut [f32],
     f: impl Fn([u8; N]) -> f32,
 ) -> Result<(), QuantError> {
-    if src.len() % N != 0 {
+    if !src.len().is_multiple_of(N) {
         return Err(QuantError::NotWholeBlocks {
             ty,
             len: src.len(),
