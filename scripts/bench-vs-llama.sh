@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# tramontane against llama.cpp, side by side in one process (benches/vs_llama_cpp.rs,
+# issue 9), or the quicker end-to-end subset (benches/e2e.rs, issue 4):
+#
+#   scripts/bench-vs-llama.sh                  # vs_llama_cpp: table + plot (~30-60 min here)
+#   scripts/bench-vs-llama.sh --bench e2e      # e2e: the quick table (~10 min here)
+#
+# Environment: TRAMONTANE_BENCH_PAIRS, TRAMONTANE_BENCH_THREADS, TRAMONTANE_BENCH_MODELS,
+# TRAMONTANE_BENCH_RSS_PAIRS, TRAMONTANE_MODELS_DIR (see the benches' docs), and
+#   LLAMA_ISA=native (default) | avx2   which SIMD llama.cpp is built with (below).
+#
+# Build flags. The bench links llama.cpp (llama-cpp-sys-2, built with cmake) and our
+# crate into one binary. llama-cpp-sys-2 turns `-C target-cpu=native` in RUSTFLAGS into
+# GGML_NATIVE=ON, but RUSTFLAGS would also compile our crate for this CPU, which
+# DESIGN.md rules out (SIMD is chosen at run time; a user's build is generic). So
+# RUSTFLAGS stay empty here and llama.cpp's CPU backend gets this machine's SIMD
+# through ggml's own CMake options (forwarded by llama-cpp-sys-2 from GGML_* variables),
+# read from /proc/cpuinfo: with LLAMA_ISA=native the same instruction sets as
+# GGML_NATIVE (AVX-512 and VNNI where the CPU has them), with LLAMA_ISA=avx2 only
+# AVX2/FMA/F16C/BMI2 (the level of our kernels). Its own target dir, so neither this
+# build nor fixtures/reference.sh's (target/llama-cpp) rebuilds the other; the first
+# build compiles llama.cpp (~10-15 min on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bench=vs_llama_cpp
+if [ "${1:-}" = "--bench" ]; then
+    bench=${2:?--bench needs a name (vs_llama_cpp or e2e)}
+    shift 2
+fi
+isa=${LLAMA_ISA:-native}
+
+fixtures/fetch-models.sh all >&2
+
+flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+has() { [[ "$flags" == *" $1 "* ]]; }
+ggml=(GGML_NATIVE=OFF)
+for pair in sse4_2:GGML_SSE42 avx:GGML_AVX avx2:GGML_AVX2 fma:GGML_FMA f16c:GGML_F16C bmi2:GGML_BMI2; do
+    if has "${pair%%:*}"; then ggml+=("${pair#*:}=ON"); else ggml+=("${pair#*:}=OFF"); fi
+done
+if [ "$isa" = native ]; then
+    has avx_vnni && ggml+=(GGML_AVX_VNNI=ON)
+    if has avx512f && has avx512cd && has avx512vl && has avx512dq && has avx512bw; then
+        ggml+=(GGML_AVX512=ON)
+        has avx512vbmi && ggml+=(GGML_AVX512_VBMI=ON)
+        has avx512_vnni && ggml+=(GGML_AVX512_VNNI=ON)
+        has avx512_bf16 && ggml+=(GGML_AVX512_BF16=ON)
+        has amx_tile && ggml+=(GGML_AMX_TILE=ON)
+        has amx_int8 && ggml+=(GGML_AMX_INT8=ON)
+        has amx_bf16 && ggml+=(GGML_AMX_BF16=ON)
+    fi
+elif [ "$isa" != avx2 ]; then
+    echo "LLAMA_ISA must be native or avx2" >&2
+    exit 2
+fi
+for kv in "${ggml[@]}"; do export "$kv"; done
+unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
+export CARGO_TARGET_DIR="${VS_LLAMA_TARGET_DIR:-target/vs-llama-cpp-$isa}"
+echo "llama.cpp build options: ${ggml[*]}; our crate: generic x86-64 (run-time dispatch)" >&2
+
+echo "load before: $(uptime)" >&2
+cargo bench --features llama-cpp --bench "$bench" "$@"
+echo "load after: $(uptime)" >&2
+if [ "$bench" = vs_llama_cpp ] && [ -f target/vs_llama_cpp.png ]; then
+    mkdir -p docs
+    cp target/vs_llama_cpp.png docs/vs_llama_cpp.png
+    echo "copied target/vs_llama_cpp.png to docs/vs_llama_cpp.png" >&2
+fi
