@@ -45,8 +45,30 @@
 //! | `parallel` | yes     | matvec rows split across the crate's own worker threads (implies `std`) |
 //!
 //! Without default features the crate is `#![no_std]` + `alloc`: the GGUF parser,
-//! quantized formats and kernels build for `thumbv7em-none-eabihf` and
-//! `aarch64-unknown-none`.
+//! quantized formats, kernels, model, tokenizer, sampler and generation build for
+//! `thumbv7em-none-eabihf` and `aarch64-unknown-none` (math through `libm`). A firmware
+//! loads its model with [`Model::from_static`] and sizes its heap with
+//! [`memory_plan`] before creating the session; `examples/embedded.rs` shows the whole
+//! path.
+//!
+//! ## Targets and kernels
+//!
+//! The SIMD level is chosen at run time (see [`kernels`]); which levels exist depends on
+//! the target:
+//!
+//! | target | kernel levels |
+//! |--------|---------------|
+//! | x86-64 | AVX2 (with FMA and F16C), scalar |
+//! | aarch64 (Linux, or bare metal without `std`) | NEON, dotprod, i8mm (detected with `std`, from the compile-time target features without), scalar |
+//! | armv7 (`armv7-unknown-linux-gnueabihf`), thumbv7em, others | scalar only |
+//!
+//! On 32-bit ARM the kernels are the scalar ones, picked cleanly (no SIMD level is
+//! reported available, and asking for one is [`kernels::KernelError::Unavailable`]):
+//! the aarch64 NEON kernels use A64-only instructions (`addv`, 128-bit `addp`,
+//! `fcvtl2`, `sdot`, `smmla`), and Rust's 32-bit NEON intrinsics (`core::arch::arm`)
+//! are unstable (`stdarch_arm_neon_intrinsics`). Every SIMD level gives the same bits as
+//! the scalar kernels. `cross/README.md` has the full table of targets, how each is
+//! built and what runs where.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
