@@ -50,6 +50,8 @@ struct Figures {
     prefill_short: Vec<f64>,
     prefill_long: Vec<f64>,
     decode: Vec<f64>,
+    /// Decoded tokens per CPU-second of the process.
+    decode_cpu: Vec<f64>,
     ttft_ms: Vec<f64>,
 }
 
@@ -223,10 +225,12 @@ fn measure(
             PREFILL_LONG,
             llama_prefill(&mut lctx, &mut batch, &l_long)?,
         ));
-        let (od, otoks) = ours.decode(ids_dec, DECODE_N)?;
-        let (ld, ltoks) = llama_decode(&mut lctx, &mut batch, &l_dec, DECODE_N)?;
+        let (od, oc, otoks) = ours.decode(ids_dec, DECODE_N)?;
+        let (ld, lc, ltoks) = llama_decode(&mut lctx, &mut batch, &l_dec, DECODE_N)?;
         o.decode.push(tok_s(DECODE_N, od));
         l.decode.push(tok_s(DECODE_N, ld));
+        o.decode_cpu.push(DECODE_N as f64 / oc);
+        l.decode_cpu.push(DECODE_N as f64 / lc);
         if p == 0 {
             greedy_same = otoks.iter().zip(&ltoks).take_while(|(a, b)| a == b).count();
             eprintln!(
@@ -304,11 +308,13 @@ fn report(
         "Medians of {pairs} interleaved pairs in one process (ours, llama.cpp, ours, …; same token ids, \
          a prompt is one batch, greedy argmax, f16 KV cache, {N_CTX} positions). \
          Ratio = median of the per-pair ratios ours / llama.cpp: for tok/s higher is better, \
-         for time and memory lower is better.\n\n"
+         for time and memory lower is better. Decode per CPU-second: decoded tokens per second of \
+         the process's CPU time (all its threads, spinning included), less disturbed than wall time \
+         when other processes compete for the cores.\n\n"
     );
     let rss_of = |model: &str| rss.iter().find(|r| r.model == model);
-    s += "| model | threads | prefill 128 | prefill 512 | decode 128 | open → first token, cold | peak RSS |\n";
-    s += "|---|--:|--:|--:|--:|--:|--:|\n";
+    s += "| model | threads | prefill 128 | prefill 512 | decode 128 | decode per CPU-second | open → first token, cold | peak RSS |\n";
+    s += "|---|--:|--:|--:|--:|--:|--:|--:|\n";
     for r in rows {
         let rr = rss_of(r.model).map_or(f64::NAN, |x| ratio_median(&x.ours, &x.llama));
         s += &format!(
@@ -327,8 +333,8 @@ fn report(
     }
     s += "\nAbsolute figures (medians; decode GB/s = bytes of weights read per token × tok/s, \
           against the read bandwidth measured with the same thread count):\n\n";
-    s += "| model | threads | engine | prefill 128 tok/s | prefill 512 tok/s | decode tok/s | decode GB/s | of read bandwidth | open → first token ms | peak RSS MB |\n";
-    s += "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|\n";
+    s += "| model | threads | engine | prefill 128 tok/s | prefill 512 tok/s | decode tok/s | decode tok/CPU-s | decode GB/s | of read bandwidth | open → first token ms | peak RSS MB |\n";
+    s += "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|\n";
     for r in rows {
         let b = bandwidth_for(bw, r.threads);
         for (engine, f, rs) in [
@@ -337,12 +343,13 @@ fn report(
         ] {
             let gbs = r.decode_bytes as f64 * median(&f.decode) / 1e9;
             s += &format!(
-                "| {} | {} | {engine} | {} | {} | {} | {} | {}% | {} | {} |\n",
+                "| {} | {} | {engine} | {} | {} | {} | {} | {} | {}% | {} | {} |\n",
                 r.model,
                 r.threads,
                 fmt(median(&f.prefill_short), 1),
                 fmt(median(&f.prefill_long), 1),
                 fmt(median(&f.decode), 1),
+                fmt(median(&f.decode_cpu), 1),
                 fmt(gbs, 2),
                 fmt(100.0 * gbs / b, 0),
                 fmt(median(&f.ttft_ms), 0),
@@ -361,12 +368,26 @@ fn report(
         BANDWIDTH_PASSES * 2
     );
     for r in rows.iter().filter(|r| r.threads == rows[0].threads) {
+        let same: Vec<String> = rows
+            .iter()
+            .filter(|x| x.model == r.model)
+            .map(|x| format!("{} with {} thread(s)", x.greedy_same, x.threads))
+            .collect();
+        let first_same = rows
+            .iter()
+            .filter(|x| x.model == r.model)
+            .all(|x| x.first_token_same);
         s += &format!(
-            "- {}: {:.1} MB of weights read per decoded token; greedy tokens identical between the engines for the first {} of {DECODE_N}; first token after the 64-token prompt {} in every cold run.\n",
+            "- {}: {:.1} MB of weights read per decoded token; greedy tokens identical between the engines \
+             for the first {} of {DECODE_N}; first token after the 64-token prompt {} in every cold run.\n",
             r.model,
             r.decode_bytes as f64 / 1e6,
-            r.greedy_same,
-            if r.first_token_same { "the same" } else { "not always the same" },
+            same.join(", "),
+            if first_same {
+                "the same"
+            } else {
+                "not always the same"
+            },
         );
     }
     let resident = rows

@@ -57,11 +57,13 @@ unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
 export CARGO_TARGET_DIR="${VS_LLAMA_TARGET_DIR:-target/vs-llama-cpp-$isa}"
 echo "llama.cpp build options: ${ggml[*]}; our crate: generic x86-64 (run-time dispatch)" >&2
 
+stamp=$(mktemp)
 echo "load before: $(uptime)" >&2
 cargo bench --features llama-cpp --bench "$bench" "$@"
 echo "load after: $(uptime)" >&2
-if [ "$bench" = vs_llama_cpp ] && [ -f target/vs_llama_cpp.png ]; then
+if [ "$bench" = vs_llama_cpp ] && [ target/vs_llama_cpp.png -nt "$stamp" ]; then
     mkdir -p docs
     cp target/vs_llama_cpp.png docs/vs_llama_cpp.png
     echo "copied target/vs_llama_cpp.png to docs/vs_llama_cpp.png" >&2
 fi
+rm -f "$stamp"
