@@ -299,8 +299,9 @@ fn report(
     s += &format!("### tramontane / llama.cpp, {started}\n\n");
     s += &format!(
         "Machine: {}; load average (1, 5, 15 min) {load_before} at the start, {load_after} at the end. \
-         Ours: kernel level {:?}. llama.cpp: `{}`.\n\n",
+         Ours: {}, kernel level {:?}. llama.cpp: `{}`.\n\n",
         cpu_model(),
+        source_state(),
         tramontane::cpu_features(),
         llama_system_info()
     );

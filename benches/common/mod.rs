@@ -538,6 +538,31 @@ pub fn cpu_model() -> String {
     format!("{name}, {n} CPUs")
 }
 
+/// The checkout the bench was built from: `git describe --always --dirty` style, plus
+/// whether src/ had uncommitted changes (other work in progress in a shared checkout).
+pub fn source_state() -> String {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let head = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    match git(&["status", "--porcelain", "--", "src"]) {
+        Some(s) if !s.is_empty() => format!(
+            "commit {head} with uncommitted changes in {} file(s) of src/",
+            s.lines().count()
+        ),
+        Some(_) => format!("commit {head}"),
+        None => format!("commit {head}"),
+    }
+}
+
 /// llama.cpp's own view of the CPU features it was built with.
 pub fn llama_system_info() -> String {
     // SAFETY: returns a pointer to a static NUL-terminated string owned by llama.cpp.
