@@ -311,7 +311,7 @@ fn matmul_is_thread_and_batch_invariant() {
                     rows,
                     data: &w,
                 };
-                for nv in [1usize, 5] {
+                for nv in [1usize, 5, 9] {
                     let x = random_acts(&mut rng, nv * cols, Scale::Normal);
                     let mut acts = Acts::new(cols, nv);
                     acts.quantize(at, &x, cols).unwrap();
@@ -323,11 +323,18 @@ fn matmul_is_thread_and_batch_invariant() {
                         for r in 0..rows {
                             let i = v * rows + r;
                             let row = &w[r * w.len() / rows..(r + 1) * w.len() / rows];
-                            let single = k
-                                .vec_dot(ty, row, acts.vec_bytes(v).unwrap(), cols)
-                                .unwrap();
+                            let y = acts.vec_bytes(v).unwrap();
+                            let single = k.vec_dot(ty, row, y, cols).unwrap();
+                            let in_batch = k.vec_dot_in_batch(ty, row, y, cols, v, nv).unwrap();
+                            if nv == 1 {
+                                assert!(same(single, in_batch), "{} {ty} batch of 1", k.level());
+                            }
                             assert!(same(o1[i], o3[i]), "{} {ty} threads", k.level());
-                            assert!(same(o1[i], single), "{} {ty} batch vs single", k.level());
+                            assert!(
+                                same(o1[i], in_batch),
+                                "{} {ty} matmul vs dot (vector {v} of {nv})",
+                                k.level()
+                            );
                         }
                     }
                 }

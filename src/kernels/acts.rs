@@ -179,11 +179,11 @@ fn quantize_into(ty: GgmlType, x: &[f32], dst: &mut [u8]) -> Result<(), KernelEr
     match ty {
         T::Q8_0 => {
             let y = quant::blocks_mut::<BlockQ8_0>(dst).map_err(bad)?;
-            quant::quantize_row_q8_0(x, y).map_err(|_| KernelError::UnsupportedType { ty })
+            quant::quantize_acts_q8_0(x, y).map_err(|_| KernelError::UnsupportedType { ty })
         }
         T::Q8_1 => {
             let y = quant::blocks_mut::<BlockQ8_1>(dst).map_err(bad)?;
-            quant::quantize_row_q8_1(x, y).map_err(|_| KernelError::UnsupportedType { ty })
+            quant::quantize_acts_q8_1(x, y).map_err(|_| KernelError::UnsupportedType { ty })
         }
         T::Q8_K => {
             let y = quant::blocks_mut::<BlockQ8K>(dst).map_err(bad)?;

@@ -28,19 +28,31 @@
 //! # Numerics
 //!
 //! Integer parts of the quantized dot products are exact in i32, as in ggml. The float
-//! accumulation order is fixed by this crate (ggml's own SIMD orders differ per ISA) and
-//! is the same at every level, so every SIMD kernel equals its scalar twin bit for bit:
+//! steps are those of llama.cpp's x86 CPU kernels, so that a model's logits equal
+//! llama.cpp's to the last bit (`tests/parity.rs`); every SIMD level reproduces them
+//! and equals its scalar twin bit for bit:
 //!
-//! - **32-value blocks** (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL): block `b` contributes
-//!   `t_b = (dx·dy)·(Σ qx·qy)` (plus `mx·sy` for Q4_1/Q5_1, added after), accumulated in
-//!   8 f32 lanes, `acc[b % 8] += t_b`, reduced as [`reduce8`].
-//! - **256-value super-blocks** (Q2_K…Q6_K, IQ4_XS): the whole super-block is one exact
-//!   i32 (sub-block scales applied in integers), `t_b = d·isum − dmin·msum` with
-//!   `d = f16(x.d)·y.d`, accumulated sequentially: `sum += t_b`.
-//! - **F32, F16, BF16**: 32 f32 lanes, `acc[i % 32] += x_i·y_i` (multiply, then add,
-//!   never fused), folded `32 → 16 → 8` by adding the upper half to the lower half, then
-//!   [`reduce8`]. (F16 and BF16 products are exact in f32, so a fused multiply-add
-//!   gives the same.)
+//! - **Activations** are quantized as ggml's SIMD `quantize_row_q8_0/q8_1` do
+//!   (`x · 127/amax`, rounded half to even; [`crate::quant::quantize_acts_q8_0`]) and as
+//!   its reference `quantize_row_q8_K` does for Q8_K.
+//! - **32-value blocks** (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL): per block, 8 exact lane
+//!   sums (lane `k` = products `4k..4k+3`, the grouping of `maddubs`+`madd` or `sdot`),
+//!   converted to f32 and accumulated as `acc_k = fma(dx·dy, lane_k, acc_k)`; then
+//!   [`reduce8`]. Q4_1/Q5_1 add `Σ mx·sy`, summed apart, at the end.
+//! - **Q4_K**: the arithmetic of ggml's repacked x86 kernels, `acc = fma(isum, d·dy,
+//!   acc)` and `accm = fma(msum, dmin·dy, accm)` per super-block, `acc − accm`; for the
+//!   vectors its `gemm` takes 4 at a time, one fused multiply-add per 64 values instead
+//!   (see [`Kernels::vec_dot_in_batch`]).
+//! - **Q6_K**: ggml's AVX2 kernel: 8 lanes of scaled sums of unsigned quants minus
+//!   `32·(scale·block sum)` per lane pair, `acc_k = fma(d·dy, lane_k, acc_k)`, [`reduce8`];
+//!   in batches of 8 or more, its tiled matmul's `acc = fma(d·isum, dy, acc)`.
+//! - **Q2_K, Q3_K, Q5_K, IQ4_XS**: the whole super-block is one exact i32, `t_b =
+//!   d·isum − dmin·msum`, summed in order (this crate's order; not llama.cpp's).
+//! - **F32, F16, BF16**: 32 f32 lanes, `acc[i % 32] += x_i·y_i` (multiply, then add),
+//!   folded `32 → 16 → 8` and summed as `GGML_F32x8_REDUCE` ([`reduce32`]).
+//!
+//! The f32 operators ([`ops`]) follow ggml likewise (its vectorised `expf`, the GELU
+//! table as built with fused multiply-adds, f64 sums where it has them).
 
 use core::fmt;
 use core::str::FromStr;
@@ -283,7 +295,9 @@ pub fn reduce8(a: [f32; 8]) -> f32 {
     t[0] + t[1]
 }
 
-/// Sum 32 lanes: fold `32 → 16 → 8` (upper half onto lower half), then [`reduce8`].
+/// Sum 32 lanes as ggml's `GGML_F32x8_REDUCE` (x86): fold `32 → 16 → 8` (upper half
+/// onto lower half), then `[s_i = c_i + c_{i+4}]` and `(s0 + s1) + (s2 + s3)` (the
+/// two `hadd`s).
 #[inline(always)]
 pub fn reduce32(a: [f32; 32]) -> f32 {
     let mut b = [0.0f32; 16];
@@ -294,5 +308,6 @@ pub fn reduce32(a: [f32; 32]) -> f32 {
     for (k, v) in c.iter_mut().enumerate() {
         *v = b[k] + b[k + 8];
     }
-    reduce8(c)
+    let s = [c[0] + c[4], c[1] + c[5], c[2] + c[6], c[3] + c[7]];
+    (s[0] + s[1]) + (s[2] + s[3])
 }

@@ -210,6 +210,44 @@ fn bf16_bits(x: f32) -> u16 {
 
 pub use super::vec_dot_f16;
 
+/// ggml's vectorised `expf` (`ggml_v_expf`) as llama.cpp's reference build runs it
+/// (x86 with AVX-512, where its softmax and SiLU use it), value for value: reduction by
+/// `ln 2` with fused multiply-adds, a degree-5 polynomial, `scalef` by the exponent, and
+/// 0 / +∞ beyond `|n| > 192`. It is not the C library's `expf`; llama.cpp's attention
+/// probabilities and SiLU depend on this one.
+pub fn v_expf(x: f32) -> f32 {
+    use super::scalar::fma;
+    let c = |bits: u32| f32::from_bits(bits);
+    let r = c(0x4b40_0000); // 0x1.8p23
+    let z = fma(x, c(0x3fb8_aa3b), r);
+    let n = z - r;
+    let b = fma(-n, c(0x35bf_be8e), fma(-n, c(0x3f31_7200), x));
+    let u = b * b;
+    let j = fma(
+        fma(
+            fma(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+            u,
+            fma(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+        ),
+        u,
+        fma(c(0x3f7f_fff6), b, 1.0),
+    );
+    let an = if n < 0.0 { -n } else { n };
+    if an > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    if n.is_nan() {
+        return n;
+    }
+    // `scalef(j, n)`: j·2^n rounded once (n is an integer here, |n| ≤ 192).
+    (f64::from(j) * exp2i(n as i32)) as f32
+}
+
+/// 2^k as f64 for |k| ≤ 192 (exact).
+fn exp2i(k: i32) -> f64 {
+    f64::from_bits(((k + 1023) as u64) << 52)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,117 +36,185 @@ fn f16(b: [u8; 2]) -> f32 {
     half::f16::from_le_bytes(b).to_f32()
 }
 
-/// Accumulate 32-value block terms in 8 lanes, `acc[b % 8] += t_b`, then [`reduce8`].
+/// `a·b + c` with one rounding, as `_mm256_fmadd_ps` / `vfmaq_f32`.
 #[inline(always)]
-fn lanes8(terms: impl Iterator<Item = f32>) -> f32 {
+pub(crate) fn fma(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        a.mul_add(b, c)
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        libm::fmaf(a, b, c)
+    }
+}
+
+/// The 8 lane sums of one 32-value block: lane `k` = Σ_{i=4k}^{4k+3} `q_i·y_i`
+/// (exact; the grouping of `maddubs` + `madd`, or of `sdot`).
+#[inline(always)]
+pub(crate) fn lane_sums(q: &[i8; 32], y: &[i8; 32]) -> [i32; 8] {
+    let mut l = [0i32; 8];
+    for (k, s) in l.iter_mut().enumerate() {
+        for i in 4 * k..4 * k + 4 {
+            *s += i32::from(q[i]) * i32::from(y[i]);
+        }
+    }
+    l
+}
+
+/// ggml's x86 accumulation of 32-value blocks: for each block, lane `k` of the f32
+/// accumulator becomes `fma(dx·dy, lane_k, acc_k)`; then [`reduce8`].
+#[inline(always)]
+fn lanes_fma(terms: impl Iterator<Item = (f32, [i32; 8])>) -> f32 {
     let mut acc = [0.0f32; 8];
-    for (b, t) in terms.enumerate() {
-        acc[b % 8] += t;
+    for (d, l) in terms {
+        for (a, &v) in acc.iter_mut().zip(&l) {
+            *a = fma(d, v as f32, *a);
+        }
     }
     reduce8(acc)
 }
 
-// ---------------------------------------------------------------- 32-value blocks
-
-/// Σ (q − 8)·y over one Q4_0 block (exact).
+/// The 32 quants of a Q4_0 block (−8..=7).
 #[inline(always)]
-pub(crate) fn isum_q4_0(x: &BlockQ4_0, y: &[i8; 32]) -> i32 {
-    let mut s = 0i32;
+pub(crate) fn unpack_q4_0(x: &BlockQ4_0) -> [i8; 32] {
+    let mut q = [0i8; 32];
     for j in 0..16 {
-        let v0 = i32::from(x.qs[j] & 0x0f) - 8;
-        let v1 = i32::from(x.qs[j] >> 4) - 8;
-        s += v0 * i32::from(y[j]) + v1 * i32::from(y[j + 16]);
+        q[j] = (x.qs[j] & 0x0f) as i8 - 8;
+        q[j + 16] = (x.qs[j] >> 4) as i8 - 8;
     }
-    s
+    q
 }
+
+/// The 32 quants of a Q4_1 block (0..=15).
+#[inline(always)]
+fn unpack_q4_1(x: &BlockQ4_1) -> [i8; 32] {
+    let mut q = [0i8; 32];
+    for j in 0..16 {
+        q[j] = (x.qs[j] & 0x0f) as i8;
+        q[j + 16] = (x.qs[j] >> 4) as i8;
+    }
+    q
+}
+
+/// The 32 quants of a Q5_0 block (−16..=15).
+#[inline(always)]
+pub(crate) fn unpack_q5_0(x: &BlockQ5_0) -> [i8; 32] {
+    let qh = x.qh();
+    let mut q = [0i8; 32];
+    for j in 0..16 {
+        let h0 = (((qh >> j) & 1) << 4) as u8;
+        let h1 = (((qh >> (j + 16)) & 1) << 4) as u8;
+        q[j] = ((x.qs[j] & 0x0f) | h0) as i8 - 16;
+        q[j + 16] = ((x.qs[j] >> 4) | h1) as i8 - 16;
+    }
+    q
+}
+
+/// The 32 quants of a Q5_1 block (0..=31).
+#[inline(always)]
+fn unpack_q5_1(x: &BlockQ5_1) -> [i8; 32] {
+    let qh = x.qh();
+    let mut q = [0i8; 32];
+    for j in 0..16 {
+        let h0 = (((qh >> j) & 1) << 4) as u8;
+        let h1 = (((qh >> (j + 16)) & 1) << 4) as u8;
+        q[j] = ((x.qs[j] & 0x0f) | h0) as i8;
+        q[j + 16] = ((x.qs[j] >> 4) | h1) as i8;
+    }
+    q
+}
+
+/// The 32 values of an IQ4_NL block.
+#[inline(always)]
+fn unpack_iq4_nl(x: &BlockIQ4NL) -> [i8; 32] {
+    let mut q = [0i8; 32];
+    for j in 0..16 {
+        q[j] = KVALUES_IQ4NL[usize::from(x.qs[j] & 0x0f)];
+        q[j + 16] = KVALUES_IQ4NL[usize::from(x.qs[j] >> 4)];
+    }
+    q
+}
+
+// ---------------------------------------------------------------- 32-value blocks
 
 /// q4_0 · q8_0.
 pub(crate) fn dot_q4_0(x: &[u8], y: &[u8], _n: usize) -> f32 {
     let (x, y) = (blk::<BlockQ4_0>(x), blk::<BlockQ8_0>(y));
-    lanes8(
+    lanes_fma(
         x.iter()
             .zip(y)
-            .map(|(x, y)| (x.d() * y.d()) * isum_q4_0(x, &y.qs) as f32),
+            .map(|(x, y)| (x.d() * y.d(), lane_sums(&unpack_q4_0(x), &y.qs))),
     )
+}
+
+/// ggml's x86 q4_1 / q5_1: the lanes as for Q4_0, and `Σ mx·sy` summed apart (in
+/// order), added last.
+#[inline(always)]
+fn lanes_fma_min(terms: impl Iterator<Item = (f32, [i32; 8], f32)>) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut summs = 0.0f32;
+    for (d, l, m) in terms {
+        summs += m;
+        for (a, &v) in acc.iter_mut().zip(&l) {
+            *a = fma(d, v as f32, *a);
+        }
+    }
+    reduce8(acc) + summs
 }
 
 /// q4_1 · q8_1.
 pub(crate) fn dot_q4_1(x: &[u8], y: &[u8], _n: usize) -> f32 {
     let (x, y) = (blk::<BlockQ4_1>(x), blk::<BlockQ8_1>(y));
-    lanes8(x.iter().zip(y).map(|(x, y)| {
-        let mut s = 0i32;
-        for j in 0..16 {
-            s += i32::from(x.qs[j] & 0x0f) * i32::from(y.qs[j]);
-            s += i32::from(x.qs[j] >> 4) * i32::from(y.qs[j + 16]);
-        }
-        (x.d() * y.d()) * s as f32 + x.m() * y.s()
+    lanes_fma_min(x.iter().zip(y).map(|(x, y)| {
+        (
+            x.d() * y.d(),
+            lane_sums(&unpack_q4_1(x), &y.qs),
+            x.m() * y.s(),
+        )
     }))
-}
-
-/// Σ (q − 16)·y over one Q5_0 block.
-#[inline(always)]
-pub(crate) fn isum_q5_0(x: &BlockQ5_0, y: &[i8; 32]) -> i32 {
-    let qh = x.qh();
-    let mut s = 0i32;
-    for j in 0..16 {
-        let h0 = ((qh >> j) & 1) << 4;
-        let h1 = ((qh >> (j + 16)) & 1) << 4;
-        let v0 = (u32::from(x.qs[j] & 0x0f) | h0) as i32 - 16;
-        let v1 = (u32::from(x.qs[j] >> 4) | h1) as i32 - 16;
-        s += v0 * i32::from(y[j]) + v1 * i32::from(y[j + 16]);
-    }
-    s
 }
 
 /// q5_0 · q8_0.
 pub(crate) fn dot_q5_0(x: &[u8], y: &[u8], _n: usize) -> f32 {
     let (x, y) = (blk::<BlockQ5_0>(x), blk::<BlockQ8_0>(y));
-    lanes8(
+    lanes_fma(
         x.iter()
             .zip(y)
-            .map(|(x, y)| (x.d() * y.d()) * isum_q5_0(x, &y.qs) as f32),
+            .map(|(x, y)| (x.d() * y.d(), lane_sums(&unpack_q5_0(x), &y.qs))),
     )
 }
 
 /// q5_1 · q8_1.
 pub(crate) fn dot_q5_1(x: &[u8], y: &[u8], _n: usize) -> f32 {
     let (x, y) = (blk::<BlockQ5_1>(x), blk::<BlockQ8_1>(y));
-    lanes8(x.iter().zip(y).map(|(x, y)| {
-        let qh = x.qh();
-        let mut s = 0i32;
-        for j in 0..16 {
-            let v0 = u32::from(x.qs[j] & 0x0f) | (((qh >> j) & 1) << 4);
-            let v1 = u32::from(x.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
-            s += v0 as i32 * i32::from(y.qs[j]) + v1 as i32 * i32::from(y.qs[j + 16]);
-        }
-        (x.d() * y.d()) * s as f32 + x.m() * y.s()
+    lanes_fma_min(x.iter().zip(y).map(|(x, y)| {
+        (
+            x.d() * y.d(),
+            lane_sums(&unpack_q5_1(x), &y.qs),
+            x.m() * y.s(),
+        )
     }))
 }
 
 /// q8_0 · q8_0.
 pub(crate) fn dot_q8_0(x: &[u8], y: &[u8], _n: usize) -> f32 {
     let (x, y) = (blk::<BlockQ8_0>(x), blk::<BlockQ8_0>(y));
-    lanes8(x.iter().zip(y).map(|(x, y)| {
-        let s: i32 =
-            x.qs.iter()
-                .zip(&y.qs)
-                .map(|(a, b)| i32::from(*a) * i32::from(*b))
-                .sum();
-        (x.d() * y.d()) * s as f32
-    }))
+    lanes_fma(
+        x.iter()
+            .zip(y)
+            .map(|(x, y)| (x.d() * y.d(), lane_sums(&x.qs, &y.qs))),
+    )
 }
 
 /// iq4_nl · q8_0.
 pub(crate) fn dot_iq4_nl(x: &[u8], y: &[u8], _n: usize) -> f32 {
     let (x, y) = (blk::<BlockIQ4NL>(x), blk::<BlockQ8_0>(y));
-    lanes8(x.iter().zip(y).map(|(x, y)| {
-        let mut s = 0i32;
-        for j in 0..16 {
-            s += i32::from(KVALUES_IQ4NL[usize::from(x.qs[j] & 0x0f)]) * i32::from(y.qs[j]);
-            s += i32::from(KVALUES_IQ4NL[usize::from(x.qs[j] >> 4)]) * i32::from(y.qs[j + 16]);
-        }
-        (x.d() * y.d()) * s as f32
-    }))
+    lanes_fma(
+        x.iter()
+            .zip(y)
+            .map(|(x, y)| (x.d() * y.d(), lane_sums(&unpack_iq4_nl(x), &y.qs))),
+    )
 }
 
 // ---------------------------------------------------------------- super-blocks
@@ -268,10 +336,13 @@ pub(crate) fn dot_q3_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
     }))
 }
 
-/// q4_K · q8_K.
+/// q4_K · q8_K, as ggml's x86 repacked kernel (`gemv/gemm_q4_K_8x8_q8_K`): per
+/// super-block, exact i32 `isum` and `msum`; two f32 sums `acc = fma(isum, d·dy, acc)`
+/// and `accm = fma(msum, dmin·dy, accm)`; the result `acc − accm`.
 pub(crate) fn dot_q4_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
     let (x, y) = (blk::<BlockQ4K>(x), blk::<BlockQ8K>(y));
-    sequential(x.iter().zip(y).map(|(x, y)| {
+    let (mut acc, mut accm) = (0.0f32, 0.0f32);
+    for (x, y) in x.iter().zip(y) {
         let (sc, m) = scales_mins_k4(&x.scales);
         let mut isum = 0i32;
         for j in 0..4 {
@@ -283,8 +354,38 @@ pub(crate) fn dot_q4_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
             }
             isum += i32::from(sc[2 * j]) * lo + i32::from(sc[2 * j + 1]) * hi;
         }
-        k_term(x.d() * y.d(), isum, x.dmin() * y.d(), msum8(y, &m))
-    }))
+        acc = fma(isum as f32, x.d() * y.d(), acc);
+        accm = fma(msum8(y, &m) as f32, x.dmin() * y.d(), accm);
+    }
+    acc - accm
+}
+
+/// q4_K · q8_K for the vectors llama.cpp's x86 repacked kernel takes 4 at a time
+/// (`gemm_q4_K_8x8_q8_K`, all but the last `n mod 4` of a batch of 4 or more): as
+/// [`dot_q4_k`], but the two f32 sums take one fused multiply-add per pair of
+/// sub-blocks (64 values) instead of one per super-block.
+pub(crate) fn dot_q4_k_batch(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockQ4K>(x), blk::<BlockQ8K>(y));
+    let (mut acc, mut accm) = (0.0f32, 0.0f32);
+    for (x, y) in x.iter().zip(y) {
+        let (sc, m) = scales_mins_k4(&x.scales);
+        let (d, dmin) = (x.d() * y.d(), x.dmin() * y.d());
+        for j in 0..4 {
+            let q4 = &x.qs[32 * j..32 * j + 32];
+            let (mut lo, mut hi) = (0i32, 0i32);
+            for l in 0..32 {
+                lo += i32::from(q4[l] & 0x0f) * i32::from(y.qs[64 * j + l]);
+                hi += i32::from(q4[l] >> 4) * i32::from(y.qs[64 * j + 32 + l]);
+            }
+            let isum = i32::from(sc[2 * j]) * lo + i32::from(sc[2 * j + 1]) * hi;
+            let b = |k: usize| i32::from(y.bsum(k));
+            let msum = i32::from(m[2 * j]) * (b(4 * j) + b(4 * j + 1))
+                + i32::from(m[2 * j + 1]) * (b(4 * j + 2) + b(4 * j + 3));
+            acc = fma(isum as f32, d, acc);
+            accm = fma(msum as f32, dmin, accm);
+        }
+    }
+    acc - accm
 }
 
 /// q5_K · q8_K.
@@ -327,18 +428,59 @@ pub(crate) fn unpack_q6_k(x: &BlockQ6K) -> [i8; 256] {
     a
 }
 
-/// q6_K · q8_K.
+/// The 8 lane sums of ggml's x86 q6_K kernel for one super-block: lane `k` =
+/// Σ over the 8 groups of 32 values of `scale · Σ_{i=4k}^{4k+3} q_i·y_i` (with the
+/// unsigned quants `q = 0..=63` and the scale of the 16 values holding `i`), minus
+/// `32·(sc[2k]·bsum[2k] + sc[2k+1]·bsum[2k+1])`.
+#[inline(always)]
+pub(crate) fn q6_k_lanes(x: &BlockQ6K, y: &BlockQ8K) -> [i32; 8] {
+    let a = unpack_q6_k(x);
+    let mut l = [0i32; 8];
+    for g in 0..8 {
+        for (k, s) in l.iter_mut().enumerate() {
+            let sc = i32::from(x.scales[2 * g + k / 4]);
+            let mut t = 0i32;
+            for i in 32 * g + 4 * k..32 * g + 4 * k + 4 {
+                t += (i32::from(a[i]) + 32) * i32::from(y.qs[i]);
+            }
+            *s += sc * t;
+        }
+    }
+    for (k, s) in l.iter_mut().enumerate() {
+        let b = i32::from(y.bsum(2 * k)) * i32::from(x.scales[2 * k])
+            + i32::from(y.bsum(2 * k + 1)) * i32::from(x.scales[2 * k + 1]);
+        *s -= 32 * b;
+    }
+    l
+}
+
+/// q6_K · q8_K, as ggml's x86 kernel: per super-block, `acc_k = fma(d·dy, lane_k,
+/// acc_k)` over [`q6_k_lanes`]; then [`reduce8`].
 pub(crate) fn dot_q6_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
     let (x, y) = (blk::<BlockQ6K>(x), blk::<BlockQ8K>(y));
-    sequential(x.iter().zip(y).map(|(x, y)| {
+    lanes_fma(
+        x.iter()
+            .zip(y)
+            .map(|(x, y)| (x.d() * y.d(), q6_k_lanes(x, y))),
+    )
+}
+
+/// q6_K · q8_K for batches of 8 or more vectors, as llama.cpp's x86 tiled K-quant
+/// matmul (`ggml-cpu/tiled`) computes them: per super-block the exact i32 `isum`, then
+/// `acc = fma(d·isum, dy, acc)`.
+pub(crate) fn dot_q6_k_batch(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let (x, y) = (blk::<BlockQ6K>(x), blk::<BlockQ8K>(y));
+    let mut acc = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
         let a = unpack_q6_k(x);
         let mut isum = 0i32;
         for j in 0..16 {
             let r = 16 * j..16 * j + 16;
             isum += i32::from(x.scales[j]) * dot16(&a[r.clone()], &y.qs[r]);
         }
-        k_term(x.d() * y.d(), isum, 0.0, 0)
-    }))
+        acc = fma(x.d() * isum as f32, y.d(), acc);
+    }
+    acc
 }
 
 /// iq4_xs · q8_K.

@@ -52,6 +52,30 @@ pub(crate) struct TypeKernels {
     pub(crate) dot4: Option<Dot4Fn>,
     /// A 2 rows × 2 vectors kernel (i8mm `smmla`), used first when present.
     pub(crate) dot2x2: Option<Dot2x2Fn>,
+    /// The dot product llama.cpp's x86 code uses for some vectors of a batch, with
+    /// other float arithmetic than for one vector (see [`BatchRule`]).
+    pub(crate) batch: Option<(DotFn, BatchRule)>,
+}
+
+/// Which vectors of a batch of `nv` take [`TypeKernels::batch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BatchRule {
+    /// With `nv ≥ 4`, all but the last `nv mod 4` (Q4_K: the repacked `gemm` kernel
+    /// takes 4 vectors at a time, `gemv` the rest).
+    Groups4,
+    /// All of them when `nv ≥ 8` (Q6_K: the tiled K-quant matmul).
+    AllFrom8,
+}
+
+impl BatchRule {
+    /// Whether vector `v` of a batch of `nv` uses the batch kernel.
+    #[inline]
+    pub(crate) fn applies(self, v: usize, nv: usize) -> bool {
+        match self {
+            BatchRule::Groups4 => nv >= 4 && v < nv - nv % 4,
+            BatchRule::AllFrom8 => nv >= 8,
+        }
+    }
 }
 
 impl TypeKernels {
@@ -61,6 +85,15 @@ impl TypeKernels {
             dot,
             dot4: None,
             dot2x2: None,
+            batch: None,
+        }
+    }
+
+    /// The same kernels with a batch twin (see [`TypeKernels::batch`]).
+    pub(crate) const fn with_batch(self, batch: DotFn, rule: BatchRule) -> Self {
+        TypeKernels {
+            batch: Some((batch, rule)),
+            ..self
         }
     }
 
@@ -71,6 +104,7 @@ impl TypeKernels {
             dot,
             dot4: Some(dot4),
             dot2x2: None,
+            batch: None,
         }
     }
 }
@@ -146,9 +180,11 @@ impl Kernels {
             q8_0: TypeKernels::single(s::dot_q8_0),
             q2_k: TypeKernels::single(s::dot_q2_k),
             q3_k: TypeKernels::single(s::dot_q3_k),
-            q4_k: TypeKernels::single(s::dot_q4_k),
+            q4_k: TypeKernels::single(s::dot_q4_k)
+                .with_batch(s::dot_q4_k_batch, BatchRule::Groups4),
             q5_k: TypeKernels::single(s::dot_q5_k),
-            q6_k: TypeKernels::single(s::dot_q6_k),
+            q6_k: TypeKernels::single(s::dot_q6_k)
+                .with_batch(s::dot_q6_k_batch, BatchRule::AllFrom8),
             iq4_nl: TypeKernels::single(s::dot_iq4_nl),
             iq4_xs: TypeKernels::single(s::dot_iq4_xs),
             f32: TypeKernels::single(s::dot_f32),
@@ -195,6 +231,30 @@ impl Kernels {
         // SAFETY: this table exists only for a level the CPU supports (see the type's
         // docs), and both rows were just checked to hold exactly `n` values.
         Ok(unsafe { (k.dot)(x, y, n) })
+    }
+
+    /// The dot product [`Kernels::matmul`] computes for vector `v` of a batch of `nv`:
+    /// [`Kernels::vec_dot`], except for the vectors that llama.cpp's x86 code multiplies
+    /// with other float arithmetic in a batch (Q4_K from 4 vectors on, Q6_K from 8),
+    /// whose arithmetic the matmul follows so that batches give llama.cpp's results.
+    pub fn vec_dot_in_batch(
+        &self,
+        ty: GgmlType,
+        x: &[u8],
+        y: &[u8],
+        n: usize,
+        v: usize,
+        nv: usize,
+    ) -> Result<f32, KernelError> {
+        let (k, at) = self.checked(ty)?;
+        check_len("weight row bytes", row_bytes(ty, n)?, x.len())?;
+        check_len("activation row bytes", row_bytes(at, n)?, y.len())?;
+        let f = match k.batch {
+            Some((bd, rule)) if rule.applies(v - v % 4, nv) => bd,
+            _ => k.dot,
+        };
+        // SAFETY: as in `vec_dot`.
+        Ok(unsafe { f(x, y, n) })
     }
 
     /// f16 (little-endian bytes, any address) → f32 for `min(src.len() / 2, dst.len())`
@@ -325,7 +385,14 @@ impl Kernels {
                     for r in r..rb1 {
                         let xr = row(r);
                         let mut res = [0.0f32; 4];
-                        if let Some(dot4) = k.dot4 {
+                        let batch = k.batch.filter(|(_, rule)| rule.applies(v0, nv));
+                        if let Some((bd, _)) = batch {
+                            // Both rules cover whole groups of 4 aligned on `v0`.
+                            for (o, y) in res.iter_mut().zip(ys).take(vn) {
+                                // SAFETY: as for the single dot.
+                                *o = unsafe { bd(xr, y, n) };
+                            }
+                        } else if let Some(dot4) = k.dot4 {
                             // SAFETY: as for the single dot: supported level, whole rows
                             // of `n` values, vn ≤ 4.
                             unsafe { dot4(xr, ys, vn, n, &mut res) };

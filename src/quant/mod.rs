@@ -44,8 +44,8 @@ pub use blocks::{
 };
 pub use dequant::dequantize_row;
 pub use quantize::{
-    quantize_row, quantize_row_q4_k, quantize_row_q6_k, quantize_row_q8_0, quantize_row_q8_1,
-    quantize_row_q8_k,
+    quantize_acts_q8_0, quantize_acts_q8_1, quantize_row, quantize_row_q4_k, quantize_row_q6_k,
+    quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_k,
 };
 
 /// Which operation a [`QuantError::Unsupported`] was about.

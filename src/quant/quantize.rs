@@ -55,6 +55,30 @@ pub fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) -> Result<(), QuantErro
     each_block::<BlockQ8_0, 32>(x, y, q8_0)
 }
 
+/// Quantize activations to Q8_0 the way ggml's SIMD `quantize_row_q8_0` does on x86
+/// (AVX2) and ARM (NEON) alike, which is what llama.cpp's matrix products see:
+/// per 32 values, `d = amax / 127` (stored as f16), `q = x · (127 / amax)` rounded to
+/// the nearest integer, ties to even. It differs from [`quantize_row_q8_0`] (the
+/// reference: `x · (1 / d)`, ties away from zero) in the last bit now and then, and that
+/// bit matters for parity with llama.cpp.
+pub fn quantize_acts_q8_0(x: &[f32], y: &mut [BlockQ8_0]) -> Result<(), QuantError> {
+    each_block::<BlockQ8_0, 32>(x, y, |x, y| {
+        let d = q8_32_simd(x, &mut y.qs);
+        y.set_d(d);
+    })
+}
+
+/// [`quantize_acts_q8_0`] for Q8_1: plus `s = d · Σ q` (f32 `d`, then rounded to f16),
+/// as ggml's SIMD `quantize_row_q8_1`.
+pub fn quantize_acts_q8_1(x: &[f32], y: &mut [BlockQ8_1]) -> Result<(), QuantError> {
+    each_block::<BlockQ8_1, 32>(x, y, |x, y| {
+        let d = q8_32_simd(x, &mut y.qs);
+        let sum: i32 = y.qs.iter().map(|&q| i32::from(q)).sum();
+        y.set_d(d);
+        y.set_s(d * sum as f32);
+    })
+}
+
 /// Quantize activations to Q8_1 (`quantize_row_q8_1_ref`): Q8_0 plus `s = d · Σ q`.
 pub fn quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) -> Result<(), QuantError> {
     each_block::<BlockQ8_1, 32>(x, y, q8_1)
@@ -257,6 +281,19 @@ fn q8_32(x: &[f32; 32], qs: &mut [i8; 32]) -> f32 {
     let id = inverse(d);
     for (q, v) in qs.iter_mut().zip(x) {
         *q = roundf(v * id) as i8;
+    }
+    d
+}
+
+/// ggml's SIMD Q8_0 rounding: `id = 127 / amax`, `round_ties_even(x · id)`.
+fn q8_32_simd(x: &[f32; 32], qs: &mut [i8; 32]) -> f32 {
+    let amax = x
+        .iter()
+        .fold(0.0f32, |a, &v| if a > fabsf(v) { a } else { fabsf(v) });
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    for (q, v) in qs.iter_mut().zip(x) {
+        *q = nearest_int(v * id).clamp(-128, 127) as i8;
     }
     d
 }

@@ -3,8 +3,9 @@
 //! level (`sdot`). Each instantiation brings its own `dot16` and target features.
 //!
 //! The arithmetic reproduces the scalar twins exactly (see [`crate::kernels`]): exact
-//! integer block sums; 8 f32 lanes of block terms (two `float32x4_t`) for the 32-value
-//! blocks; one sequential f32 sum of super-block terms; 32 f32 lanes (eight
+//! integer lane sums; ggml's x86 accumulation for the 32-value blocks (8 f32 lanes,
+//! two `float32x4_t`, one fused multiply-add per block), Q4_K and Q6_K; one sequential
+//! f32 sum of super-block terms for the other K-quants; 32 f32 lanes (eight
 //! `float32x4_t`) for float rows.
 
 /// Instantiate the kernels with target features `$feat` (a string literal). The
@@ -16,7 +17,7 @@ macro_rules! neon_kernels {
         use core::arch::asm;
 
         use crate::kernels::aarch64::body::{block_fn, dot32_fn, dot_float, sequential};
-        use crate::kernels::scalar::{blk, k_term};
+        use crate::kernels::scalar::{blk, fma, k_term};
         use crate::kernels::table::{Kernels, TypeKernels};
         use crate::kernels::{reduce32, reduce8};
         use crate::quant::{
@@ -34,9 +35,11 @@ macro_rules! neon_kernels {
             q8_0: TypeKernels::single(dot_q8_0),
             q2_k: TypeKernels::single(dot_q2_k),
             q3_k: TypeKernels::single(dot_q3_k),
-            q4_k: TypeKernels::single(dot_q4_k),
+            q4_k: TypeKernels::single(dot_q4_k)
+                .with_batch(crate::kernels::scalar::dot_q4_k_batch, crate::kernels::table::BatchRule::Groups4),
             q5_k: TypeKernels::single(dot_q5_k),
-            q6_k: TypeKernels::single(dot_q6_k),
+            q6_k: TypeKernels::single(dot_q6_k)
+                .with_batch(crate::kernels::scalar::dot_q6_k_batch, crate::kernels::table::BatchRule::AllFrom8),
             iq4_nl: TypeKernels::single(dot_iq4_nl),
             iq4_xs: TypeKernels::single(dot_iq4_xs),
             f32: TypeKernels::single(dot_f32),
@@ -120,25 +123,6 @@ macro_rules! neon_kernels {
 
         // ------------------------------------------------------------ helpers
 
-        /// 4 f16 (bits) → 4 f32 with `fcvtl` (base Armv8 Advanced SIMD), exactly.
-        #[target_feature(enable = $feat)]
-        #[inline]
-        fn f16x4(h: [u16; 4]) -> float32x4_t {
-            // SAFETY: `h` is 4 readable u16.
-            let v = unsafe { vld1_u16(h.as_ptr()) };
-            let out: float32x4_t;
-            // SAFETY: a register-only conversion instruction of base Advanced SIMD.
-            unsafe {
-                asm!(
-                    "fcvtl {o:v}.4s, {i:v}.4h",
-                    o = lateout(vreg) out,
-                    i = in(vreg) v,
-                    options(pure, nomem, nostack, preserves_flags)
-                )
-            };
-            out
-        }
-
         /// 8 f16 (16 bytes at `off`) → two 4×f32.
         #[target_feature(enable = $feat)]
         #[inline]
@@ -162,17 +146,6 @@ macro_rules! neon_kernels {
 
         fn f16(b: [u8; 2]) -> f32 {
             half::f16::from_le_bytes(b).to_f32()
-        }
-
-        fn h(b: [u8; 2]) -> u16 {
-            u16::from_le_bytes(b)
-        }
-
-        /// The 4 lane sums of 4 vectors: lane k = Σ of `v[k]` (exact).
-        #[target_feature(enable = $feat)]
-        #[inline]
-        fn hsum4x4(v: [int32x4_t; 4]) -> int32x4_t {
-            vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]))
         }
 
         /// Σ a·b over 32 signed bytes, as 4 partial i32.
@@ -431,7 +404,8 @@ macro_rules! neon_kernels {
         #[target_feature(enable = $feat)]
         fn dot_q4_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
             let (xs, ys) = (blk::<BlockQ4K>(x), blk::<BlockQ8K>(y));
-            sequential!(xs, ys, |x, y| {
+            let (mut accd, mut accm) = (0.0f32, 0.0f32);
+            for (x, y) in xs.iter().zip(ys) {
                 let sm = k4_scales(&x.scales);
                 let mut acc = vdupq_n_s32(0);
                 for j in 0..4 {
@@ -443,8 +417,12 @@ macro_rules! neon_kernels {
                     acc = vmlaq_n_s32(acc, plo, i32::from(sm[2 * j]));
                     acc = vmlaq_n_s32(acc, phi, i32::from(sm[2 * j + 1]));
                 }
-                k_term(f16(x.d) * y.d(), vaddvq_s32(acc), f16(x.dmin) * y.d(), k4_msum(y, &sm))
-            })
+                // ggml's x86 repacked gemv: one fused multiply-add per super-block
+                // for the sums and one for the mins.
+                accd = fma(vaddvq_s32(acc) as f32, f16(x.d) * y.d(), accd);
+                accm = fma(k4_msum(y, &sm) as f32, f16(x.dmin) * y.d(), accm);
+            }
+            accd - accm
         }
 
         /// q5_K · q8_K.
@@ -477,15 +455,18 @@ macro_rules! neon_kernels {
             })
         }
 
-        /// q6_K · q8_K.
+        /// q6_K · q8_K in ggml's x86 arithmetic (see `scalar::q6_k_lanes`): 8 lanes of
+        /// scaled sums of unsigned quants, minus 32·(scale·block sum) per lane pair,
+        /// accumulated with one fused multiply-add per super-block.
         #[target_feature(enable = $feat)]
         fn dot_q6_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
             let (xs, ys) = (blk::<BlockQ6K>(x), blk::<BlockQ8K>(y));
             let m4 = vdupq_n_u8(0x0f);
             let m3 = vdupq_n_u8(3);
-            let m32 = vdupq_n_s8(32);
-            sequential!(xs, ys, |x, y| {
-                let mut isum = 0i32;
+            let mut acc0 = vdupq_n_f32(0.0);
+            let mut acc1 = vdupq_n_f32(0.0);
+            for (x, y) in xs.iter().zip(ys) {
+                let mut lanes = [vdupq_n_s32(0); 2];
                 for h in 0..2 {
                     for half in 0..2 {
                         // 16 of the 32 columns `l` of this 128-value half
@@ -501,15 +482,37 @@ macro_rules! neon_kernels {
                             vorrq_u8(vshrq_n_u8::<4>(ql1), hb(6)),
                         ];
                         for (k, v) in v.into_iter().enumerate() {
-                            let q = vsubq_s8(vreinterpretq_s8_u8(v), m32);
                             let base = 128 * h + 32 * k + o;
-                            let p = vaddvq_s32(dot16(vdupq_n_s32(0), q, ld_s8(&y.qs, base)));
-                            isum += i32::from(x.scales[8 * h + 2 * k + half]) * p;
+                            let p = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(v), ld_s8(&y.qs, base));
+                            let sc = i32::from(x.scales[8 * h + 2 * k + half]);
+                            lanes[half] = vmlaq_n_s32(lanes[half], p, sc);
                         }
                     }
                 }
-                k_term(f16(x.d) * y.d(), isum, 0.0, 0)
-            })
+                let mut l = [0i32; 8];
+                // SAFETY: `l` has room for 8 i32; no alignment requirement.
+                unsafe {
+                    vst1q_s32(l.as_mut_ptr(), lanes[0]);
+                    vst1q_s32(l.as_mut_ptr().add(4), lanes[1]);
+                }
+                for (k, v) in l.iter_mut().enumerate() {
+                    let b = i32::from(y.bsum(2 * k)) * i32::from(x.scales[2 * k])
+                        + i32::from(y.bsum(2 * k + 1)) * i32::from(x.scales[2 * k + 1]);
+                    *v -= 32 * b;
+                }
+                // SAFETY: `l` holds 8 readable i32.
+                let (l0, l1) = unsafe { (vld1q_s32(l.as_ptr()), vld1q_s32(l.as_ptr().add(4))) };
+                let d = f16(x.d) * y.d();
+                acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(l0), d);
+                acc1 = vfmaq_n_f32(acc1, vcvtq_f32_s32(l1), d);
+            }
+            let mut out = [0.0f32; 8];
+            // SAFETY: `out` has room for 8 f32; no alignment requirement.
+            unsafe {
+                vst1q_f32(out.as_mut_ptr(), acc0);
+                vst1q_f32(out.as_mut_ptr().add(4), acc1);
+            }
+            reduce8(out)
         }
 
         /// iq4_xs · q8_K.
@@ -580,8 +583,10 @@ macro_rules! neon_kernels {
     };
 }
 
-/// The block dot products of one 32-value block type: `$block(x, y)` gives 4
-/// partial i32 of one block; terms are `(dx·dy)·Σ` (+ `mx·sy` with `min`).
+/// The block dot products of one 32-value block type, in ggml's x86 arithmetic (see
+/// [`crate::kernels`]): per block, the 8 lane sums of `$block(x, y)` converted to f32
+/// and `acc = fma(lanes, dx·dy, acc)` in two `float32x4_t`; `Σ mx·sy` apart (with
+/// `min`); [`reduce8`] at the end.
 macro_rules! dot32_fn {
     (
         $feat:literal,
@@ -592,53 +597,28 @@ macro_rules! dot32_fn {
         #[target_feature(enable = $feat)]
         fn $name(x: &[u8], y: &[u8], _n: usize) -> f32 {
             let (xs, ys) = (blk::<$X>(x), blk::<$Y>(y));
-            let nb = xs.len().min(ys.len());
-            let mut acc = [vdupq_n_f32(0.0); 2];
-            let mut b = 0;
-            while b + 8 <= nb {
-                for (half, a) in acc.iter_mut().enumerate() {
-                    let i = b + 4 * half;
-                    let (Some(xg), Some(yg)) = (xs.get(i..i + 4), ys.get(i..i + 4)) else {
-                        break;
-                    };
-                    let s = hsum4x4([
-                        $block(&xg[0], &yg[0]),
-                        $block(&xg[1], &yg[1]),
-                        $block(&xg[2], &yg[2]),
-                        $block(&xg[3], &yg[3]),
-                    ]);
-                    let dx = f16x4(core::array::from_fn(|k| h(xg[k].d)));
-                    let dy = f16x4(core::array::from_fn(|k| h(yg[k].d)));
-                    #[allow(unused_mut)]
-                    let mut t = vmulq_f32(vmulq_f32(dx, dy), vcvtq_f32_s32(s));
-                    $(
-                        let mx = f16x4(core::array::from_fn(|k| { let $x = &xg[k]; h($m) }));
-                        let sy = f16x4(core::array::from_fn(|k| { let $y = &yg[k]; h($s) }));
-                        t = vaddq_f32(t, vmulq_f32(mx, sy));
-                    )?
-                    *a = vaddq_f32(*a, t);
-                }
-                b += 8;
+            let mut acc0 = vdupq_n_f32(0.0);
+            let mut acc1 = vdupq_n_f32(0.0);
+            #[allow(unused_mut)]
+            let mut summs = 0.0f32;
+            for (xb, yb) in xs.iter().zip(ys) {
+                let (l0, l1) = $block(xb, yb);
+                let d = f16(xb.d) * f16(yb.d);
+                acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(l0), d);
+                acc1 = vfmaq_n_f32(acc1, vcvtq_f32_s32(l1), d);
+                $(
+                    let $x = xb;
+                    let $y = yb;
+                    summs += f16($m) * f16($s);
+                )?
             }
             let mut lanes = [0.0f32; 8];
             // SAFETY: `lanes` has room for 8 f32; no alignment requirement.
             unsafe {
-                vst1q_f32(lanes.as_mut_ptr(), acc[0]);
-                vst1q_f32(lanes.as_mut_ptr().add(4), acc[1]);
+                vst1q_f32(lanes.as_mut_ptr(), acc0);
+                vst1q_f32(lanes.as_mut_ptr().add(4), acc1);
             }
-            for i in b..nb {
-                let (Some(xb), Some(yb)) = (xs.get(i), ys.get(i)) else { break };
-                let s = vaddvq_s32($block(xb, yb)) as f32;
-                #[allow(unused_mut)]
-                let mut t = (f16(xb.d) * f16(yb.d)) * s;
-                $(
-                    let $x = xb;
-                    let $y = yb;
-                    t += f16($m) * f16($s);
-                )?
-                lanes[i % 8] += t;
-            }
-            reduce8(lanes)
+            reduce8(lanes) + summs
         }
     };
 }
@@ -690,15 +670,16 @@ macro_rules! dot_float {
     };
 }
 
-/// A block dot product from an unpacking function: 4 partial i32 of one block.
+/// A block dot product from an unpacking function: the 8 lane sums of one block
+/// (lane k = Σ of products 4k..4k+3), as two `int32x4_t`.
 macro_rules! block_fn {
     ($feat:literal, $block:ident, $unpack:ident, $X:ty, $Y:ty) => {
         #[target_feature(enable = $feat)]
         #[inline]
-        fn $block(x: &$X, y: &$Y) -> int32x4_t {
+        fn $block(x: &$X, y: &$Y) -> (int32x4_t, int32x4_t) {
             let (a0, a1) = $unpack(x);
             let (b0, b1) = act_pair(&y.qs);
-            dot32(a0, a1, b0, b1)
+            (dot16(vdupq_n_s32(0), a0, b0), dot16(vdupq_n_s32(0), a1, b1))
         }
     };
 }

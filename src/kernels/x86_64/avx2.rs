@@ -14,8 +14,8 @@
 
 use core::arch::x86_64::*;
 
-use crate::kernels::scalar::{blk, k_term};
-use crate::kernels::table::{Kernels, TypeKernels};
+use crate::kernels::scalar::{self, blk, k_term};
+use crate::kernels::table::{BatchRule, Kernels, TypeKernels};
 use crate::kernels::{reduce32, reduce8, KernelLevel};
 use crate::quant::{
     BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K,
@@ -32,9 +32,11 @@ pub(super) static TABLE: Kernels = Kernels {
     q8_0: TypeKernels::tiled(dot_q8_0, dot4_q8_0),
     q2_k: TypeKernels::single(dot_q2_k),
     q3_k: TypeKernels::single(dot_q3_k),
-    q4_k: TypeKernels::tiled(dot_q4_k, dot4_q4_k),
+    q4_k: TypeKernels::tiled(dot_q4_k, dot4_q4_k)
+        .with_batch(scalar::dot_q4_k_batch, BatchRule::Groups4),
     q5_k: TypeKernels::single(dot_q5_k),
-    q6_k: TypeKernels::tiled(dot_q6_k, dot4_q6_k),
+    q6_k: TypeKernels::tiled(dot_q6_k, dot4_q6_k)
+        .with_batch(scalar::dot_q6_k_batch, BatchRule::AllFrom8),
     iq4_nl: TypeKernels::tiled(dot_iq4_nl, dot4_iq4_nl),
     iq4_xs: TypeKernels::single(dot_iq4_xs),
     f32: TypeKernels::single(dot_f32),
@@ -136,21 +138,6 @@ fn hsum_i32(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
-/// The 8 horizontal sums of 8 vectors of 8 i32, lane `k` = sum of `v[k]`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn hsum8x8(v: &[__m256i; 8]) -> __m256i {
-    let a01 = _mm256_hadd_epi32(v[0], v[1]);
-    let a23 = _mm256_hadd_epi32(v[2], v[3]);
-    let a45 = _mm256_hadd_epi32(v[4], v[5]);
-    let a67 = _mm256_hadd_epi32(v[6], v[7]);
-    let b0 = _mm256_hadd_epi32(a01, a23);
-    let b1 = _mm256_hadd_epi32(a45, a67);
-    let lo = _mm256_permute2x128_si256::<0x20>(b0, b1);
-    let hi = _mm256_permute2x128_si256::<0x31>(b0, b1);
-    _mm256_add_epi32(lo, hi)
-}
-
 /// Σ over pairs of signed bytes `x·y` into 8 i32 (`y` must not contain −128).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -192,25 +179,38 @@ fn bytes_from_bits(bits: u32) -> __m256i {
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
 }
 
-/// 8 f16 (as u16 bits) → 8 f32, exactly.
+/// One f16 (little-endian) → f32 with F16C, exactly.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn f16x8(h: [[u8; 2]; 8]) -> __m256 {
-    let v = |i: usize| i16::from_le_bytes(h[i]);
-    _mm256_cvtph_ps(_mm_set_epi16(
-        v(7),
-        v(6),
-        v(5),
-        v(4),
-        v(3),
-        v(2),
-        v(1),
-        v(0),
-    ))
+fn f16(b: [u8; 2]) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
+        u16::from_le_bytes(b),
+    ))))
 }
 
-fn f16(b: [u8; 2]) -> f32 {
-    half::f16::from_le_bytes(b).to_f32()
+/// The f16 `d` (first field) of each of 8 consecutive blocks (of at least 4 bytes
+/// each), as 8 f32, exactly.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn d_x8<B: bytemuck::Pod>(blocks: &[B; 8]) -> __m256 {
+    let size = core::mem::size_of::<B>();
+    let bytes: &[u8] = bytemuck::cast_slice(blocks.as_slice());
+    if size < 4 {
+        return _mm256_setzero_ps();
+    }
+    let s = size as i32;
+    let idx = _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s);
+    // SAFETY: the 8 gathered dwords start at `i·size` and end at `i·size + 4 ≤
+    // (i + 1)·size ≤ 8·size = bytes.len()`, all inside `blocks`; gathers have no
+    // alignment requirement.
+    let v = unsafe { _mm256_i32gather_epi32::<1>(bytes.as_ptr().cast(), idx) };
+    // Low 16 bits of each dword → 8 u16 in the low 128 bits.
+    let pick = _mm256_setr_epi8(
+        0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1, -1,
+        -1, -1, -1, -1, -1, -1,
+    );
+    let v = _mm256_permute4x64_epi64::<0b1000>(_mm256_shuffle_epi8(v, pick));
+    _mm256_cvtph_ps(_mm256_castsi256_si128(v))
 }
 
 // ---------------------------------------------------------------- 32-value blocks
@@ -234,54 +234,56 @@ macro_rules! dot32 {
             let yss: [&[$Y]; N] = core::array::from_fn(|v| blk::<$Y>(ys[v]));
             let nb = yss.iter().fold(xs.len(), |m, y| m.min(y.len()));
             let mut acc = [_mm256_setzero_ps(); N];
+            let mut summs = [0.0f32; N];
+            // ggml: per block, lane k of Σ (4 products) to f32, and one fused
+            // multiply-add with the f32 product of the two scales, blocks in order.
+            // Groups of 8 blocks convert their 8 scales at once.
             let mut g = 0;
             while g + 8 <= nb {
                 let Some(xg) = xs.get(g..g + 8).and_then(|s| <&[$X; 8]>::try_from(s).ok()) else {
                     break;
                 };
                 prefetch_ahead(xg);
-                let q: [__m256i; 8] = [
-                    $unpack(&xg[0]),
-                    $unpack(&xg[1]),
-                    $unpack(&xg[2]),
-                    $unpack(&xg[3]),
-                    $unpack(&xg[4]),
-                    $unpack(&xg[5]),
-                    $unpack(&xg[6]),
-                    $unpack(&xg[7]),
-                ];
-                let dx = f16x8_first(xg);
-                let mx = if $min { f16x8_at(xg, 2) } else { _mm256_setzero_ps() };
-                for (a, y) in acc.iter_mut().zip(&yss) {
-                    let Some(yg) = y.get(g..g + 8).and_then(|s| <&[$Y; 8]>::try_from(s).ok()) else {
+                let dx = d_x8(xg);
+                let q: [__m256i; 8] = core::array::from_fn(|i| $unpack(&xg[i]));
+                for v in 0..N {
+                    let Some(yg) = yss[v].get(g..g + 8).and_then(|s| <&[$Y; 8]>::try_from(s).ok()) else {
                         continue;
                     };
-                    let p: [__m256i; 8] = core::array::from_fn(|i| $mul(q[i], load32(&yg[i].qs, 0)));
-                    let s = _mm256_cvtepi32_ps(hsum8x8(&p));
-                    let mut t = _mm256_mul_ps(_mm256_mul_ps(dx, f16x8_first(yg)), s);
-                    if $min {
-                        t = _mm256_add_ps(t, _mm256_mul_ps(mx, f16x8_at(yg, 2)));
+                    let dd = _mm256_mul_ps(dx, d_x8(yg));
+                    let mut a = acc[v];
+                    for i in 0..8 {
+                        let p = _mm256_cvtepi32_ps($mul(q[i], load32(&yg[i].qs, 0)));
+                        let d = _mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(i as i32));
+                        a = _mm256_fmadd_ps(d, p, a);
+                        if $min {
+                            // Q4_1 / Q5_1: `m` and `s` are the second f16 of their blocks.
+                            summs[v] += f16_second(&xg[i]) * f16_second(&yg[i]);
+                        }
                     }
-                    *a = _mm256_add_ps(*a, t);
+                    acc[v] = a;
                 }
                 g += 8;
             }
+            for b in g..nb {
+                let Some(xb) = xs.get(b) else { break };
+                let q = $unpack(xb);
+                let dx = f16(xb.d);
+                for v in 0..N {
+                    let Some(yb) = yss[v].get(b) else { continue };
+                    let p = _mm256_cvtepi32_ps($mul(q, load32(&yb.qs, 0)));
+                    acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16(yb.d)), p, acc[v]);
+                    if $min {
+                        summs[v] += f16_second(xb) * f16_second(yb);
+                    }
+                }
+            }
             let mut out = [0.0f32; N];
-            for ((o, a), y) in out.iter_mut().zip(acc).zip(&yss) {
+            for v in 0..N {
                 let mut lanes = [0.0f32; 8];
                 // SAFETY: `lanes` has room for 8 f32; `storeu` has no alignment requirement.
-                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
-                for b in g..nb {
-                    let (Some(xb), Some(yb)) = (xs.get(b), y.get(b)) else { break };
-                    let s = hsum_i32($mul($unpack(xb), load32(&yb.qs, 0))) as f32;
-                    let mut t = (f16(xb.d) * f16(yb.d)) * s;
-                    if $min {
-                        // Q4_1 / Q5_1: `m` and `s` are the second f16 of their blocks.
-                        t += f16_second(xb) * f16_second(yb);
-                    }
-                    lanes[b % 8] += t;
-                }
-                *o = reduce8(lanes);
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc[v]) };
+                out[v] = if $min { reduce8(lanes) + summs[v] } else { reduce8(lanes) };
             }
             out
         }
@@ -308,49 +310,14 @@ macro_rules! dot32 {
 }
 
 /// The second f16 of a block (`m` of Q4_1/Q5_1, `s` of Q8_1) as f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 fn f16_second<B: bytemuck::Pod>(b: &B) -> f32 {
     let bytes: &[u8] = bytemuck::bytes_of(b);
     match bytes.get(2..4) {
         Some(&[a, c]) => f16([a, c]),
         _ => 0.0,
     }
-}
-
-/// The f16 at offset `off` of each of 8 consecutive blocks (of at least `off + 4`
-/// bytes each), as 8 f32, exactly.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn f16x8_at<B: bytemuck::Pod>(blocks: &[B; 8], off: usize) -> __m256 {
-    let size = core::mem::size_of::<B>();
-    let bytes: &[u8] = bytemuck::cast_slice(blocks.as_slice());
-    if size < off + 4 {
-        return f16x8(core::array::from_fn(|i| {
-            let b = bytes
-                .get(i * size + off..i * size + off + 2)
-                .unwrap_or(&[0, 0]);
-            [b[0], b[1]]
-        }));
-    }
-    let s = size as i32;
-    let idx = _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s);
-    // SAFETY: the 8 gathered dwords start at `i·size + off` and end at
-    // `i·size + off + 4 ≤ (i + 1)·size ≤ 8·size = bytes.len()`, all inside `blocks`;
-    // gathers have no alignment requirement.
-    let v = unsafe { _mm256_i32gather_epi32::<1>(bytes.as_ptr().add(off).cast(), idx) };
-    // Low 16 bits of each dword → 8 u16 in the low 128 bits.
-    let pick = _mm256_setr_epi8(
-        0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1, -1,
-        -1, -1, -1, -1, -1, -1,
-    );
-    let v = _mm256_permute4x64_epi64::<0b1000>(_mm256_shuffle_epi8(v, pick));
-    _mm256_cvtph_ps(_mm256_castsi256_si128(v))
-}
-
-/// The f16 scale `d` (first field) of 8 blocks as f32.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn f16x8_first<B: bytemuck::Pod>(blocks: &[B; 8]) -> __m256 {
-    f16x8_at(blocks, 0)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -631,6 +598,7 @@ fn tile_q4_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
     let (yss, nb) = k_rows(xs.len(), ys);
     let m4 = _mm256_set1_epi8(0x0f);
     let mut sum = [0.0f32; N];
+    let mut summ = [0.0f32; N];
     for (i, x) in xs.iter().enumerate().take(nb) {
         prefetch_ahead(x);
         let sm = k4_scales(&x.scales);
@@ -649,17 +617,15 @@ fn tile_q4_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
                 *a = _mm256_add_epi32(*a, p);
             }
         }
-        for ((s, a), y) in sum.iter_mut().zip(acc).zip(&yss) {
+        // ggml's repacked gemv: one fused multiply-add per super-block for the sums
+        // and one for the mins, subtracted at the end.
+        for (((s, sm_), a), y) in sum.iter_mut().zip(summ.iter_mut()).zip(acc).zip(&yss) {
             let Some(y) = y.get(i) else { continue };
-            *s += k_term(
-                f16(x.d) * y.d(),
-                hsum_i32(a),
-                f16(x.dmin) * y.d(),
-                k4_msum(y, &sm),
-            );
+            *s = scalar::fma(hsum_i32(a) as f32, f16(x.d) * y.d(), *s);
+            *sm_ = scalar::fma(k4_msum(y, &sm) as f32, f16(x.dmin) * y.d(), *sm_);
         }
     }
-    sum
+    core::array::from_fn(|v| sum[v] - summ[v])
 }
 
 k_entries!(
@@ -711,11 +677,11 @@ fn tile_q6_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
     let (yss, nb) = k_rows(xs.len(), ys);
     let m4 = _mm256_set1_epi8(0x0f);
     let m3 = _mm256_set1_epi8(3);
-    let m32 = _mm256_set1_epi8(32);
-    let mut sum = [0.0f32; N];
+    let mut accf = [_mm256_setzero_ps(); N];
     for (i, x) in xs.iter().enumerate().take(nb) {
         prefetch_ahead(x);
         let scales = load16(&x.scales, 0);
+        let scales16 = _mm256_cvtepi8_epi16(scales);
         let mut acc = [_mm256_setzero_si256(); N];
         for h in 0..2 {
             let ql0 = load32(&x.ql, 64 * h);
@@ -738,20 +704,27 @@ fn tile_q6_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
                 for (a, y) in acc.iter_mut().zip(&yss) {
                     let Some(y) = y.get(i) else { continue };
                     let q8 = load32(&y.qs, 128 * h + 32 * k);
-                    let p = _mm256_sub_epi16(
-                        _mm256_maddubs_epi16(v, q8),
-                        _mm256_maddubs_epi16(m32, q8),
-                    );
+                    // Unsigned quants (0..=63); the −32 comes from the block sums below.
+                    let p = _mm256_maddubs_epi16(v, q8);
                     *a = _mm256_add_epi32(*a, _mm256_madd_epi16(p, sc));
                 }
             }
         }
-        for ((s, a), y) in sum.iter_mut().zip(acc).zip(&yss) {
+        for ((f, a), y) in accf.iter_mut().zip(acc).zip(&yss) {
             let Some(y) = y.get(i) else { continue };
-            *s += k_term(f16(x.d) * y.d(), hsum_i32(a), 0.0, 0);
+            // ggml: lane k −= 32·(bsum[2k]·sc[2k] + bsum[2k+1]·sc[2k+1]).
+            let bs = _mm256_madd_epi16(load32(&y.bsums, 0), scales16);
+            let l = _mm256_sub_epi32(a, _mm256_slli_epi32::<5>(bs));
+            let d = _mm256_set1_ps(f16(x.d) * y.d());
+            *f = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(l), *f);
         }
     }
-    sum
+    core::array::from_fn(|v| {
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` has room for 8 f32; `storeu` has no alignment requirement.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), accf[v]) };
+        reduce8(lanes)
+    })
 }
 
 k_entries!(
