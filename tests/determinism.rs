@@ -1,6 +1,10 @@
-//! Determinism: bit-identical logits and tokens with 1, 2 and 4 threads (and batch
-//! sizes), and with temperature > 0 the same seed gives the same text while another seed
+//! Determinism: bit-identical logits and tokens with 1, 2 and 4 threads for every batch
+//! size, and with temperature > 0 the same seed gives the same text while another seed
 //! gives another text. On every synthetic model and on Gemma 3 270M.
+//!
+//! The batch size itself may change the last bits, on purpose: llama.cpp sums a prompt
+//! batch in other orders than one token (its tinyBLAS and repacked kernels), and the
+//! forward pass follows it to give its outputs (see `tests/parity.rs`).
 
 mod common;
 
@@ -69,17 +73,19 @@ fn same_bits(a: &[Vec<f32>], b: &[Vec<f32>]) -> bool {
 
 fn check_threads(name: &str, m: &Model, n: usize) {
     let prompt = "Diagnostic: engine temperature high, coolant";
-    let (l1, t1) = trace(m, 1, 64, prompt, n);
-    for (threads, batch) in [(2, 64), (4, 64), (2, 5), (4, 1)] {
-        let (l, t) = trace(m, threads, batch, prompt, n);
-        assert_eq!(
-            t, t1,
-            "{name}: tokens differ with {threads} threads, batch {batch}"
-        );
-        assert!(
-            same_bits(&l, &l1),
-            "{name}: logits differ with {threads} threads, batch {batch}"
-        );
+    for batch in [64, 5, 1] {
+        let (l1, t1) = trace(m, 1, batch, prompt, n);
+        for threads in [2, 4] {
+            let (l, t) = trace(m, threads, batch, prompt, n);
+            assert_eq!(
+                t, t1,
+                "{name}: tokens differ with {threads} threads, batch {batch}"
+            );
+            assert!(
+                same_bits(&l, &l1),
+                "{name}: logits differ with {threads} threads, batch {batch}"
+            );
+        }
     }
     let (a, ta) = sampled_text(m, 1, 11, n);
     let (b, tb) = sampled_text(m, 4, 11, n);

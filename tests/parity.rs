@@ -8,8 +8,9 @@
 //!   ids |Δlogit| stays within the bound of the model's weight type (see [`SYNTH`]).
 //!   Checked for one batch (prefill, matmul) and for token-by-token decode (matvec).
 //! - Real models (Gemma 3 270M Q4_K_M, Qwen2.5-Coder 0.5B Q4_K_M): greedy continuations
-//!   of 32 tokens from the prompts of `prompts.txt`, fed as llama.cpp's token ids, are
-//!   identical to llama.cpp's. The models are looked up in `TRAMONTANE_MODELS_DIR`, else
+//!   of 32 tokens from the 6 prompts of `prompts.txt` (English, French, code, JSON, C),
+//!   fed as llama.cpp's token ids, are identical to llama.cpp's, every token; llama.cpp's
+//!   top-20 logits along its path are matched to the last bit (bound: see [`REAL`]). The models are looked up in `TRAMONTANE_MODELS_DIR`, else
 //!   `fixtures/models/` (`fixtures/fetch-models.sh`); a missing model fails the test
 //!   unless `TRAMONTANE_SKIP_REAL_MODELS=1`.
 
@@ -20,9 +21,11 @@ use tramontane::model::{Model, StateOptions};
 
 /// Synthetic models and their |Δlogit| bound against llama.cpp.
 ///
-/// At almost every position our logits equal llama.cpp's to a few 1e-6: the arithmetic
-/// is the same but for the order of float sums. The bounds are for the rare positions
-/// where a 1-ulp difference flips a rounding that then grows:
+/// The goldens are from one batch, which the prefill check reproduces exactly for the
+/// Q8_0, Q4_K and Q6_K models; the one-token decode path sums in llama.cpp's other
+/// (one-token) order, and F32/F16/Q4_0 weights use llama.cpp paths this crate does not
+/// copy (tinyBLAS f32/f16 tiles, repacked Q4_0). The bounds are for those, where a
+/// 1-ulp difference can flip a rounding that then grows:
 /// - F32/F16: 1e-2. With F16 weights the activations are rounded to f16 before every
 ///   matmul (as ggml does on x86), and a flipped f16 rounding moves the logits by a few
 ///   1e-3 (measured max 2.0e-3 on `llama-gqa-f16`, 1.4e-3 on `gemma3-f16`, 1e-5 F32).
@@ -142,24 +145,19 @@ fn synthetic_models_match_llama_cpp_logits() {
     }
 }
 
-/// Per real model: `(file stem, near-tie margin, |Δlogit| bound)`.
+/// Per real model: `(file stem, |Δlogit| bound)`.
 ///
-/// These models are numerically chaotic: activations are re-quantized to 8 bits before
-/// every matmul, so a 1-ulp difference in a float sum (any two implementations, or two
-/// settings of llama.cpp, sum in different orders) now and then flips one int8 rounding,
-/// and across 18–24 layers that grows to tenths of a logit, or whole logits for Gemma
-/// (|logits| ≈ 20–30). llama.cpp against itself on the recorded paths: flash attention
-/// on vs off differs by up to 5.4 (mean 0.27) on Gemma and 0.6 (mean 0.06) on Qwen; an
-/// f32 vs f16 KV cache by 4.0 / 0.7; its batch path vs its one-token path pick different
-/// greedy tokens in 6 of the 12 continuations. The bounds below are that variability.
-///
-/// - near-tie: a step where llama.cpp's top-1 logit exceeds its top-2 by less than
-///   this is a coin toss for any implementation; the free-running comparison stops at
-///   the first one, the teacher-forced one skips it.
-/// - |Δlogit| bound on llama.cpp's top-20 along its greedy path.
-const REAL: [(&str, f32, f32); 2] = [
-    ("gemma-3-270m-q4_k_m", 1.5, 5.0),
-    ("qwen2.5-coder-0.5b-instruct-awq-q4_k_m", 0.5, 1.0),
+/// The forward pass follows the arithmetic of llama.cpp's CPU build that recorded the
+/// goldens (x86, AVX-512 here; see `kernels` and `model::forward`): the activation
+/// quantizer, the lane order of every quantized dot product (and the other order its
+/// batch kernels use), f16 attention sums in 16 or 64 lanes, its vectorised `expf`,
+/// its GELU table. The logits come out equal to the last bit on both models, so greedy
+/// continuations must be identical token for token, with no allowance for near-ties.
+/// The bound leaves room only for a C library whose `cosf`/`sinf`/`powf`/`tanhf`
+/// round differently from the one that made the goldens.
+const REAL: [(&str, f32); 2] = [
+    ("gemma-3-270m-q4_k_m", 1e-3),
+    ("qwen2.5-coder-0.5b-instruct-awq-q4_k_m", 1e-3),
 ];
 
 /// The real model file, or `None` when `TRAMONTANE_SKIP_REAL_MODELS=1` and it is missing.
@@ -190,7 +188,7 @@ fn margin(top: &Value) -> f32 {
     l(0) - l(1)
 }
 
-fn greedy_matches((stem, near_tie, bound): (&str, f32, f32)) {
+fn greedy_matches((stem, bound): (&str, f32)) {
     let Some(path) = real_model(stem) else { return };
     let model = Model::open(&path).unwrap_or_else(|e| panic!("{stem}: {e}"));
     let golden = read_jsonl(&synth_dir().join(format!("real/{stem}.greedy.jsonl")));
@@ -201,22 +199,27 @@ fn greedy_matches((stem, near_tie, bound): (&str, f32, f32)) {
         .min(4);
     let mut total_identical = 0;
     let mut total_steps = 0;
+    let mut ties = 0;
     for g in &golden {
         let prompt = ids(&g["prompt_ids"]);
         let want = ids(&g["gen_ids"]);
         let tops = g["path_top"].as_array().expect("path_top");
         assert_eq!(tops.len(), want.len(), "{stem}: path_top length");
-        let first_tie = tops.iter().position(|t| margin(t) < near_tie);
+        ties += tops.iter().filter(|t| margin(t) < 0.5).count();
 
-        // Teacher-forced: prompt + llama.cpp's continuation in one batch.
+        // Teacher-forced: prompt + llama.cpp's continuation in one batch, against
+        // llama.cpp's logits for that same batch (whose top-1 is not always the token
+        // its one-token path picked: at near-ties the two orders of summation differ,
+        // in llama.cpp as here).
         let mut seq = prompt.clone();
         seq.extend_from_slice(&want[..want.len() - 1]);
         let mut st = model.new_state(seq.len(), threads).unwrap();
         let mut all = vec![0.0f32; seq.len() * nv];
         model.eval(&mut st, &seq, &mut all).unwrap();
         let mut max_d = 0.0f32;
-        for (k, (top, &w)) in tops.iter().zip(&want).enumerate() {
+        for (k, top) in tops.iter().enumerate() {
             let row = &all[(prompt.len() - 1 + k) * nv..][..nv];
+            let w = top[0][0].as_u64().expect("id") as u32;
             for pair in top.as_array().expect("top") {
                 let id = pair[0].as_u64().expect("id") as usize;
                 let d = (row[id] - pair[1].as_f64().expect("logit") as f32).abs();
@@ -224,15 +227,15 @@ fn greedy_matches((stem, near_tie, bound): (&str, f32, f32)) {
             }
             let got = argmax(row) as u32;
             assert!(
-                got == w || margin(top) < near_tie,
-                "{stem}: {:?} step {k}: top-1 {got} vs llama.cpp {w} (llama.cpp margin {:.3})",
+                got == w,
+                "{stem}: {:?} step {k}: top-1 {got} vs llama.cpp's batch {w} (margin {:.3})",
                 g["prompt"],
                 margin(top)
             );
         }
         assert!(
             max_d <= bound,
-            "{stem}: {:?}: |Δlogit| {max_d:.3} > {bound}",
+            "{stem}: {:?}: |Δlogit| {max_d:e} > {bound:e}",
             g["prompt"]
         );
 
@@ -252,23 +255,23 @@ fn greedy_matches((stem, near_tie, bound): (&str, f32, f32)) {
             model.eval(&mut st, &[next], &mut logits).unwrap();
         }
         let identical = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
-        let must = first_tie.unwrap_or(want.len());
-        assert!(
-            identical >= must,
-            "{stem}: greedy continuation of {:?} differs from llama.cpp at token {identical} \
-             (before llama.cpp's first near-tie at {must})\n ours: {got:?}\n llama.cpp: {want:?}",
+        assert_eq!(
+            got, want,
+            "{stem}: greedy continuation of {:?} differs from llama.cpp at token {identical}",
             g["prompt"]
         );
         total_identical += identical;
         total_steps += want.len();
         eprintln!(
-            "{stem}: {:?}: {identical}/{} tokens identical (first near-tie: {}), max |Δlogit| {max_d:.3}",
+            "{stem}: {:?}: {identical}/{} tokens identical, max |Δlogit| {max_d:e}",
             g["prompt"],
             want.len(),
-            first_tie.map_or("none".to_string(), |t| t.to_string()),
         );
     }
-    eprintln!("{stem}: {total_identical}/{total_steps} greedy tokens identical in total");
+    eprintln!(
+        "{stem}: {total_identical}/{total_steps} greedy tokens identical in total \
+         ({ties} steps where llama.cpp's top two logits are within 0.5)"
+    );
 }
 
 #[test]

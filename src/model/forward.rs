@@ -3,11 +3,16 @@
 //! One call of [`Model::eval`] runs a batch of tokens through every block: the
 //! matrices are multiplied with [`crate::kernels::matmul`] (one vector per token: a
 //! batch is a matmul, one token a matvec), attention is causal with grouped KV heads
-//! and, on the layers the [`super::ArchSpec`] marks, a sliding window. Precision
-//! follows llama.cpp's CPU graph without flash attention: activations are quantized to
-//! the weight type's partner before each matmul, Q is rounded to the KV cache type for
-//! `K·Q`, the softmax is computed in f32 with an f64 sum, and the probabilities are
-//! rounded to the cache type for `KQ·V`.
+//! and, on the layers the [`super::ArchSpec`] marks, a sliding window.
+//!
+//! Precision follows llama.cpp's CPU graph without flash attention, operation for
+//! operation, so that the logits equal its own to the last bit: activations quantized
+//! to the weight type's partner before each matmul (its rounding), Q rounded to the KV
+//! cache type for `K·Q`, the softmax with ggml's vectorised `expf` and an f64 sum, the
+//! probabilities rounded to the cache type for `KQ·V`, and every sum in llama.cpp's
+//! order. llama.cpp sums a batch of tokens in other orders than a single token (its
+//! tinyBLAS and repacked kernels), and so does this pass: the batch size may change the
+//! last bits, the thread count never does.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -19,7 +24,8 @@ use super::sizes::StateSizes;
 use super::weights::{LayerWeights, TensorRef};
 use super::{FfnActivation, Model, ModelError, RopeStyle};
 use crate::gguf::GgmlType;
-use crate::kernels::{act_type, matmul, ops as kops, vec_dot_f16, Acts, Threads};
+use crate::kernels::scalar::fma;
+use crate::kernels::{act_type, matmul, ops as kops, reduce8, Acts, Threads};
 use crate::Result;
 
 /// How a [`State`] is sized.
@@ -78,7 +84,7 @@ pub struct State {
     up: Vec<f32>,
     /// One token's queries as f16 bytes `[n_head·hd·2]` (f16 cache only).
     q16: Vec<u8>,
-    /// Per-head attention scratch `[n_head][hd + n_ctx]`: output, scores.
+    /// Per-head attention scratch `[n_head][ws_chunk(hd, n_ctx)]`: output, scores, lanes.
     ws: Vec<f32>,
     /// The layer's cached values over the attention span, as f32 `[n_ctx][kv]`
     /// (f16 cache only: each row is converted once, not once per query head).
@@ -87,7 +93,15 @@ pub struct State {
     rope: Vec<(f32, f32)>,
     /// Shape fingerprint of the model the state was made for.
     shape: [usize; 6],
+    /// Intermediate-tensor probe (debugging parity with llama.cpp), see [`State::set_trace`].
+    trace: Option<TraceFn>,
 }
+
+/// A probe called with intermediate tensors of the forward pass: `(name, layer, data)`,
+/// where `name` is llama.cpp's graph name (`attn_norm`, `Qcur_normed`, `kqv_out`,
+/// `l_out`, …), `layer` is −1 outside the blocks, and `data` holds the batch's rows
+/// (`[n_tokens][width]`, the layout of llama.cpp's tensor of that name).
+pub type TraceFn = fn(&str, i32, &[f32]);
 
 impl State {
     /// Positions already in the KV cache (the position of the next token).
@@ -123,6 +137,22 @@ impl State {
     /// Kernel threads.
     pub fn threads(&self) -> usize {
         self.threads.count()
+    }
+
+    /// Install (or remove) a probe that sees the intermediate tensors of every
+    /// [`Model::eval`], under llama.cpp's names, to compare with llama.cpp's own
+    /// (`cb_eval`) tensors when a model's outputs differ. It costs one branch per
+    /// operation when unset.
+    #[doc(hidden)]
+    pub fn set_trace(&mut self, f: Option<TraceFn>) {
+        self.trace = f;
+    }
+}
+
+#[inline]
+fn trace(st: &State, name: &str, il: usize, rows: usize, width: usize, buf: &[f32]) {
+    if let Some(f) = st.trace {
+        f(name, il as i32, buf.get(..rows * width).unwrap_or(buf));
     }
 }
 
@@ -212,6 +242,7 @@ pub(crate) fn new_state(m: &Model, o: StateOptions) -> Result<State> {
         vf: vec![0.0; s.vf],
         rope: vec![(0.0, 0.0); s.rope],
         shape: shape_of(c),
+        trace: None,
     })
 }
 
@@ -345,8 +376,12 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         }
     }
 
+    if st.trace.is_some() {
+        trace(st, "inp_scaled", usize::MAX, b, d, &st.x);
+    }
     for (il, lw) in w.layers.iter().enumerate() {
         attention_block(m, st, il, lw, b, n_past)?;
+        trace(st, "sa_out", il, b, d, &st.x);
 
         // Feed-forward.
         for t in 0..b {
@@ -357,6 +392,7 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
                 eps,
             );
         }
+        trace(st, "ffn_norm", il, b, d, &st.xn);
         let mut key = None;
         project(
             &mut st.acts,
@@ -380,11 +416,14 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
             &st.threads,
         )?;
         add_bias(&mut st.gate, b, ff, lw.ffn_gate_b.as_ref());
+        trace(st, "ffn_up", il, b, ff, &st.up);
+        trace(st, "ffn_gate", il, b, ff, &st.gate);
         let (g, u) = (&mut st.gate[..b * ff], &st.up[..b * ff]);
         match c.arch.ffn_act {
             FfnActivation::Silu => ops::swiglu(g, u),
             FfnActivation::GeluTanh => m.gelu.geglu(g, u),
         }
+        trace(st, "ffn_gate_par", il, b, ff, &st.gate);
         let mut key = None;
         project(
             &mut st.acts,
@@ -397,10 +436,13 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
             &st.threads,
         )?;
         add_bias(&mut st.proj, b, d, lw.ffn_down_b.as_ref());
+        trace(st, "ffn_out", il, b, d, &st.proj);
         if let Some(pn) = &lw.post_ffn_norm {
             norm_rows(&mut st.proj, b, d, pn, eps);
+            trace(st, "ffn_post_norm", il, b, d, &st.proj);
         }
         ops::add(&mut st.x[..b * d], &st.proj[..b * d]);
+        trace(st, "l_out", il, b, d, &st.x);
     }
 
     // Output head: final norm and logits for the rows wanted.
@@ -421,6 +463,7 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
             eps,
         );
     }
+    trace(st, "result_norm", usize::MAX, n_out, d, &st.xn);
     let mut key = None;
     project(
         &mut st.acts,
@@ -465,6 +508,7 @@ fn attention_block(
             eps,
         );
     }
+    trace(st, "attn_norm", il, b, d, &st.xn);
     let mut key = None;
     project(
         &mut st.acts,
@@ -500,12 +544,17 @@ fn attention_block(
     add_bias(&mut st.k, b, kvd, lw.bk.as_ref());
     add_bias(&mut st.v, b, kvd, lw.bv.as_ref());
 
+    trace(st, "Vcur", il, b, kvd, &st.v);
+    trace(st, "Qmm", il, b, qd, &st.q);
+    trace(st, "Kmm", il, b, kvd, &st.k);
     // QK-norm (per head, before RoPE).
     if let Some(qn) = &lw.q_norm {
         norm_rows(&mut st.q, b * c.n_head, hd, qn, eps);
+        trace(st, "Qcur_normed", il, b, qd, &st.q);
     }
     if let Some(kn) = &lw.k_norm {
         norm_rows(&mut st.k, b * c.n_head_kv, hd, kn, eps);
+        trace(st, "Kcur_normed", il, b, kvd, &st.k);
     }
 
     // RoPE, then Gemma's query scale, then into the cache.
@@ -543,7 +592,7 @@ fn attention_block(
             kops::f16_to_f32_row(s, piece);
         });
     }
-    let chunk = hd + st.kv.n_ctx;
+    let chunk = ws_chunk(hd, st.kv.n_ctx).unwrap_or(0);
     for t in 0..b {
         let pos = n_past + t;
         let q_tok = &st.q[t * qd..(t + 1) * qd];
@@ -565,6 +614,7 @@ fn attention_block(
             &st.q16,
             &mut st.ws,
             &st.threads,
+            b > 1,
         );
         for (h, dst) in st.att[t * qd..(t + 1) * qd]
             .chunks_exact_mut(hd)
@@ -574,6 +624,8 @@ fn attention_block(
         }
     }
 
+    trace(st, "Qcur", il, b, qd, &st.q);
+    trace(st, "kqv_out", il, b, qd, &st.att);
     let mut key = None;
     project(
         &mut st.acts,
@@ -586,8 +638,10 @@ fn attention_block(
         &st.threads,
     )?;
     add_bias(&mut st.proj, b, d, lw.bo.as_ref());
+    trace(st, "attn_out", il, b, d, &st.proj);
     if let Some(pn) = &lw.post_attn_norm {
         norm_rows(&mut st.proj, b, d, pn, eps);
+        trace(st, "attn_post_norm", il, b, d, &st.proj);
     }
     ops::add(&mut st.x[..b * d], &st.proj[..b * d]);
     Ok(())
@@ -606,9 +660,87 @@ struct Span {
     span_lo: usize,
 }
 
+/// Lanes of the `K·Q` and `KQ·V` sums when one token is decoded (ggml's
+/// `ggml_vec_dot_f16` with AVX-512: 4 × 16 lanes) and when a batch is (llamafile's
+/// tinyBLAS with AVX-512: 16 lanes). llama.cpp's reference build here targets the
+/// machine's AVX-512 (see `fixtures/reference.sh`); these are its sums.
+const LANES_DECODE: usize = 64;
+const LANES_BATCH: usize = 16;
+
+/// Per-head attention scratch: output `hd`, scores `n_ctx`, `KQ·V` lanes `32·hd`.
+pub(crate) fn ws_chunk(hd: usize, n_ctx: usize) -> Option<usize> {
+    hd.checked_mul(LANES_DECODE + 1)?.checked_add(n_ctx)
+}
+
+/// `_mm512_reduce_add_ps` (GCC): the upper 8 lanes onto the lower 8, then [`reduce8`].
+#[inline(always)]
+fn reduce16(a: &[f32]) -> f32 {
+    let mut c = [0.0f32; 8];
+    for (k, d) in c.iter_mut().enumerate() {
+        *d = a.get(k).copied().unwrap_or(0.0) + a.get(k + 8).copied().unwrap_or(0.0);
+    }
+    reduce8(c)
+}
+
+/// Sum the lanes of one attention dot product in ggml's order for that many lanes:
+/// 16 (tinyBLAS: `reduce16`) or 64 (`GGML_F32x16_REDUCE`: accumulators 0 + 2 and
+/// 1 + 3, then their sum, then `reduce16`).
+#[inline(always)]
+fn reduce_lanes(acc: &[f32]) -> f32 {
+    if acc.len() == LANES_DECODE {
+        let mut v = [0.0f32; 16];
+        for (k, d) in v.iter_mut().enumerate() {
+            *d = (acc[k] + acc[k + 32]) + (acc[k + 16] + acc[k + 48]);
+        }
+        reduce16(&v)
+    } else {
+        reduce16(acc)
+    }
+}
+
+/// `Σ x_i·y_i` over `n` values with `L` lanes (`lane = i mod L`, fused multiply-add in
+/// index order), reduced as ggml does for `L`.
+#[inline(always)]
+fn lane_dot<const L: usize>(n: usize, x: impl Fn(usize) -> f32, y: impl Fn(usize) -> f32) -> f32 {
+    let mut acc = [0.0f32; L];
+    for i in 0..n {
+        acc[i % L] = fma(x(i), y(i), acc[i % L]);
+    }
+    reduce_lanes(&acc)
+}
+
+/// f16 bytes → f32 with the kernels of the level in use.
+#[inline]
+fn k16_to_f32(src: &[u8], dst: &mut [f32]) {
+    kops::f16_to_f32_row(src, dst);
+}
+
+/// [`lane_dot`] for products that are exact in f32 (f16 × f16): multiply-then-add,
+/// which equals the fused multiply-add and vectorises without FMA.
+#[inline(always)]
+fn lane_dot_exact<const L: usize>(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0.0f32; L];
+    let mut xs = x.chunks_exact(L);
+    let mut ys = y.chunks_exact(L);
+    for (xc, yc) in (&mut xs).zip(&mut ys) {
+        for ((a, &p), &q) in acc.iter_mut().zip(xc).zip(yc) {
+            *a += p * q;
+        }
+    }
+    for ((a, &p), &q) in acc.iter_mut().zip(xs.remainder()).zip(ys.remainder()) {
+        *a += p * q;
+    }
+    reduce_lanes(&acc)
+}
+
 /// Attention of one query position over the cached keys `lo..=pos` of a layer
-/// (`lo = pos + 1 - window` for sliding-window layers). Head `h` writes its output to
-/// `ws[h·chunk .. h·chunk + hd]`, with `chunk = hd + n_ctx`.
+/// (`lo = pos + 1 - window` for sliding-window layers), in llama.cpp's arithmetic
+/// without flash attention: `K·Q` with Q rounded to the cache type, the scaled scores,
+/// a softmax with ggml's vectorised `expf` summed in chunks of 8 (aligned on cache
+/// positions) into an f64, the probabilities rounded to the cache type, and `KQ·V` as
+/// one dot product per output value over the cache positions. A batch (`batch`) sums
+/// the dot products in 8 lanes, one token in 32, as llama.cpp's two code paths do.
+/// Head `h` writes its output to `ws[h·chunk .. h·chunk + hd]`.
 #[allow(clippy::too_many_arguments)]
 fn attend(
     c: &ModelConfig,
@@ -619,6 +751,7 @@ fn attend(
     q16: &[u8],
     ws: &mut [f32],
     threads: &Threads,
+    batch: bool,
 ) {
     let Span {
         il,
@@ -631,62 +764,109 @@ fn attend(
     let group = c.n_head / c.n_head_kv;
     let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
     let n_keys = pos + 1 - lo;
-    let chunk = hd + kv.n_ctx;
+    let n_ctx = kv.n_ctx;
+    let Some(chunk) = ws_chunk(hd, n_ctx) else {
+        return;
+    };
     let kq_scale = c.kq_scale;
+    let f16_cache = matches!(kv.v, KvStore::F16(_));
     let ws = ws.get_mut(..c.n_head * chunk).unwrap_or(&mut []);
     threads.for_rows(ws, chunk, |start, piece| {
         let h = start / chunk;
         let kvh = h / group;
-        let (o, scores) = piece.split_at_mut(hd);
+        let (o, rest) = piece.split_at_mut(hd);
+        let (scores, lanes) = rest.split_at_mut(n_ctx);
         let scores = &mut scores[..n_keys];
         let qh = &q_tok[h * hd..(h + 1) * hd];
         let qh16 = &q16[2 * h * hd..2 * (h + 1) * hd];
-        // K·Q
+        // K·Q, scaled. With an f16 cache, Q (rounded to f16) and each K row are widened
+        // to f32 into the (not yet used) lane scratch; their products are exact in f32,
+        // so a multiply then an add equals llama.cpp's fused multiply-add.
+        let (qf, rest) = lanes.split_at_mut(hd);
+        let kf_row = &mut rest[..hd];
+        if let KvStore::F16(_) = kv.k {
+            k16_to_f32(qh16, qf);
+        }
         for (i, s) in scores.iter_mut().enumerate() {
             let at = kv.row(il, lo + i) + kvh * hd;
             let dot = match &kv.k {
-                KvStore::F16(kb) => vec_dot_f16(qh16, &kb[2 * at..2 * (at + hd)], hd),
-                KvStore::F32(kf) => {
-                    let mut acc = 0.0f32;
-                    for (a, b) in qh.iter().zip(&kf[at..at + hd]) {
-                        acc += a * b;
+                KvStore::F16(kb) => {
+                    k16_to_f32(&kb[2 * at..2 * (at + hd)], kf_row);
+                    if batch {
+                        lane_dot_exact::<LANES_BATCH>(qf, kf_row)
+                    } else {
+                        lane_dot_exact::<LANES_DECODE>(qf, kf_row)
                     }
-                    acc
+                }
+                KvStore::F32(kfull) => {
+                    let k = &kfull[at..at + hd];
+                    if batch {
+                        lane_dot::<LANES_BATCH>(hd, |j| qh[j], |j| k[j])
+                    } else {
+                        lane_dot::<LANES_DECODE>(hd, |j| qh[j], |j| k[j])
+                    }
                 }
             };
             *s = dot * kq_scale;
         }
-        // softmax (f32 exponentials, f64 sum, as ggml_soft_max)
+        // Softmax: ggml_vec_soft_max_f32 (AVX-512) over chunks of 16 cache positions.
         let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
         let mut sum = 0.0f64;
-        for s in scores.iter_mut() {
-            *s = ops::expf(*s - max);
-            sum += f64::from(*s);
+        let mut p = lo & !15;
+        while p <= pos {
+            let mut vals = [0.0f32; 16];
+            for (k, v) in vals.iter_mut().enumerate() {
+                let at = p + k;
+                if at >= lo && at <= pos {
+                    let e = kops::v_expf(scores[at - lo] - max);
+                    scores[at - lo] = e;
+                    *v = e;
+                }
+            }
+            sum += f64::from(reduce16(&vals));
+            p += 16;
         }
         let inv = (1.0 / sum) as f32;
-        let f16_cache = matches!(kv.v, KvStore::F16(_));
         for s in scores.iter_mut() {
             *s *= inv;
             if f16_cache {
                 *s = ops::round_f16(*s);
             }
         }
-        // KQ·V
-        o.iter_mut().for_each(|v| *v = 0.0);
-        for (i, &p) in scores.iter().enumerate() {
+        // KQ·V: one dot product per output value over the cache positions, in lanes.
+        let n_lanes = if batch { LANES_BATCH } else { LANES_DECODE };
+        let lanes = &mut lanes[..n_lanes * hd];
+        lanes.iter_mut().for_each(|v| *v = 0.0);
+        for (i, &pr) in scores.iter().enumerate() {
+            let cell = lo + i;
             let v: &[f32] = match &kv.v {
                 KvStore::F16(_) => {
-                    let at = (lo + i - span_lo) * kvd + kvh * hd;
+                    let at = (cell - span_lo) * kvd + kvh * hd;
                     &vf[at..at + hd]
                 }
                 KvStore::F32(vfull) => {
-                    let at = kv.row(il, lo + i) + kvh * hd;
+                    let at = kv.row(il, cell) + kvh * hd;
                     &vfull[at..at + hd]
                 }
             };
-            for (acc, &x) in o.iter_mut().zip(v) {
-                *acc += p * x;
+            let lane = &mut lanes[(cell % n_lanes) * hd..][..hd];
+            if f16_cache {
+                // p and v are f16 values: the product is exact, no fused add needed.
+                for (acc, &x) in lane.iter_mut().zip(v) {
+                    *acc += pr * x;
+                }
+            } else {
+                for (acc, &x) in lane.iter_mut().zip(v) {
+                    *acc = fma(pr, x, *acc);
+                }
             }
+        }
+        let mut col = [0.0f32; LANES_DECODE];
+        for (d, out) in o.iter_mut().enumerate() {
+            for (l, c) in col[..n_lanes].iter_mut().enumerate() {
+                *c = lanes[l * hd + d];
+            }
+            *out = reduce_lanes(&col[..n_lanes]);
         }
     });
 }

@@ -44,7 +44,7 @@ pub use arch::{
 };
 pub use config::{ModelConfig, RopeScaling};
 pub use error::{ModelError, Shape};
-pub use forward::{State, StateOptions};
+pub use forward::{State, StateOptions, TraceFn};
 pub use kv::KvType;
 #[cfg(feature = "std")]
 pub(crate) use state_io::WriteSink;

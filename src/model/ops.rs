@@ -7,6 +7,8 @@ use alloc::vec::Vec;
 
 use half::f16;
 
+use crate::kernels::scalar::fma;
+
 /// The C library's math functions with `std` (what llama.cpp calls, so the results
 /// agree to the last bit), `libm`'s otherwise.
 mod math {
@@ -46,7 +48,7 @@ mod math {
     }
 }
 
-pub use math::{expf, tanhf};
+pub use math::tanhf;
 
 /// Round to the nearest f16 and back (`GGML_CPU_FP32_TO_FP16` then `FP16_TO_FP32`).
 #[inline]
@@ -116,15 +118,15 @@ pub fn rope_head(x: &mut [f32], cs: &[(f32, f32)], neox: bool) {
         let (a, b) = x.split_at_mut(half);
         for ((x0, x1), &(c, s)) in a.iter_mut().zip(b.iter_mut()).zip(cs) {
             let (v0, v1) = (*x0, *x1);
-            *x0 = v0 * c - v1 * s;
-            *x1 = v0 * s + v1 * c;
+            *x0 = fma(v0, c, -(v1 * s));
+            *x1 = fma(v0, s, v1 * c);
         }
     } else {
         for (pair, &(c, s)) in x.chunks_exact_mut(2).zip(cs) {
             if let [x0, x1] = pair {
                 let (v0, v1) = (*x0, *x1);
-                *x0 = v0 * c - v1 * s;
-                *x1 = v0 * s + v1 * c;
+                *x0 = fma(v0, c, -(v1 * s));
+                *x1 = fma(v0, s, v1 * c);
             }
         }
     }
@@ -135,7 +137,9 @@ pub fn rope_head(x: &mut [f32], cs: &[(f32, f32)], neox: bool) {
 fn gelu_f32(x: f32) -> f32 {
     const GELU_COEF_A: f32 = 0.044715;
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + math::tanhf(SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)))
+    // llama.cpp's build (GCC, FMA enabled) contracts `1 + a·x·x` into one fused
+    // multiply-add; the table entries depend on it.
+    0.5 * x * (1.0 + math::tanhf(SQRT_2_OVER_PI * x * fma(GELU_COEF_A * x, x, 1.0)))
 }
 
 /// ggml's GELU table (`GGML_GELU_FP16`): `gelu(x)` for every f16 `x`, rounded to f16,
@@ -186,11 +190,19 @@ impl GeluTable {
     }
 }
 
-/// `gate ← silu(gate) · up` (ggml `swiglu_split`), `silu(x) = x / (1 + e^-x)`.
+/// `gate ← silu(gate) · up` (ggml `swiglu_split`): `silu(x) = x / (1 + e^-x)` with
+/// ggml's vectorised `expf` ([`crate::kernels::ops::v_expf`]) for whole groups of 16,
+/// the C library's for a tail, as `ggml_vec_swiglu_f32` with AVX-512.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
+    let whole = gate.len() - gate.len() % 16;
+    for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
         let x = *g;
-        *g = (x / (1.0 + math::expf(-x))) * u;
+        let e = if i < whole {
+            crate::kernels::ops::v_expf(0.0 - x)
+        } else {
+            math::expf(-x)
+        };
+        *g = (x / (1.0 + e)) * u;
     }
 }
 

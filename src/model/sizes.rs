@@ -85,10 +85,8 @@ impl StateSizes {
             KvType::F32 => bytes_of::<f32>(kv_values, "KV cache")?,
         };
         let act_cols = c.n_embd.max(q_dim).max(c.n_ff);
-        let ws_row = c
-            .head_dim
-            .checked_add(o.n_ctx)
-            .ok_or(ModelError::SessionSize {
+        let ws_row =
+            super::forward::ws_chunk(c.head_dim, o.n_ctx).ok_or(ModelError::SessionSize {
                 what: "attention scratch",
             })?;
         let s = StateSizes {
