@@ -319,7 +319,7 @@ fn report(
     for r in rows {
         let rr = rss_of(r.model).map_or(f64::NAN, |x| ratio_median(&x.ours, &x.llama));
         s += &format!(
-            "| {} | {} | {}× | {}× | {}× | {}× | {}× |\n",
+            "| {} | {} | {}× | {}× | {}× | {}× | {}× | {}× |\n",
             r.model,
             r.threads,
             fmt(
@@ -328,6 +328,7 @@ fn report(
             ),
             fmt(ratio_median(&r.ours.prefill_long, &r.llama.prefill_long), 2),
             fmt(ratio_median(&r.ours.decode, &r.llama.decode), 2),
+            fmt(ratio_median(&r.ours.decode_cpu, &r.llama.decode_cpu), 2),
             fmt(ratio_median(&r.ours.ttft_ms, &r.llama.ttft_ms), 2),
             fmt(rr, 2),
         );
