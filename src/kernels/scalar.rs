@@ -388,6 +388,13 @@ pub(crate) fn dot_q4_k_batch(x: &[u8], y: &[u8], _n: usize) -> f32 {
     acc - accm
 }
 
+/// [`dot_q4_k_batch`] for up to 4 vectors (the `Dot4Fn` shape of the batch kernels).
+pub(crate) fn dot4_q4_k_batch(x: &[u8], ys: [&[u8]; 4], nv: usize, n: usize, out: &mut [f32; 4]) {
+    for (o, y) in out.iter_mut().zip(ys).take(nv) {
+        *o = dot_q4_k_batch(x, y, n);
+    }
+}
+
 /// q5_K · q8_K.
 pub(crate) fn dot_q5_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
     let (x, y) = (blk::<BlockQ5K>(x), blk::<BlockQ8K>(y));
@@ -481,6 +488,13 @@ pub(crate) fn dot_q6_k_batch(x: &[u8], y: &[u8], _n: usize) -> f32 {
         acc = fma(x.d() * isum as f32, y.d(), acc);
     }
     acc
+}
+
+/// [`dot_q6_k_batch`] for up to 4 vectors.
+pub(crate) fn dot4_q6_k_batch(x: &[u8], ys: [&[u8]; 4], nv: usize, n: usize, out: &mut [f32; 4]) {
+    for (o, y) in out.iter_mut().zip(ys).take(nv) {
+        *o = dot_q6_k_batch(x, y, n);
+    }
 }
 
 /// iq4_xs · q8_K.

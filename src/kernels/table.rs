@@ -54,7 +54,7 @@ pub(crate) struct TypeKernels {
     pub(crate) dot2x2: Option<Dot2x2Fn>,
     /// The dot product llama.cpp's x86 code uses for some vectors of a batch, with
     /// other float arithmetic than for one vector (see [`BatchRule`]).
-    pub(crate) batch: Option<(DotFn, BatchRule)>,
+    pub(crate) batch: Option<(Dot4Fn, BatchRule)>,
 }
 
 /// Which vectors of a batch of `nv` take [`TypeKernels::batch`].
@@ -90,7 +90,7 @@ impl TypeKernels {
     }
 
     /// The same kernels with a batch twin (see [`TypeKernels::batch`]).
-    pub(crate) const fn with_batch(self, batch: DotFn, rule: BatchRule) -> Self {
+    pub(crate) const fn with_batch(self, batch: Dot4Fn, rule: BatchRule) -> Self {
         TypeKernels {
             batch: Some((batch, rule)),
             ..self
@@ -181,10 +181,10 @@ impl Kernels {
             q2_k: TypeKernels::single(s::dot_q2_k),
             q3_k: TypeKernels::single(s::dot_q3_k),
             q4_k: TypeKernels::single(s::dot_q4_k)
-                .with_batch(s::dot_q4_k_batch, BatchRule::Groups4),
+                .with_batch(s::dot4_q4_k_batch, BatchRule::Groups4),
             q5_k: TypeKernels::single(s::dot_q5_k),
             q6_k: TypeKernels::single(s::dot_q6_k)
-                .with_batch(s::dot_q6_k_batch, BatchRule::AllFrom8),
+                .with_batch(s::dot4_q6_k_batch, BatchRule::AllFrom8),
             iq4_nl: TypeKernels::single(s::dot_iq4_nl),
             iq4_xs: TypeKernels::single(s::dot_iq4_xs),
             f32: TypeKernels::single(s::dot_f32),
@@ -249,12 +249,16 @@ impl Kernels {
         let (k, at) = self.checked(ty)?;
         check_len("weight row bytes", row_bytes(ty, n)?, x.len())?;
         check_len("activation row bytes", row_bytes(at, n)?, y.len())?;
-        let f = match k.batch {
-            Some((bd, rule)) if rule.applies(v - v % 4, nv) => bd,
-            _ => k.dot,
-        };
-        // SAFETY: as in `vec_dot`.
-        Ok(unsafe { f(x, y, n) })
+        match k.batch {
+            Some((bd, rule)) if rule.applies(v - v % 4, nv) => {
+                let mut out = [0.0f32; 4];
+                // SAFETY: as in `vec_dot`, for one vector.
+                unsafe { bd(x, [y; 4], 1, n, &mut out) };
+                Ok(out[0])
+            }
+            // SAFETY: as in `vec_dot`.
+            _ => Ok(unsafe { (k.dot)(x, y, n) }),
+        }
     }
 
     /// f16 (little-endian bytes, any address) → f32 for `min(src.len() / 2, dst.len())`
@@ -388,10 +392,8 @@ impl Kernels {
                         let batch = k.batch.filter(|(_, rule)| rule.applies(v0, nv));
                         if let Some((bd, _)) = batch {
                             // Both rules cover whole groups of 4 aligned on `v0`.
-                            for (o, y) in res.iter_mut().zip(ys).take(vn) {
-                                // SAFETY: as for the single dot.
-                                *o = unsafe { bd(xr, y, n) };
-                            }
+                            // SAFETY: as for the 4-vector kernel below.
+                            unsafe { bd(xr, ys, vn, n, &mut res) };
                         } else if let Some(dot4) = k.dot4 {
                             // SAFETY: as for the single dot: supported level, whole rows
                             // of `n` values, vn ≤ 4.

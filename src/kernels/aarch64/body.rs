@@ -36,10 +36,10 @@ macro_rules! neon_kernels {
             q2_k: TypeKernels::single(dot_q2_k),
             q3_k: TypeKernels::single(dot_q3_k),
             q4_k: TypeKernels::single(dot_q4_k)
-                .with_batch(crate::kernels::scalar::dot_q4_k_batch, crate::kernels::table::BatchRule::Groups4),
+                .with_batch(crate::kernels::scalar::dot4_q4_k_batch, crate::kernels::table::BatchRule::Groups4),
             q5_k: TypeKernels::single(dot_q5_k),
             q6_k: TypeKernels::single(dot_q6_k)
-                .with_batch(crate::kernels::scalar::dot_q6_k_batch, crate::kernels::table::BatchRule::AllFrom8),
+                .with_batch(crate::kernels::scalar::dot4_q6_k_batch, crate::kernels::table::BatchRule::AllFrom8),
             iq4_nl: TypeKernels::single(dot_iq4_nl),
             iq4_xs: TypeKernels::single(dot_iq4_xs),
             f32: TypeKernels::single(dot_f32),

@@ -32,11 +32,9 @@ pub(super) static TABLE: Kernels = Kernels {
     q8_0: TypeKernels::tiled(dot_q8_0, dot4_q8_0),
     q2_k: TypeKernels::single(dot_q2_k),
     q3_k: TypeKernels::single(dot_q3_k),
-    q4_k: TypeKernels::tiled(dot_q4_k, dot4_q4_k)
-        .with_batch(scalar::dot_q4_k_batch, BatchRule::Groups4),
+    q4_k: TypeKernels::tiled(dot_q4_k, dot4_q4_k).with_batch(dot4_q4_k_batch, BatchRule::Groups4),
     q5_k: TypeKernels::single(dot_q5_k),
-    q6_k: TypeKernels::tiled(dot_q6_k, dot4_q6_k)
-        .with_batch(scalar::dot_q6_k_batch, BatchRule::AllFrom8),
+    q6_k: TypeKernels::tiled(dot_q6_k, dot4_q6_k).with_batch(dot4_q6_k_batch, BatchRule::AllFrom8),
     iq4_nl: TypeKernels::tiled(dot_iq4_nl, dot4_iq4_nl),
     iq4_xs: TypeKernels::single(dot_iq4_xs),
     f32: TypeKernels::single(dot_f32),
@@ -628,6 +626,53 @@ fn tile_q4_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
     core::array::from_fn(|v| sum[v] - summ[v])
 }
 
+/// q4_K · q8_K as llama.cpp's repacked x86 `gemm` (see `scalar::dot_q4_k_batch`): one
+/// fused multiply-add per pair of sub-blocks, for `N` vectors.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_q4_k_batch<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
+    let xs = blk::<BlockQ4K>(x);
+    let (yss, nb) = k_rows(xs.len(), ys);
+    let m4 = _mm256_set1_epi8(0x0f);
+    let mut sum = [0.0f32; N];
+    let mut summ = [0.0f32; N];
+    for (i, x) in xs.iter().enumerate().take(nb) {
+        prefetch_ahead(x);
+        let sm = k4_scales(&x.scales);
+        let (dx, dmx) = (f16(x.d), f16(x.dmin));
+        for j in 0..4 {
+            let q4 = load32(&x.qs, 32 * j);
+            let lo = _mm256_and_si256(q4, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), m4);
+            let slo = _mm256_set1_epi16(i16::from(sm[2 * j]));
+            let shi = _mm256_set1_epi16(i16::from(sm[2 * j + 1]));
+            for v in 0..N {
+                let Some(y) = yss[v].get(i) else { continue };
+                let plo = _mm256_maddubs_epi16(lo, load32(&y.qs, 64 * j));
+                let phi = _mm256_maddubs_epi16(hi, load32(&y.qs, 64 * j + 32));
+                let p = _mm256_add_epi32(_mm256_madd_epi16(plo, slo), _mm256_madd_epi16(phi, shi));
+                let b = |k: usize| i32::from(y.bsum(k));
+                let msum = i32::from(sm[8 + 2 * j]) * (b(4 * j) + b(4 * j + 1))
+                    + i32::from(sm[8 + 2 * j + 1]) * (b(4 * j + 2) + b(4 * j + 3));
+                sum[v] = scalar::fma(hsum_i32(p) as f32, dx * y.d(), sum[v]);
+                summ[v] = scalar::fma(msum as f32, dmx * y.d(), summ[v]);
+            }
+        }
+    }
+    core::array::from_fn(|v| sum[v] - summ[v])
+}
+
+/// q4_K · q8_K, llama.cpp's batch arithmetic. Up to 4 vectors (see `Dot4Fn`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot4_q4_k_batch(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
+    match nv {
+        0 => {}
+        1 => out[0] = tile_q4_k_batch::<1>(x, &[ys[0]])[0],
+        2 => out[..2].copy_from_slice(&tile_q4_k_batch::<2>(x, &[ys[0], ys[1]])),
+        3 => out[..3].copy_from_slice(&tile_q4_k_batch::<3>(x, &[ys[0], ys[1], ys[2]])),
+        _ => *out = tile_q4_k_batch::<4>(x, &ys),
+    }
+}
+
 k_entries!(
     /// q4_K · q8_K.
     fn dot_q4_k, dot4_q4_k, tile_q4_k
@@ -725,6 +770,68 @@ fn tile_q6_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
         unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), accf[v]) };
         reduce8(lanes)
     })
+}
+
+/// q6_K · q8_K as llama.cpp's tiled x86 matmul (see `scalar::dot_q6_k_batch`): per
+/// super-block the exact i32 sum, `acc = fma(d·isum, dy, acc)`, for `N` vectors.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_q6_k_batch<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
+    let xs = blk::<BlockQ6K>(x);
+    let (yss, nb) = k_rows(xs.len(), ys);
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m3 = _mm256_set1_epi8(3);
+    let mut sum = [0.0f32; N];
+    for (i, x) in xs.iter().enumerate().take(nb) {
+        prefetch_ahead(x);
+        let scales = load16(&x.scales, 0);
+        let scales16 = _mm256_cvtepi8_epi16(scales);
+        let mut acc = [_mm256_setzero_si256(); N];
+        for h in 0..2 {
+            let ql0 = load32(&x.ql, 64 * h);
+            let ql1 = load32(&x.ql, 64 * h + 32);
+            let qh = load32(&x.qh, 32 * h);
+            let hb = |k: i32| {
+                _mm256_slli_epi16::<4>(_mm256_and_si256(
+                    _mm256_srl_epi16(qh, _mm_cvtsi32_si128(k)),
+                    m3,
+                ))
+            };
+            let v = [
+                _mm256_or_si256(_mm256_and_si256(ql0, m4), hb(0)),
+                _mm256_or_si256(_mm256_and_si256(ql1, m4), hb(2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), hb(4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), hb(6)),
+            ];
+            for (k, v) in v.into_iter().enumerate() {
+                let sc = scale_pair(scales, 4 * h + k);
+                for (a, y) in acc.iter_mut().zip(&yss) {
+                    let Some(y) = y.get(i) else { continue };
+                    let p = _mm256_maddubs_epi16(v, load32(&y.qs, 128 * h + 32 * k));
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(p, sc));
+                }
+            }
+        }
+        let dx = f16(x.d);
+        for ((s, a), y) in sum.iter_mut().zip(acc).zip(&yss) {
+            let Some(y) = y.get(i) else { continue };
+            let bs = _mm256_madd_epi16(load32(&y.bsums, 0), scales16);
+            let isum = hsum_i32(_mm256_sub_epi32(a, _mm256_slli_epi32::<5>(bs)));
+            *s = scalar::fma(dx * isum as f32, y.d(), *s);
+        }
+    }
+    sum
+}
+
+/// q6_K · q8_K, llama.cpp's batch arithmetic. Up to 4 vectors (see `Dot4Fn`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot4_q6_k_batch(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
+    match nv {
+        0 => {}
+        1 => out[0] = tile_q6_k_batch::<1>(x, &[ys[0]])[0],
+        2 => out[..2].copy_from_slice(&tile_q6_k_batch::<2>(x, &[ys[0], ys[1]])),
+        3 => out[..3].copy_from_slice(&tile_q6_k_batch::<3>(x, &[ys[0], ys[1], ys[2]])),
+        _ => *out = tile_q6_k_batch::<4>(x, &ys),
+    }
 }
 
 k_entries!(
