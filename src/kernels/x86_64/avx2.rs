@@ -715,53 +715,65 @@ fn dot_q5_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
     })
 }
 
-/// q6_K · q8_K for `N` vectors, each weight block unpacked once.
+/// The 8 lanes of ggml's x86 q6_K kernel (see `scalar::q6_k_lanes`) of one weight
+/// super-block against block `i` of `N` activation rows (zero where a row is short).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn q6_k_lanes<const N: usize>(x: &BlockQ6K, yss: &[&[BlockQ8K]; N], i: usize) -> [__m256i; N] {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m3 = _mm256_set1_epi8(3);
+    let scales = load16(&x.scales, 0);
+    let mut acc = [_mm256_setzero_si256(); N];
+    for h in 0..2 {
+        let ql0 = load32(&x.ql, 64 * h);
+        let ql1 = load32(&x.ql, 64 * h + 32);
+        let qh = load32(&x.qh, 32 * h);
+        let hb = |k: i32| {
+            _mm256_slli_epi16::<4>(_mm256_and_si256(
+                _mm256_srl_epi16(qh, _mm_cvtsi32_si128(k)),
+                m3,
+            ))
+        };
+        let v = [
+            _mm256_or_si256(_mm256_and_si256(ql0, m4), hb(0)),
+            _mm256_or_si256(_mm256_and_si256(ql1, m4), hb(2)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), hb(4)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), hb(6)),
+        ];
+        for (k, v) in v.into_iter().enumerate() {
+            let sc = scale_pair(scales, 4 * h + k);
+            for (a, y) in acc.iter_mut().zip(yss) {
+                let Some(y) = y.get(i) else { continue };
+                // Unsigned quants (0..=63); the −32 comes from the block sums below.
+                let p = _mm256_maddubs_epi16(v, load32(&y.qs, 128 * h + 32 * k));
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(p, sc));
+            }
+        }
+    }
+    let scales16 = _mm256_cvtepi8_epi16(scales);
+    for (a, y) in acc.iter_mut().zip(yss) {
+        let Some(y) = y.get(i) else { continue };
+        // ggml: lane k −= 32·(bsum[2k]·sc[2k] + bsum[2k+1]·sc[2k+1]).
+        let bs = _mm256_madd_epi16(load32(&y.bsums, 0), scales16);
+        *a = _mm256_sub_epi32(*a, _mm256_slli_epi32::<5>(bs));
+    }
+    acc
+}
+
+/// q6_K · q8_K for `N` vectors, each weight block unpacked once: per super-block
+/// `acc_k = fma(d·dy, lane_k, acc_k)`, then `reduce8`.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile_q6_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
     let xs = blk::<BlockQ6K>(x);
     let (yss, nb) = k_rows(xs.len(), ys);
-    let m4 = _mm256_set1_epi8(0x0f);
-    let m3 = _mm256_set1_epi8(3);
     let mut accf = [_mm256_setzero_ps(); N];
     for (i, x) in xs.iter().enumerate().take(nb) {
         prefetch_ahead(x);
-        let scales = load16(&x.scales, 0);
-        let scales16 = _mm256_cvtepi8_epi16(scales);
-        let mut acc = [_mm256_setzero_si256(); N];
-        for h in 0..2 {
-            let ql0 = load32(&x.ql, 64 * h);
-            let ql1 = load32(&x.ql, 64 * h + 32);
-            let qh = load32(&x.qh, 32 * h);
-            let hb = |k: i32| {
-                _mm256_slli_epi16::<4>(_mm256_and_si256(
-                    _mm256_srl_epi16(qh, _mm_cvtsi32_si128(k)),
-                    m3,
-                ))
-            };
-            let v = [
-                _mm256_or_si256(_mm256_and_si256(ql0, m4), hb(0)),
-                _mm256_or_si256(_mm256_and_si256(ql1, m4), hb(2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), hb(4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), hb(6)),
-            ];
-            for (k, v) in v.into_iter().enumerate() {
-                let sc = scale_pair(scales, 4 * h + k);
-                for (a, y) in acc.iter_mut().zip(&yss) {
-                    let Some(y) = y.get(i) else { continue };
-                    let q8 = load32(&y.qs, 128 * h + 32 * k);
-                    // Unsigned quants (0..=63); the −32 comes from the block sums below.
-                    let p = _mm256_maddubs_epi16(v, q8);
-                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(p, sc));
-                }
-            }
-        }
-        for ((f, a), y) in accf.iter_mut().zip(acc).zip(&yss) {
+        let lanes = q6_k_lanes(x, &yss, i);
+        let dx = f16(x.d);
+        for ((f, l), y) in accf.iter_mut().zip(lanes).zip(&yss) {
             let Some(y) = y.get(i) else { continue };
-            // ggml: lane k −= 32·(bsum[2k]·sc[2k] + bsum[2k+1]·sc[2k+1]).
-            let bs = _mm256_madd_epi16(load32(&y.bsums, 0), scales16);
-            let l = _mm256_sub_epi32(a, _mm256_slli_epi32::<5>(bs));
-            let d = _mm256_set1_ps(f16(x.d) * y.d());
-            *f = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(l), *f);
+            *f = _mm256_fmadd_ps(_mm256_set1_ps(dx * y.d()), _mm256_cvtepi32_ps(l), *f);
         }
     }
     core::array::from_fn(|v| {
@@ -772,51 +784,25 @@ fn tile_q6_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
     })
 }
 
+k_entries!(
+    /// q6_K · q8_K.
+    fn dot_q6_k, dot4_q6_k, tile_q6_k
+);
+
 /// q6_K · q8_K as llama.cpp's tiled x86 matmul (see `scalar::dot_q6_k_batch`): per
 /// super-block the exact i32 sum, `acc = fma(d·isum, dy, acc)`, for `N` vectors.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile_q6_k_batch<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
     let xs = blk::<BlockQ6K>(x);
     let (yss, nb) = k_rows(xs.len(), ys);
-    let m4 = _mm256_set1_epi8(0x0f);
-    let m3 = _mm256_set1_epi8(3);
     let mut sum = [0.0f32; N];
     for (i, x) in xs.iter().enumerate().take(nb) {
         prefetch_ahead(x);
-        let scales = load16(&x.scales, 0);
-        let scales16 = _mm256_cvtepi8_epi16(scales);
-        let mut acc = [_mm256_setzero_si256(); N];
-        for h in 0..2 {
-            let ql0 = load32(&x.ql, 64 * h);
-            let ql1 = load32(&x.ql, 64 * h + 32);
-            let qh = load32(&x.qh, 32 * h);
-            let hb = |k: i32| {
-                _mm256_slli_epi16::<4>(_mm256_and_si256(
-                    _mm256_srl_epi16(qh, _mm_cvtsi32_si128(k)),
-                    m3,
-                ))
-            };
-            let v = [
-                _mm256_or_si256(_mm256_and_si256(ql0, m4), hb(0)),
-                _mm256_or_si256(_mm256_and_si256(ql1, m4), hb(2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), hb(4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), hb(6)),
-            ];
-            for (k, v) in v.into_iter().enumerate() {
-                let sc = scale_pair(scales, 4 * h + k);
-                for (a, y) in acc.iter_mut().zip(&yss) {
-                    let Some(y) = y.get(i) else { continue };
-                    let p = _mm256_maddubs_epi16(v, load32(&y.qs, 128 * h + 32 * k));
-                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(p, sc));
-                }
-            }
-        }
+        let lanes = q6_k_lanes(x, &yss, i);
         let dx = f16(x.d);
-        for ((s, a), y) in sum.iter_mut().zip(acc).zip(&yss) {
+        for ((s, l), y) in sum.iter_mut().zip(lanes).zip(&yss) {
             let Some(y) = y.get(i) else { continue };
-            let bs = _mm256_madd_epi16(load32(&y.bsums, 0), scales16);
-            let isum = hsum_i32(_mm256_sub_epi32(a, _mm256_slli_epi32::<5>(bs)));
-            *s = scalar::fma(dx * isum as f32, y.d(), *s);
+            *s = scalar::fma(dx * hsum_i32(l) as f32, y.d(), *s);
         }
     }
     sum
@@ -833,11 +819,6 @@ fn dot4_q6_k_batch(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f3
         _ => *out = tile_q6_k_batch::<4>(x, &ys),
     }
 }
-
-k_entries!(
-    /// q6_K · q8_K.
-    fn dot_q6_k, dot4_q6_k, tile_q6_k
-);
 
 /// iq4_xs · q8_K.
 #[target_feature(enable = "avx2,fma,f16c")]
