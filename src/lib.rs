@@ -59,7 +59,7 @@
 //! | target | kernel levels |
 //! |--------|---------------|
 //! | x86-64 | AVX2 (with FMA and F16C), scalar |
-//! | aarch64 (Linux, or bare metal without `std`) | NEON, dotprod, i8mm (detected with `std`, from the compile-time target features without), scalar |
+//! | aarch64 (Linux, or bare metal without `std`) | NEON, dotprod (detected with `std`, from the compile-time target features without; an i8mm CPU runs the dotprod kernels), scalar |
 //! | armv7 (`armv7-unknown-linux-gnueabihf`), thumbv7em, others | scalar only |
 //!
 //! On 32-bit ARM the kernels are the scalar ones, picked cleanly (no SIMD level is

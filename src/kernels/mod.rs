@@ -88,7 +88,8 @@ pub enum KernelLevel {
     Neon,
     /// aarch64 NEON plus the `sdot` dot-product instructions (Armv8.2 `dotprod`).
     Dotprod,
-    /// aarch64 dotprod plus the `smmla` int8 matrix multiply (Armv8.6 `i8mm`).
+    /// aarch64 dotprod plus the int8 matrix multiply (Armv8.6 `i8mm`); it runs the
+    /// dotprod kernels (`smmla` sums 8 values, llama.cpp's arithmetic needs 4-value lanes).
     I8mm,
 }
 
