@@ -65,7 +65,7 @@
 //! On 32-bit ARM the kernels are the scalar ones, picked cleanly (no SIMD level is
 //! reported available, and asking for one is [`kernels::KernelError::Unavailable`]):
 //! the aarch64 NEON kernels use A64-only instructions (`addv`, 128-bit `addp`,
-//! `fcvtl2`, `sdot`, `smmla`), and Rust's 32-bit NEON intrinsics (`core::arch::arm`)
+//! `fcvtl2`, `sdot`), and Rust's 32-bit NEON intrinsics (`core::arch::arm`)
 //! are unstable (`stdarch_arm_neon_intrinsics`). Every SIMD level gives the same bits as
 //! the scalar kernels. `cross/README.md` has the full table of targets, how each is
 //! built and what runs where.
