@@ -440,13 +440,120 @@ fn cmd_quantize(ty: &str, n: usize) -> Res<()> {
     Ok(())
 }
 
+/// `tensors MODEL OUTDIR NAMES ids...`: run the ids through llama.cpp as one batch (flash
+/// attention off, f16 KV cache, one thread, logits for the last position) and write
+/// every f32 graph tensor whose name is in `NAMES` (comma-separated, `*` for all) to
+/// `OUTDIR/NAME.bin` (little-endian f32 in ggml's element order; a name computed twice
+/// keeps its last value), with `OUTDIR/index.txt` listing name, type and shape. Compare
+/// with the crate's tensors (`examples/trace.rs`) by `fixtures/compare-tensors.py`.
+fn cmd_tensors(path: &str, dir: &str, names: &str, ids: &[i32]) -> Res<()> {
+    use llama_cpp_sys_2 as sys;
+    use std::ffi::{c_void, CStr, CString};
+
+    struct Probe {
+        dir: String,
+        names: Vec<String>,
+        index: String,
+    }
+
+    unsafe extern "C" fn probe(t: *mut sys::ggml_tensor, ask: bool, ud: *mut c_void) -> bool {
+        // SAFETY: `ud` is the `Probe` passed below, alive for the whole decode; ggml
+        // calls back on the decoding thread only; `t` is a live graph node.
+        let (p, tt) = unsafe { (&mut *(ud as *mut Probe), &*t) };
+        // SAFETY: ggml_get_name returns the node's NUL-terminated name.
+        let name = unsafe { CStr::from_ptr(sys::ggml_get_name(t)) }
+            .to_string_lossy()
+            .into_owned();
+        let wanted = p.names.iter().any(|n| n == "*" || *n == name);
+        if ask || !wanted {
+            return wanted || !ask;
+        }
+        p.index
+            .push_str(&format!("{name} type={} ne={:?}\n", tt.type_, tt.ne));
+        if tt.type_ != sys::GGML_TYPE_F32 || tt.data.is_null() {
+            return true;
+        }
+        let mut out = Vec::new();
+        let base = tt.data as *const u8;
+        for i3 in 0..tt.ne[3] {
+            for i2 in 0..tt.ne[2] {
+                for i1 in 0..tt.ne[1] {
+                    for i0 in 0..tt.ne[0] {
+                        let off = i0 as usize * tt.nb[0]
+                            + i1 as usize * tt.nb[1]
+                            + i2 as usize * tt.nb[2]
+                            + i3 as usize * tt.nb[3];
+                        // SAFETY: the offset is inside the tensor (ne/nb from ggml).
+                        let v = unsafe { (base.add(off) as *const f32).read_unaligned() };
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+        }
+        let _ = std::fs::write(format!("{}/{}.bin", p.dir, name.replace('/', "_")), out);
+        true
+    }
+
+    std::fs::create_dir_all(dir)?;
+    let mut p = Box::new(Probe {
+        dir: dir.to_string(),
+        names: names.split(',').map(String::from).collect(),
+        index: String::new(),
+    });
+    let mut ids = ids.to_vec();
+    // SAFETY: plain llama.cpp C API calls in their documented order; every pointer is
+    // checked before use and freed at the end.
+    unsafe {
+        sys::llama_backend_init();
+        let mut mp = sys::llama_model_default_params();
+        mp.n_gpu_layers = 0;
+        let cpath = CString::new(path)?;
+        let m = sys::llama_model_load_from_file(cpath.as_ptr(), mp);
+        if m.is_null() {
+            return Err(format!("cannot load {path}").into());
+        }
+        let mut cp = sys::llama_context_default_params();
+        let n = ids.len() as u32;
+        cp.n_ctx = round_up(n as usize, 256).max(512) as u32;
+        cp.n_batch = cp.n_ctx;
+        cp.n_ubatch = cp.n_ctx;
+        cp.n_threads = 1;
+        cp.n_threads_batch = 1;
+        cp.flash_attn_type = sys::LLAMA_FLASH_ATTN_TYPE_DISABLED;
+        cp.cb_eval = Some(probe);
+        cp.cb_eval_user_data = &mut *p as *mut Probe as *mut c_void;
+        let ctx = sys::llama_init_from_model(m, cp);
+        if ctx.is_null() {
+            sys::llama_model_free(m);
+            return Err("cannot create a context".into());
+        }
+        let batch = sys::llama_batch_get_one(ids.as_mut_ptr(), ids.len() as i32);
+        let rc = sys::llama_decode(ctx, batch);
+        sys::llama_free(ctx);
+        sys::llama_model_free(m);
+        if rc != 0 {
+            return Err(format!("llama_decode returned {rc}").into());
+        }
+    }
+    std::fs::write(format!("{dir}/index.txt"), &p.index)?;
+    eprintln!("wrote {} tensors to {dir}", p.index.lines().count());
+    Ok(())
+}
+
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() >= 4 && args[1] == "quantize" {
         return cmd_quantize(&args[2], args[3].parse()?);
     }
+    if args.len() >= 6 && args[1] == "tensors" {
+        let ids: Vec<i32> = args[5..]
+            .iter()
+            .map(|a| a.parse())
+            .collect::<Result<_, _>>()?;
+        return cmd_tensors(&args[2], &args[3], &args[4], &ids);
+    }
     if args.len() < 3 {
-        eprintln!("usage: reference tokenize|detok|logits|greedy|bench|info MODEL [args] | quantize TYPE N");
+        eprintln!("usage: reference tokenize|detok|logits|greedy|bench|info MODEL [args] | quantize TYPE N | tensors MODEL OUTDIR NAMES ids...");
         std::process::exit(2);
     }
     let mut backend = LlamaBackend::init()?;

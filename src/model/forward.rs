@@ -379,8 +379,29 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
     if st.trace.is_some() {
         trace(st, "inp_scaled", usize::MAX, b, d, &st.x);
     }
+    let n_layer = w.layers.len();
+    // The rows whose outputs are wanted: like llama.cpp (`inp_out_ids`), the last block
+    // runs its feed-forward part on those rows only (its matmuls then sum as for that
+    // many vectors), and not at all when no logits are wanted.
+    let n_outputs = match out {
+        Out::None => 0,
+        Out::Last(_) => 1,
+        Out::All(_) => b,
+    };
+    let mut rows_at_zero = false;
     for (il, lw) in w.layers.iter().enumerate() {
         attention_block(m, st, il, lw, b, n_past)?;
+        let b = if il + 1 == n_layer && n_outputs < b {
+            if n_outputs == 0 {
+                break;
+            }
+            // Out::Last: the last row moves to row 0.
+            st.x.copy_within((b - 1) * d..b * d, 0);
+            rows_at_zero = true;
+            n_outputs
+        } else {
+            b
+        };
         trace(st, "sa_out", il, b, d, &st.x);
 
         // Feed-forward.
@@ -451,6 +472,7 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
             st.n_past += b;
             return Ok(());
         }
+        Out::Last(l) if rows_at_zero => (0..1, l),
         Out::Last(l) => (b - 1..b, l),
         Out::All(l) => (0..b, l),
     };
@@ -570,12 +592,16 @@ fn attention_block(
         for head in st.k[t * kvd..(t + 1) * kvd].chunks_exact_mut(hd) {
             ops::rope_head(head, &st.rope, neox);
         }
-        if let Some(s) = c.q_scale {
-            st.q[t * qd..(t + 1) * qd].iter_mut().for_each(|v| *v *= s);
-        }
         let at = st.kv.row(il, pos);
         st.kv.k.store(at, &st.k[t * kvd..(t + 1) * kvd]);
         st.kv.v.store(at, &st.v[t * kvd..(t + 1) * kvd]);
+    }
+
+    trace(st, "Qcur", il, b, qd, &st.q);
+    trace(st, "Kcur", il, b, kvd, &st.k);
+    // Gemma's query scale, after RoPE (llama.cpp's `ggml_scale` of Qcur).
+    if let Some(s) = c.q_scale {
+        st.q[..b * qd].iter_mut().for_each(|v| *v *= s);
     }
 
     // Causal attention, one token at a time, heads in parallel. With an f16 cache the
@@ -624,7 +650,6 @@ fn attention_block(
         }
     }
 
-    trace(st, "Qcur", il, b, qd, &st.q);
     trace(st, "kqv_out", il, b, qd, &st.att);
     let mut key = None;
     project(
