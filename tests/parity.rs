@@ -14,7 +14,11 @@
 //!   `fixtures/models/` (`fixtures/fetch-models.sh`); a missing model fails the test
 //!   unless `TRAMONTANE_SKIP_REAL_MODELS=1`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::real_model;
 
 use serde_json::Value;
 use tramontane::model::{Model, StateOptions};
@@ -159,29 +163,6 @@ const REAL: [(&str, f32); 2] = [
     ("gemma-3-270m-q4_k_m", 1e-3),
     ("qwen2.5-coder-0.5b-instruct-awq-q4_k_m", 1e-3),
 ];
-
-/// The real model file, or `None` when `TRAMONTANE_SKIP_REAL_MODELS=1` and it is missing.
-fn real_model(stem: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("TRAMONTANE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models"));
-    let path = dir.join(format!("{stem}.gguf"));
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var("TRAMONTANE_SKIP_REAL_MODELS").as_deref() == Ok("1") {
-        eprintln!(
-            "skipping {stem}: {} missing and TRAMONTANE_SKIP_REAL_MODELS=1",
-            path.display()
-        );
-        return None;
-    }
-    panic!(
-        "real model {} not found: run fixtures/fetch-models.sh (or set TRAMONTANE_MODELS_DIR), \
-         or set TRAMONTANE_SKIP_REAL_MODELS=1 to skip",
-        path.display()
-    );
-}
 
 fn margin(top: &Value) -> f32 {
     let l = |i: usize| top[i][1].as_f64().expect("logit") as f32;

@@ -336,40 +336,19 @@ pub(crate) fn dot_q3_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
     }))
 }
 
-/// q4_K · q8_K, as ggml's x86 repacked kernel (`gemv/gemm_q4_K_8x8_q8_K`): per
-/// super-block, exact i32 `isum` and `msum`; two f32 sums `acc = fma(isum, d·dy, acc)`
-/// and `accm = fma(msum, dmin·dy, accm)`; the result `acc − accm`.
-pub(crate) fn dot_q4_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
-    let (x, y) = (blk::<BlockQ4K>(x), blk::<BlockQ8K>(y));
-    let (mut acc, mut accm) = (0.0f32, 0.0f32);
-    for (x, y) in x.iter().zip(y) {
-        let (sc, m) = scales_mins_k4(&x.scales);
-        let mut isum = 0i32;
-        for j in 0..4 {
-            let q4 = &x.qs[32 * j..32 * j + 32];
-            let (mut lo, mut hi) = (0i32, 0i32);
-            for l in 0..32 {
-                lo += i32::from(q4[l] & 0x0f) * i32::from(y.qs[64 * j + l]);
-                hi += i32::from(q4[l] >> 4) * i32::from(y.qs[64 * j + 32 + l]);
-            }
-            isum += i32::from(sc[2 * j]) * lo + i32::from(sc[2 * j + 1]) * hi;
-        }
-        acc = fma(isum as f32, x.d() * y.d(), acc);
-        accm = fma(msum8(y, &m) as f32, x.dmin() * y.d(), accm);
-    }
-    acc - accm
-}
-
-/// q4_K · q8_K for the vectors llama.cpp's x86 repacked kernel takes 4 at a time
-/// (`gemm_q4_K_8x8_q8_K`, all but the last `n mod 4` of a batch of 4 or more): as
-/// [`dot_q4_k`], but the two f32 sums take one fused multiply-add per pair of
-/// sub-blocks (64 values) instead of one per super-block.
-pub(crate) fn dot_q4_k_batch(x: &[u8], y: &[u8], _n: usize) -> f32 {
+/// q4_K · q8_K in the arithmetic of ggml's x86 repacked kernels
+/// (`gemv/gemm_q4_K_8x8_q8_K`): exact i32 sums per pair of sub-blocks (64 values),
+/// `isum` with the scales and `msum` of the block sums with the mins; two f32 sums
+/// `acc = fma(isum, d·dy, acc)` and `accm = fma(msum, dmin·dy, accm)`, taken once per
+/// super-block (`gemv`), or once per pair of sub-blocks with `PER_PAIR` (`gemm`); the
+/// result `acc − accm`.
+fn q4_k_by<const PER_PAIR: bool>(x: &[u8], y: &[u8]) -> f32 {
     let (x, y) = (blk::<BlockQ4K>(x), blk::<BlockQ8K>(y));
     let (mut acc, mut accm) = (0.0f32, 0.0f32);
     for (x, y) in x.iter().zip(y) {
         let (sc, m) = scales_mins_k4(&x.scales);
         let (d, dmin) = (x.d() * y.d(), x.dmin() * y.d());
+        let (mut isum, mut msum) = (0i32, 0i32);
         for j in 0..4 {
             let q4 = &x.qs[32 * j..32 * j + 32];
             let (mut lo, mut hi) = (0i32, 0i32);
@@ -377,15 +356,34 @@ pub(crate) fn dot_q4_k_batch(x: &[u8], y: &[u8], _n: usize) -> f32 {
                 lo += i32::from(q4[l] & 0x0f) * i32::from(y.qs[64 * j + l]);
                 hi += i32::from(q4[l] >> 4) * i32::from(y.qs[64 * j + 32 + l]);
             }
-            let isum = i32::from(sc[2 * j]) * lo + i32::from(sc[2 * j + 1]) * hi;
             let b = |k: usize| i32::from(y.bsum(k));
-            let msum = i32::from(m[2 * j]) * (b(4 * j) + b(4 * j + 1))
+            isum += i32::from(sc[2 * j]) * lo + i32::from(sc[2 * j + 1]) * hi;
+            msum += i32::from(m[2 * j]) * (b(4 * j) + b(4 * j + 1))
                 + i32::from(m[2 * j + 1]) * (b(4 * j + 2) + b(4 * j + 3));
+            if PER_PAIR {
+                acc = fma(isum as f32, d, acc);
+                accm = fma(msum as f32, dmin, accm);
+                (isum, msum) = (0, 0);
+            }
+        }
+        if !PER_PAIR {
             acc = fma(isum as f32, d, acc);
             accm = fma(msum as f32, dmin, accm);
         }
     }
     acc - accm
+}
+
+/// q4_K · q8_K for one vector (ggml's repacked `gemv`), see `q4_k_by`.
+pub(crate) fn dot_q4_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    q4_k_by::<false>(x, y)
+}
+
+/// q4_K · q8_K for the vectors llama.cpp's x86 repacked kernel takes 4 at a time
+/// (`gemm_q4_K_8x8_q8_K`, all but the last `n mod 4` of a batch of 4 or more): one
+/// fused multiply-add per pair of sub-blocks, see `q4_k_by`.
+pub(crate) fn dot_q4_k_batch(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    q4_k_by::<true>(x, y)
 }
 
 /// [`dot_q4_k_batch`] for up to 4 vectors (the `Dot4Fn` shape of the batch kernels).

@@ -734,12 +734,6 @@ fn lane_dot<const L: usize>(n: usize, x: impl Fn(usize) -> f32, y: impl Fn(usize
     reduce_lanes(&acc)
 }
 
-/// f16 bytes → f32 with the kernels of the level in use.
-#[inline]
-fn k16_to_f32(src: &[u8], dst: &mut [f32]) {
-    kops::f16_to_f32_row(src, dst);
-}
-
 /// [`lane_dot`] for products that are exact in f32 (f16 × f16): multiply-then-add,
 /// which equals the fused multiply-add and vectorises without FMA.
 #[inline(always)]
@@ -795,6 +789,12 @@ fn attend(
     };
     let kq_scale = c.kq_scale;
     let f16_cache = matches!(kv.v, KvStore::F16(_));
+    // The kernel table, looked up once per call (not once per cached key).
+    let table = crate::kernels::kernels(crate::kernels::cpu_features()).ok();
+    let k16_to_f32 = |src: &[u8], dst: &mut [f32]| match table {
+        Some(k) => k.f16_to_f32_row(src, dst),
+        None => kops::f16_to_f32_row(src, dst),
+    };
     let ws = ws.get_mut(..c.n_head * chunk).unwrap_or(&mut []);
     threads.for_rows(ws, chunk, |start, piece| {
         let h = start / chunk;

@@ -568,7 +568,17 @@ macro_rules! k_entries {
             r
         }
 
-        /// Up to 4 vectors at once (see `Dot4Fn`).
+        dot4_entry!(
+            /// Up to 4 vectors at once (see `Dot4Fn`).
+            fn $name4, $tile
+        );
+    };
+}
+
+/// The 4-vector entry (`Dot4Fn`) of a super-block tile kernel.
+macro_rules! dot4_entry {
+    ($(#[$doc:meta])* fn $name4:ident, $tile:ident) => {
+        $(#[$doc])*
         #[target_feature(enable = "avx2,fma,f16c")]
         fn $name4(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
             match nv {
@@ -589,47 +599,13 @@ fn k_rows<'a, const N: usize>(nx: usize, ys: &[&'a [u8]; N]) -> ([&'a [BlockQ8K]
     (yss, nb)
 }
 
-/// q4_K · q8_K for `N` vectors, each weight block unpacked once.
+/// q4_K · q8_K for `N` vectors, each weight block unpacked once, in the arithmetic of
+/// ggml's repacked x86 kernels: exact i32 sums, `acc = fma(isum, d·dy, acc)` and
+/// `accm = fma(msum, dmin·dy, accm)`, result `acc − accm`; one pair of fused
+/// multiply-adds per super-block (`gemv`, one vector), or per pair of sub-blocks with
+/// `PER_PAIR` (`gemm`, the batch kernel; see `scalar::dot_q4_k_batch`).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q4_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
-    let xs = blk::<BlockQ4K>(x);
-    let (yss, nb) = k_rows(xs.len(), ys);
-    let m4 = _mm256_set1_epi8(0x0f);
-    let mut sum = [0.0f32; N];
-    let mut summ = [0.0f32; N];
-    for (i, x) in xs.iter().enumerate().take(nb) {
-        prefetch_ahead(x);
-        let sm = k4_scales(&x.scales);
-        let mut acc = [_mm256_setzero_si256(); N];
-        for j in 0..4 {
-            let q4 = load32(&x.qs, 32 * j);
-            let lo = _mm256_and_si256(q4, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), m4);
-            let slo = _mm256_set1_epi16(i16::from(sm[2 * j]));
-            let shi = _mm256_set1_epi16(i16::from(sm[2 * j + 1]));
-            for (a, y) in acc.iter_mut().zip(&yss) {
-                let Some(y) = y.get(i) else { continue };
-                let plo = _mm256_maddubs_epi16(lo, load32(&y.qs, 64 * j));
-                let phi = _mm256_maddubs_epi16(hi, load32(&y.qs, 64 * j + 32));
-                let p = _mm256_add_epi32(_mm256_madd_epi16(plo, slo), _mm256_madd_epi16(phi, shi));
-                *a = _mm256_add_epi32(*a, p);
-            }
-        }
-        // ggml's repacked gemv: one fused multiply-add per super-block for the sums
-        // and one for the mins, subtracted at the end.
-        for (((s, sm_), a), y) in sum.iter_mut().zip(summ.iter_mut()).zip(acc).zip(&yss) {
-            let Some(y) = y.get(i) else { continue };
-            *s = scalar::fma(hsum_i32(a) as f32, f16(x.d) * y.d(), *s);
-            *sm_ = scalar::fma(k4_msum(y, &sm) as f32, f16(x.dmin) * y.d(), *sm_);
-        }
-    }
-    core::array::from_fn(|v| sum[v] - summ[v])
-}
-
-/// q4_K · q8_K as llama.cpp's repacked x86 `gemm` (see `scalar::dot_q4_k_batch`): one
-/// fused multiply-add per pair of sub-blocks, for `N` vectors.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q4_k_batch<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
+fn tile_q4_k_by<const N: usize, const PER_PAIR: bool>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
     let xs = blk::<BlockQ4K>(x);
     let (yss, nb) = k_rows(xs.len(), ys);
     let m4 = _mm256_set1_epi8(0x0f);
@@ -639,6 +615,7 @@ fn tile_q4_k_batch<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
         prefetch_ahead(x);
         let sm = k4_scales(&x.scales);
         let (dx, dmx) = (f16(x.d), f16(x.dmin));
+        let mut acc = [_mm256_setzero_si256(); N];
         for j in 0..4 {
             let q4 = load32(&x.qs, 32 * j);
             let lo = _mm256_and_si256(q4, m4);
@@ -650,28 +627,44 @@ fn tile_q4_k_batch<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
                 let plo = _mm256_maddubs_epi16(lo, load32(&y.qs, 64 * j));
                 let phi = _mm256_maddubs_epi16(hi, load32(&y.qs, 64 * j + 32));
                 let p = _mm256_add_epi32(_mm256_madd_epi16(plo, slo), _mm256_madd_epi16(phi, shi));
-                let b = |k: usize| i32::from(y.bsum(k));
-                let msum = i32::from(sm[8 + 2 * j]) * (b(4 * j) + b(4 * j + 1))
-                    + i32::from(sm[8 + 2 * j + 1]) * (b(4 * j + 2) + b(4 * j + 3));
-                sum[v] = scalar::fma(hsum_i32(p) as f32, dx * y.d(), sum[v]);
-                summ[v] = scalar::fma(msum as f32, dmx * y.d(), summ[v]);
+                if PER_PAIR {
+                    let b = |k: usize| i32::from(y.bsum(k));
+                    let msum = i32::from(sm[8 + 2 * j]) * (b(4 * j) + b(4 * j + 1))
+                        + i32::from(sm[8 + 2 * j + 1]) * (b(4 * j + 2) + b(4 * j + 3));
+                    sum[v] = scalar::fma(hsum_i32(p) as f32, dx * y.d(), sum[v]);
+                    summ[v] = scalar::fma(msum as f32, dmx * y.d(), summ[v]);
+                } else {
+                    acc[v] = _mm256_add_epi32(acc[v], p);
+                }
+            }
+        }
+        if !PER_PAIR {
+            for v in 0..N {
+                let Some(y) = yss[v].get(i) else { continue };
+                sum[v] = scalar::fma(hsum_i32(acc[v]) as f32, dx * y.d(), sum[v]);
+                summ[v] = scalar::fma(k4_msum(y, &sm) as f32, dmx * y.d(), summ[v]);
             }
         }
     }
     core::array::from_fn(|v| sum[v] - summ[v])
 }
 
-/// q4_K · q8_K, llama.cpp's batch arithmetic. Up to 4 vectors (see `Dot4Fn`).
+/// [`tile_q4_k_by`] for one vector at a time (`gemv`).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot4_q4_k_batch(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
-    match nv {
-        0 => {}
-        1 => out[0] = tile_q4_k_batch::<1>(x, &[ys[0]])[0],
-        2 => out[..2].copy_from_slice(&tile_q4_k_batch::<2>(x, &[ys[0], ys[1]])),
-        3 => out[..3].copy_from_slice(&tile_q4_k_batch::<3>(x, &[ys[0], ys[1], ys[2]])),
-        _ => *out = tile_q4_k_batch::<4>(x, &ys),
-    }
+fn tile_q4_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
+    tile_q4_k_by::<N, false>(x, ys)
 }
+
+/// [`tile_q4_k_by`] for the vectors of a batch (`gemm`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_q4_k_batch<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
+    tile_q4_k_by::<N, true>(x, ys)
+}
+
+dot4_entry!(
+    /// q4_K · q8_K, llama.cpp's batch arithmetic.
+    fn dot4_q4_k_batch, tile_q4_k_batch
+);
 
 k_entries!(
     /// q4_K · q8_K.
@@ -808,17 +801,10 @@ fn tile_q6_k_batch<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
     sum
 }
 
-/// q6_K · q8_K, llama.cpp's batch arithmetic. Up to 4 vectors (see `Dot4Fn`).
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot4_q6_k_batch(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
-    match nv {
-        0 => {}
-        1 => out[0] = tile_q6_k_batch::<1>(x, &[ys[0]])[0],
-        2 => out[..2].copy_from_slice(&tile_q6_k_batch::<2>(x, &[ys[0], ys[1]])),
-        3 => out[..3].copy_from_slice(&tile_q6_k_batch::<3>(x, &[ys[0], ys[1], ys[2]])),
-        _ => *out = tile_q6_k_batch::<4>(x, &ys),
-    }
-}
+dot4_entry!(
+    /// q6_K · q8_K, llama.cpp's batch arithmetic.
+    fn dot4_q6_k_batch, tile_q6_k_batch
+);
 
 /// iq4_xs · q8_K.
 #[target_feature(enable = "avx2,fma,f16c")]
