@@ -68,7 +68,7 @@ impl Acts {
             }
             0
         } else {
-            if x.len() % cols != 0 {
+            if !x.len().is_multiple_of(cols) {
                 return Err(KernelError::Length {
                     what: "activation values (a multiple of cols)",
                     expected: x.len() - x.len() % cols,
@@ -155,7 +155,7 @@ pub(crate) fn act_row_bytes(ty: GgmlType, cols: usize) -> Result<usize, KernelEr
 /// Bytes of a row of `cols` values of any type.
 pub(crate) fn row_bytes(ty: GgmlType, cols: usize) -> Result<usize, KernelError> {
     let bs = ty.block_size() as usize;
-    if cols % bs != 0 {
+    if !cols.is_multiple_of(bs) {
         return Err(KernelError::NotWholeBlocks {
             ty,
             cols,

@@ -103,7 +103,7 @@ pub fn quantize_row_q6_k(x: &[f32], y: &mut [BlockQ6K]) -> Result<(), QuantError
 
 /// Number of blocks in `n` values of `B`, or the error if `n` is not a multiple.
 fn block_count<B: QuantBlock>(n: usize) -> Result<usize, QuantError> {
-    if n % B::QK != 0 {
+    if !n.is_multiple_of(B::QK) {
         return Err(QuantError::NotWholeValues {
             ty: B::TYPE,
             len: n,
