@@ -302,8 +302,21 @@ fn matmul_is_thread_and_batch_invariant() {
             let bs = ty.block_size() as usize;
             let cols = if bs == 1 { 96 } else { 3 * bs.max(32) };
             let cols = cols - cols % bs;
-            for rows in [1usize, 7, 37] {
-                let w = random_weights(&mut rng, ty, rows, cols, Scale::Normal);
+            // 32-value blocks: also 20 blocks (Gemma's 640), 8-block groups and a tail,
+            // as the prefill tiles take them; every scale class.
+            let shapes: Vec<(usize, Scale)> = if bs == 32 {
+                vec![(cols, Scale::Normal), (20 * bs, Scale::Normal)]
+                    .into_iter()
+                    .chain(SCALES.into_iter().map(|s| (17 * bs, s)))
+                    .collect()
+            } else {
+                vec![(cols, Scale::Normal)]
+            };
+            for (rows, (cols, scale)) in [1usize, 7, 37]
+                .into_iter()
+                .flat_map(|r| shapes.iter().map(move |s| (r, *s)))
+            {
+                let w = random_weights(&mut rng, ty, rows, cols, scale);
                 let weight = Weight {
                     name: "w",
                     ty,
@@ -311,8 +324,8 @@ fn matmul_is_thread_and_batch_invariant() {
                     rows,
                     data: &w,
                 };
-                for nv in [1usize, 5, 9] {
-                    let x = random_acts(&mut rng, nv * cols, Scale::Normal);
+                for nv in [1usize, 5, 9, 17] {
+                    let x = random_acts(&mut rng, nv * cols, scale);
                     let mut acts = Acts::new(cols, nv);
                     acts.quantize(at, &x, cols).unwrap();
                     let mut o1 = vec![0.0f32; nv * rows];

@@ -14,6 +14,7 @@ fn encode(level: KernelLevel) -> u8 {
         KernelLevel::Neon => 3,
         KernelLevel::Dotprod => 4,
         KernelLevel::I8mm => 5,
+        KernelLevel::AvxVnni => 6,
     }
 }
 
@@ -24,6 +25,7 @@ fn decode(v: u8) -> Option<KernelLevel> {
         3 => KernelLevel::Neon,
         4 => KernelLevel::Dotprod,
         5 => KernelLevel::I8mm,
+        6 => KernelLevel::AvxVnni,
         _ => return None,
     })
 }
@@ -35,6 +37,8 @@ pub fn available(level: KernelLevel) -> bool {
         KernelLevel::Scalar => true,
         #[cfg(target_arch = "x86_64")]
         KernelLevel::Avx2 => super::x86_64::Avx2::detect().is_some(),
+        #[cfg(target_arch = "x86_64")]
+        KernelLevel::AvxVnni => super::x86_64::AvxVnni::detect().is_some(),
         #[cfg(target_arch = "aarch64")]
         KernelLevel::Neon => super::aarch64::Neon::detect().is_some(),
         #[cfg(target_arch = "aarch64")]

@@ -21,7 +21,7 @@
 //! One [`Kernels`] table of function pointers per [`KernelLevel`]. The level in use is
 //! chosen once per process ([`cpu_features`], [`select`]) from the CPU's features at run
 //! time — never from `target-cpu` — and can be forced lower with the environment
-//! variable `TRAMONTANE_KERNELS=scalar|avx2|neon|dotprod|i8mm` (with `std`). Asking for a
+//! variable `TRAMONTANE_KERNELS=scalar|avx2|avxvnni|neon|dotprod|i8mm` (with `std`). Asking for a
 //! level the CPU lacks is an error ([`KernelError::Unavailable`]). Tests and benches
 //! reach every level directly through [`kernels`].
 //!
@@ -84,6 +84,9 @@ pub enum KernelLevel {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C (Haswell and later).
     Avx2,
+    /// AVX2 plus AVX-VNNI (`vpdpbusd` on 256-bit registers: Alder Lake, Sapphire Rapids,
+    /// Zen 5 and later); the AVX2 kernels, with VNNI prefill tiles.
+    AvxVnni,
     /// aarch64 Advanced SIMD (baseline on aarch64).
     Neon,
     /// aarch64 NEON plus the `sdot` dot-product instructions (Armv8.2 `dotprod`).
@@ -95,9 +98,10 @@ pub enum KernelLevel {
 
 impl KernelLevel {
     /// Every level, lowest first.
-    pub const ALL: [KernelLevel; 5] = [
+    pub const ALL: [KernelLevel; 6] = [
         KernelLevel::Scalar,
         KernelLevel::Avx2,
+        KernelLevel::AvxVnni,
         KernelLevel::Neon,
         KernelLevel::Dotprod,
         KernelLevel::I8mm,
@@ -108,6 +112,7 @@ impl KernelLevel {
         match self {
             KernelLevel::Scalar => "scalar",
             KernelLevel::Avx2 => "avx2",
+            KernelLevel::AvxVnni => "avxvnni",
             KernelLevel::Neon => "neon",
             KernelLevel::Dotprod => "dotprod",
             KernelLevel::I8mm => "i8mm",

@@ -29,6 +29,30 @@ pub(crate) type Dot4Fn =
 /// As [`DotFn`], for each pair.
 pub(crate) type Dot2x2Fn = unsafe fn(x: [&[u8]; 2], y: [&[u8]; 2], n: usize) -> [f32; 4];
 
+/// Dot products of up to 8 weight rows (`xs[..nr]`) with up to 8 activation rows
+/// (`ys[..nv]`): `out[r][v] = xs[r]·ys[v]`, each computed exactly as [`DotFn`] would;
+/// other entries of `out` are left as they are.
+///
+/// # Safety
+///
+/// As [`DotFn`], for each pair; `nr ≤ 8`, `nv ≤ 8`.
+pub(crate) type GemmFn = unsafe fn(
+    xs: &[&[u8]; GEMM_TILE],
+    nr: usize,
+    ys: &[&[u8]; GEMM_TILE],
+    nv: usize,
+    n: usize,
+    out: &mut [[f32; GEMM_TILE]; GEMM_TILE],
+);
+
+/// Rows and vectors of a [`GemmFn`] tile.
+pub(crate) const GEMM_TILE: usize = 8;
+
+/// Vectors per tile the matmul hands to a [`GemmFn`] (≤ [`GEMM_TILE`]).
+/// Vectors per tile the matmul hands to a [`GemmFn`]: all 8 (6 and 4 measured slower
+/// for Q5_0 and Q8_0 at AVX2 and AVX-VNNI).
+const GEMM_VECS: usize = GEMM_TILE;
+
 /// f16 (little-endian bytes) → f32 for `min(src.len() / 2, dst.len())` values, exactly.
 ///
 /// # Safety
@@ -55,6 +79,9 @@ pub(crate) struct TypeKernels {
     /// The dot product llama.cpp's x86 code uses for some vectors of a batch, with
     /// other float arithmetic than for one vector (see [`BatchRule`]).
     pub(crate) batch: Option<(Dot4Fn, BatchRule)>,
+    /// A tile of up to 8 rows × 8 vectors for batches (work shared by rows and by
+    /// vectors), used first when present; same results as `dot`.
+    pub(crate) gemm: Option<GemmFn>,
 }
 
 /// Which vectors of a batch of `nv` take [`TypeKernels::batch`].
@@ -86,6 +113,7 @@ impl TypeKernels {
             dot4: None,
             dot2x2: None,
             batch: None,
+            gemm: None,
         }
     }
 
@@ -105,6 +133,16 @@ impl TypeKernels {
             dot4: Some(dot4),
             dot2x2: None,
             batch: None,
+            gemm: None,
+        }
+    }
+
+    /// The same kernels with a prefill tile (see [`TypeKernels::gemm`]).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) const fn with_gemm(self, gemm: GemmFn) -> Self {
+        TypeKernels {
+            gemm: Some(gemm),
+            ..self
         }
     }
 }
@@ -148,6 +186,10 @@ pub fn kernels(level: KernelLevel) -> Result<&'static Kernels, KernelError> {
         KernelLevel::Scalar => Ok(&scalar::SCALAR),
         #[cfg(target_arch = "x86_64")]
         KernelLevel::Avx2 => super::x86_64::Avx2::detect()
+            .map(|t| t.kernels())
+            .ok_or_else(unavailable),
+        #[cfg(target_arch = "x86_64")]
+        KernelLevel::AvxVnni => super::x86_64::AvxVnni::detect()
             .map(|t| t.kernels())
             .ok_or_else(unavailable),
         #[cfg(target_arch = "aarch64")]
@@ -350,6 +392,35 @@ impl Kernels {
 
         let n_tasks = rows.div_ceil(chunk);
         let shared = SharedOut::new(out);
+        if let Some(gemm) = k.gemm {
+            threads.for_tasks(n_tasks, |task| {
+                let r0 = task * chunk;
+                let r1 = (r0 + chunk).min(rows);
+                let row = |r: usize| data.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]);
+                for rb in (r0..r1).step_by(GEMM_TILE) {
+                    let nr = (r1 - rb).min(GEMM_TILE);
+                    let xs: [&[u8]; GEMM_TILE] = core::array::from_fn(|i| row(rb + i.min(nr - 1)));
+                    for v0 in (0..nv).step_by(GEMM_VECS) {
+                        let vn = (nv - v0).min(GEMM_VECS);
+                        let ys: [&[u8]; GEMM_TILE] = core::array::from_fn(|i| {
+                            let v = v0 + i.min(vn - 1);
+                            acts.get(v * arow..(v + 1) * arow).unwrap_or(&[])
+                        });
+                        let mut res = [[0.0f32; GEMM_TILE]; GEMM_TILE];
+                        // SAFETY: level supported (type invariant); `xs[..nr]` are whole
+                        // rows of `n` values (rows·wrow bytes checked above, rb + nr ≤
+                        // rows), `ys[..vn]` whole vectors of the partner type; nr, vn ≤ 8.
+                        unsafe { gemm(&xs, nr, &ys, vn, n, &mut res) };
+                        for (i, rr) in res.iter().enumerate().take(nr) {
+                            for (v, val) in rr.iter().enumerate().take(vn) {
+                                shared.write((v0 + v) * rows + rb + i, *val);
+                            }
+                        }
+                    }
+                }
+            });
+            return Ok(());
+        }
         threads.for_tasks(n_tasks, |task| {
             let r0 = task * chunk;
             let r1 = (r0 + chunk).min(rows);

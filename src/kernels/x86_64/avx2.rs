@@ -15,7 +15,7 @@
 use core::arch::x86_64::*;
 
 use crate::kernels::scalar::{self, blk, k_term};
-use crate::kernels::table::{BatchRule, Kernels, TypeKernels};
+use crate::kernels::table::{BatchRule, GemmFn, Kernels, TypeKernels};
 use crate::kernels::{reduce32, reduce8, KernelLevel};
 use crate::quant::{
     BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K,
@@ -23,26 +23,60 @@ use crate::quant::{
 };
 
 /// The AVX2 table.
-pub(super) static TABLE: Kernels = Kernels {
-    level: KernelLevel::Avx2,
-    q4_0: TypeKernels::tiled(dot_q4_0, dot4_q4_0),
-    q4_1: TypeKernels::tiled(dot_q4_1, dot4_q4_1),
-    q5_0: TypeKernels::tiled(dot_q5_0, dot4_q5_0),
-    q5_1: TypeKernels::tiled(dot_q5_1, dot4_q5_1),
-    q8_0: TypeKernels::tiled(dot_q8_0, dot4_q8_0),
-    q2_k: TypeKernels::single(dot_q2_k),
-    q3_k: TypeKernels::single(dot_q3_k),
-    q4_k: TypeKernels::tiled(dot_q4_k, dot4_q4_k).with_batch(dot4_q4_k_batch, BatchRule::Groups4),
-    q5_k: TypeKernels::single(dot_q5_k),
-    q6_k: TypeKernels::tiled(dot_q6_k, dot4_q6_k).with_batch(dot4_q6_k_batch, BatchRule::AllFrom8),
-    iq4_nl: TypeKernels::tiled(dot_iq4_nl, dot4_iq4_nl),
-    iq4_xs: TypeKernels::single(dot_iq4_xs),
-    f32: TypeKernels::single(dot_f32),
-    f16: TypeKernels::single(dot_f16),
-    bf16: TypeKernels::single(dot_bf16),
-    f16_to_f32: f16_to_f32_row,
-    f32_to_f16: f32_to_f16_row,
-};
+pub(super) static TABLE: Kernels = table(KernelLevel::Avx2, false);
+
+/// The AVX-VNNI table: the AVX2 one with the VNNI prefill tiles.
+pub(super) static TABLE_VNNI: Kernels = table(KernelLevel::AvxVnni, true);
+
+const fn pick(vnni: bool, avx2: GemmFn, with_vnni: GemmFn) -> GemmFn {
+    if vnni {
+        with_vnni
+    } else {
+        avx2
+    }
+}
+
+const fn table(level: KernelLevel, vnni: bool) -> Kernels {
+    use super::tiles as t;
+    Kernels {
+        level,
+        q4_0: TypeKernels::tiled(dot_q4_0, dot4_q4_0).with_gemm(pick(
+            vnni,
+            t::gemm_q4_0,
+            t::gemm_q4_0_vnni,
+        )),
+        q4_1: TypeKernels::tiled(dot_q4_1, dot4_q4_1),
+        q5_0: TypeKernels::tiled(dot_q5_0, dot4_q5_0).with_gemm(pick(
+            vnni,
+            t::gemm_q5_0,
+            t::gemm_q5_0_vnni,
+        )),
+        q5_1: TypeKernels::tiled(dot_q5_1, dot4_q5_1),
+        q8_0: TypeKernels::tiled(dot_q8_0, dot4_q8_0).with_gemm(pick(
+            vnni,
+            t::gemm_q8_0,
+            t::gemm_q8_0_vnni,
+        )),
+        q2_k: TypeKernels::single(dot_q2_k),
+        q3_k: TypeKernels::single(dot_q3_k),
+        q4_k: TypeKernels::tiled(dot_q4_k, dot4_q4_k)
+            .with_batch(dot4_q4_k_batch, BatchRule::Groups4),
+        q5_k: TypeKernels::single(dot_q5_k),
+        q6_k: TypeKernels::tiled(dot_q6_k, dot4_q6_k)
+            .with_batch(dot4_q6_k_batch, BatchRule::AllFrom8),
+        iq4_nl: TypeKernels::tiled(dot_iq4_nl, dot4_iq4_nl).with_gemm(pick(
+            vnni,
+            t::gemm_iq4_nl,
+            t::gemm_iq4_nl_vnni,
+        )),
+        iq4_xs: TypeKernels::single(dot_iq4_xs),
+        f32: TypeKernels::single(dot_f32),
+        f16: TypeKernels::single(dot_f16),
+        bf16: TypeKernels::single(dot_bf16),
+        f16_to_f32: f16_to_f32_row,
+        f32_to_f16: f32_to_f16_row,
+    }
+}
 
 // ---------------------------------------------------------------- loads
 
@@ -50,7 +84,7 @@ pub(super) static TABLE: Kernels = Kernels {
 /// the constant offsets used here; the check keeps the load sound regardless).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn load32<T: bytemuck::Pod>(a: &[T], off: usize) -> __m256i {
+pub(super) fn load32<T: bytemuck::Pod>(a: &[T], off: usize) -> __m256i {
     let bytes: &[u8] = bytemuck::cast_slice(a);
     match bytes.get(off..off + 32) {
         // SAFETY: the slice has 32 readable bytes; `loadu` has no alignment requirement.
@@ -62,7 +96,7 @@ fn load32<T: bytemuck::Pod>(a: &[T], off: usize) -> __m256i {
 /// 16 bytes of `a` from `off`, or zeros (as [`load32`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn load16<T: bytemuck::Pod>(a: &[T], off: usize) -> __m128i {
+pub(super) fn load16<T: bytemuck::Pod>(a: &[T], off: usize) -> __m128i {
     let bytes: &[u8] = bytemuck::cast_slice(a);
     match bytes.get(off..off + 16) {
         // SAFETY: the slice has 16 readable bytes; `loadu` has no alignment requirement.
@@ -139,7 +173,7 @@ fn hsum_i32(v: __m256i) -> i32 {
 /// Σ over pairs of signed bytes `x·y` into 8 i32 (`y` must not contain −128).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn mul_sum_i8_pairs(x: __m256i, y: __m256i) -> __m256i {
+pub(super) fn mul_sum_i8_pairs(x: __m256i, y: __m256i) -> __m256i {
     let ax = _mm256_sign_epi8(x, x);
     let sy = _mm256_sign_epi8(y, x);
     _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1))
@@ -155,7 +189,7 @@ fn mul_sum_us8_pairs(x: __m256i, y: __m256i) -> __m256i {
 /// The 32 nibbles of 16 bytes: low nibbles in bytes 0..16, high nibbles in 16..32.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn nibbles(qs: __m128i) -> __m256i {
+pub(super) fn nibbles(qs: __m128i) -> __m256i {
     let m4 = _mm_set1_epi8(0x0f);
     let lo = _mm_and_si128(qs, m4);
     let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), m4);
@@ -165,7 +199,7 @@ fn nibbles(qs: __m128i) -> __m256i {
 /// 32 bytes, byte `i` = 0xff if bit `i` of `bits` is set, else 0.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn bytes_from_bits(bits: u32) -> __m256i {
+pub(super) fn bytes_from_bits(bits: u32) -> __m256i {
     let shuf = _mm256_set_epi64x(
         0x0303_0303_0303_0303,
         0x0202_0202_0202_0202,
@@ -180,7 +214,7 @@ fn bytes_from_bits(bits: u32) -> __m256i {
 /// One f16 (little-endian) → f32 with F16C, exactly.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn f16(b: [u8; 2]) -> f32 {
+pub(super) fn f16(b: [u8; 2]) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
         u16::from_le_bytes(b),
     ))))
@@ -190,7 +224,7 @@ fn f16(b: [u8; 2]) -> f32 {
 /// each), as 8 f32, exactly.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn d_x8<B: bytemuck::Pod>(blocks: &[B; 8]) -> __m256 {
+pub(super) fn d_x8<B: bytemuck::Pod>(blocks: &[B; 8]) -> __m256 {
     let size = core::mem::size_of::<B>();
     let bytes: &[u8] = bytemuck::cast_slice(blocks.as_slice());
     if size < 4 {

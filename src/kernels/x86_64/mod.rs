@@ -1,8 +1,9 @@
-//! x86-64 kernels: AVX2 + FMA + F16C.
+//! x86-64 kernels: AVX2 + FMA + F16C, and the same with AVX-VNNI prefill tiles.
 
 use super::table::Kernels;
 
 mod avx2;
+mod tiles;
 
 /// Proof that the CPU supports AVX2, FMA and F16C: only [`Avx2::detect`] makes one.
 #[derive(Clone, Copy, Debug)]
@@ -37,5 +38,30 @@ impl Avx2 {
     /// The AVX2 kernel table.
     pub fn kernels(self) -> &'static Kernels {
         &avx2::TABLE
+    }
+}
+
+/// Proof that the CPU supports AVX2, FMA, F16C and AVX-VNNI: only [`AvxVnni::detect`]
+/// makes one.
+#[derive(Clone, Copy, Debug)]
+pub struct AvxVnni {
+    _private: (),
+}
+
+impl AvxVnni {
+    /// `Some` if this CPU has AVX2, FMA, F16C and AVX-VNNI (run-time detection with
+    /// `std`, compile-time target features without).
+    #[inline]
+    pub fn detect() -> Option<AvxVnni> {
+        #[cfg(feature = "std")]
+        let ok = Avx2::detect().is_some() && std::is_x86_feature_detected!("avxvnni");
+        #[cfg(not(feature = "std"))]
+        let ok = Avx2::detect().is_some() && cfg!(target_feature = "avxvnni");
+        ok.then_some(AvxVnni { _private: () })
+    }
+
+    /// The AVX-VNNI kernel table.
+    pub fn kernels(self) -> &'static Kernels {
+        &avx2::TABLE_VNNI
     }
 }

@@ -1,0 +1,289 @@
+//! Prefill tiles for the 32-value block types (Q4_0, Q5_0, Q8_0, IQ4_NL against Q8_0):
+//! up to 8 weight rows × up to 8 activation vectors per call.
+//!
+//! Each output is computed exactly as the single dot product of [`super::avx2`] (and the
+//! scalar twin) computes it: per block, 8 exact i32 lane sums (lane `k` = products
+//! `4k..4k+3`), converted to f32, `acc_k = fma(dx·dy, lane_k, acc_k)` block after block,
+//! then `reduce8`. Only the way the integer lane sums are obtained changes, and integer
+//! sums are exact, so the bits are the same.
+//!
+//! What the tile saves is work shared between rows and vectors:
+//! - a weight block is unpacked once for all the vectors of the tile;
+//! - an activation block's scale and its **offset correction** are computed once for all
+//!   the rows. Q4_0 and Q5_0 quants are unsigned numbers minus an offset `B` (8, 16);
+//!   instead of making them signed and multiplying with the sign trick (two `sign`s per
+//!   product), the tile multiplies the unsigned quants directly and starts each lane at
+//!   `−B·(y_4k + … + y_4k+3)`: `Σ (q − B)·y = Σ q·y − B·Σ y`, exactly.
+//! - with AVX-VNNI, `vpdpbusd` does the unsigned × signed products, the 4-value sums and
+//!   the add onto the correction in one instruction, for Q8_0 and IQ4_NL too (their signed
+//!   quants + 128 are unsigned bytes; `vpdpbusd` does not saturate).
+//!
+//! Block scales `dx·dy` are computed per pair as one f32 product (as the single dot
+//! does) and stored, so each multiply-add takes its scale by a broadcast load.
+
+use core::arch::x86_64::*;
+
+use super::avx2::{bytes_from_bits, d_x8, f16, load16, load32, mul_sum_i8_pairs, nibbles};
+use crate::kernels::reduce8;
+use crate::kernels::scalar::blk;
+use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ8_0, KVALUES_IQ4NL};
+
+/// Rows and vectors of one tile (the most [`super::super::table::GemmFn`] takes).
+pub(crate) const TILE: usize = 8;
+
+/// The lanes `−B·(y_4k + … + y_4k+3)` of one activation block (`b` = B as bytes),
+/// with `maddubs` (B·y pairs: |B·y·2| ≤ 128·128·2, no saturation) and a `madd` by −1.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn neg_offset(b: __m256i, y: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(b, y), _mm256_set1_epi16(-1))
+}
+
+/// AVX2: unsigned quants (≤ 31, so `maddubs` cannot saturate) times signed activations,
+/// 4-value lane sums, plus the lanes' offset correction.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn lanes_offset_avx2(q: __m256i, y: __m256i, corr: __m256i) -> __m256i {
+    let s = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), _mm256_set1_epi16(1));
+    _mm256_add_epi32(s, corr)
+}
+
+/// AVX2: signed quants with the sign trick (no correction).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn lanes_signed_avx2(q: __m256i, y: __m256i, _corr: __m256i) -> __m256i {
+    mul_sum_i8_pairs(q, y)
+}
+
+/// AVX-VNNI: `corr + Σ4 q·y` per lane in one `vpdpbusd` (unsigned `q`, signed `y`).
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+#[inline]
+fn lanes_offset_vnni(q: __m256i, y: __m256i, corr: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(corr, q, y)
+}
+
+/// Q4_0 as unsigned quants `0..16` (offset 8).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn u_q4_0(x: &BlockQ4_0) -> __m256i {
+    nibbles(load16(&x.qs, 0))
+}
+
+/// Q5_0 as unsigned quants `0..32` (offset 16).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn u_q5_0(x: &BlockQ5_0) -> __m256i {
+    let hi = _mm256_and_si256(bytes_from_bits(x.qh()), _mm256_set1_epi8(0x10));
+    _mm256_or_si256(nibbles(load16(&x.qs, 0)), hi)
+}
+
+/// Q8_0 as signed quants.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn s_q8_0(x: &BlockQ8_0) -> __m256i {
+    load32(&x.qs, 0)
+}
+
+/// Q8_0 as unsigned quants + 128 (offset 128; for `vpdpbusd`, which does not saturate).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn u_q8_0(x: &BlockQ8_0) -> __m256i {
+    _mm256_xor_si256(load32(&x.qs, 0), _mm256_set1_epi8(i8::MIN))
+}
+
+/// IQ4_NL as signed values (table lookup).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn s_iq4_nl(x: &BlockIQ4NL) -> __m256i {
+    let table = _mm256_broadcastsi128_si256(load16(&KVALUES_IQ4NL, 0));
+    _mm256_shuffle_epi8(table, nibbles(load16(&x.qs, 0)))
+}
+
+/// IQ4_NL as unsigned values + 128 (offset 128; for `vpdpbusd`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn u_iq4_nl(x: &BlockIQ4NL) -> __m256i {
+    _mm256_xor_si256(s_iq4_nl(x), _mm256_set1_epi8(i8::MIN))
+}
+
+/// Generates one tile kernel (`$tile::<N>`, N vectors, any rows up to [`TILE`]) and its
+/// [`super::super::table::GemmFn`] entry `$name`.
+///
+/// `$unpack` gives a weight block's 32 quants in the form `$lanes` multiplies; `$offset`
+/// is the offset B those quants carry (0: signed quants, no correction).
+macro_rules! gemm32 {
+    (
+        $feat:literal,
+        $(#[$doc:meta])*
+        fn $name:ident, $tile:ident($X:ty) {
+            unpack: $unpack:ident,
+            lanes: $lanes:ident,
+            offset: $offset:expr,
+        }
+    ) => {
+        #[target_feature(enable = $feat)]
+        fn $tile<const N: usize>(xs: &[&[u8]], ys: &[&[u8]; N], out: &mut [[f32; TILE]; TILE]) {
+            let xs = xs.get(..TILE).unwrap_or(xs);
+            let nr = xs.len();
+            let mut xss: [&[$X]; TILE] = [&[]; TILE];
+            for (d, s) in xss.iter_mut().zip(xs) {
+                *d = blk::<$X>(s);
+            }
+            let xss = &xss[..nr];
+            let yss: [&[BlockQ8_0]; N] = core::array::from_fn(|v| blk::<BlockQ8_0>(ys[v]));
+            let nb = xss
+                .iter()
+                .map(|x| x.len())
+                .chain(yss.iter().map(|y| y.len()))
+                .min()
+                .unwrap_or(0);
+            let offset: u8 = $offset;
+            let bvec = _mm256_set1_epi8(offset as i8);
+            let mut acc = [[_mm256_setzero_ps(); N]; TILE];
+            let mut g = 0;
+            while g < nb {
+                let len = (nb - g).min(8);
+                // Per vector, once for all rows: the group's 8 block scales, quants and
+                // offset corrections, in fixed-size arrays (no bounds checks, no pointer
+                // chasing in the inner loop).
+                let mut dy = [[0.0f32; 8]; N];
+                let mut yq = [[_mm256_setzero_si256(); 8]; N];
+                let mut corr = [[_mm256_setzero_si256(); 8]; N];
+                for v in 0..N {
+                    let Some(yg) = yss[v].get(g..g + len) else { continue };
+                    match <&[BlockQ8_0; 8]>::try_from(yg) {
+                        // SAFETY: `dy[v]` has room for 8 f32; `storeu` needs no alignment.
+                        Ok(y8) => unsafe { _mm256_storeu_ps(dy[v].as_mut_ptr(), d_x8(y8)) },
+                        Err(_) => {
+                            for (d, b) in dy[v].iter_mut().zip(yg) {
+                                *d = f16(b.d);
+                            }
+                        }
+                    }
+                    for (q, b) in yq[v].iter_mut().zip(yg) {
+                        *q = load32(&b.qs, 0);
+                    }
+                    if offset != 0 {
+                        for (c, q) in corr[v].iter_mut().zip(&yq[v]) {
+                            *c = neg_offset(bvec, *q);
+                        }
+                    }
+                }
+                for (r, xfull) in xss.iter().enumerate() {
+                    let Some(xg) = xfull.get(g..g + len) else { continue };
+                    let mut dx = [0.0f32; 8];
+                    match <&[$X; 8]>::try_from(xg) {
+                        // SAFETY: `dx` has room for 8 f32; `storeu` needs no alignment.
+                        Ok(x8) => unsafe { _mm256_storeu_ps(dx.as_mut_ptr(), d_x8(x8)) },
+                        Err(_) => {
+                            for (d, b) in dx.iter_mut().zip(xg) {
+                                *d = f16(b.d);
+                            }
+                        }
+                    }
+                    // dx·dy per pair and block: one f32 product, as the single dot.
+                    let mut dd = [[0.0f32; 8]; N];
+                    for v in 0..N {
+                        for i in 0..8 {
+                            dd[v][i] = dx[i] * dy[v][i];
+                        }
+                    }
+                    let Some(a) = acc.get_mut(r) else { continue };
+                    let mut a = *a;
+                    for (i, xb) in xg.iter().enumerate() {
+                        let q = $unpack(xb);
+                        let i = i & 7;
+                        for v in 0..N {
+                            let lanes = $lanes(q, yq[v][i], corr[v][i]);
+                            let d = _mm256_set1_ps(dd[v][i]);
+                            a[v] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), a[v]);
+                        }
+                    }
+                    if let Some(dst) = acc.get_mut(r) {
+                        *dst = a;
+                    }
+                }
+                g += len;
+            }
+            for (o, a) in out.iter_mut().zip(&acc[..nr]) {
+                for v in 0..N {
+                    let mut lanes = [0.0f32; 8];
+                    // SAFETY: `lanes` has room for 8 f32; `storeu` needs no alignment.
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a[v]) };
+                    o[v] = reduce8(lanes);
+                }
+            }
+        }
+
+        $(#[$doc])*
+        #[target_feature(enable = $feat)]
+        pub(super) fn $name(
+            xs: &[&[u8]; TILE],
+            nr: usize,
+            ys: &[&[u8]; TILE],
+            nv: usize,
+            _n: usize,
+            out: &mut [[f32; TILE]; TILE],
+        ) {
+            let xs = xs.get(..nr).unwrap_or(xs);
+            macro_rules! go {
+                ($k:literal) => {{
+                    let y: [&[u8]; $k] = core::array::from_fn(|v| ys[v]);
+                    $tile::<$k>(xs, &y, out)
+                }};
+            }
+            match nv {
+                0 => {}
+                1 => go!(1),
+                2 => go!(2),
+                3 => go!(3),
+                4 => go!(4),
+                5 => go!(5),
+                6 => go!(6),
+                7 => go!(7),
+                _ => go!(8),
+            }
+        }
+    };
+}
+
+gemm32! {
+    "avx2,fma,f16c",
+    /// q4_0 · q8_0 tile, AVX2.
+    fn gemm_q4_0, tile_q4_0(BlockQ4_0) { unpack: u_q4_0, lanes: lanes_offset_avx2, offset: 8, }
+}
+gemm32! {
+    "avx2,fma,f16c",
+    /// q5_0 · q8_0 tile, AVX2.
+    fn gemm_q5_0, tile_q5_0(BlockQ5_0) { unpack: u_q5_0, lanes: lanes_offset_avx2, offset: 16, }
+}
+gemm32! {
+    "avx2,fma,f16c",
+    /// q8_0 · q8_0 tile, AVX2 (sign trick: `maddubs` would saturate on quants + 128).
+    fn gemm_q8_0, tile_q8_0(BlockQ8_0) { unpack: s_q8_0, lanes: lanes_signed_avx2, offset: 0, }
+}
+gemm32! {
+    "avx2,fma,f16c",
+    /// iq4_nl · q8_0 tile, AVX2 (sign trick).
+    fn gemm_iq4_nl, tile_iq4_nl(BlockIQ4NL) { unpack: s_iq4_nl, lanes: lanes_signed_avx2, offset: 0, }
+}
+gemm32! {
+    "avx2,fma,f16c,avxvnni",
+    /// q4_0 · q8_0 tile, AVX-VNNI.
+    fn gemm_q4_0_vnni, tile_q4_0_vnni(BlockQ4_0) { unpack: u_q4_0, lanes: lanes_offset_vnni, offset: 8, }
+}
+gemm32! {
+    "avx2,fma,f16c,avxvnni",
+    /// q5_0 · q8_0 tile, AVX-VNNI.
+    fn gemm_q5_0_vnni, tile_q5_0_vnni(BlockQ5_0) { unpack: u_q5_0, lanes: lanes_offset_vnni, offset: 16, }
+}
+gemm32! {
+    "avx2,fma,f16c,avxvnni",
+    /// q8_0 · q8_0 tile, AVX-VNNI (quants + 128).
+    fn gemm_q8_0_vnni, tile_q8_0_vnni(BlockQ8_0) { unpack: u_q8_0, lanes: lanes_offset_vnni, offset: 128, }
+}
+gemm32! {
+    "avx2,fma,f16c,avxvnni",
+    /// iq4_nl · q8_0 tile, AVX-VNNI (values + 128).
+    fn gemm_iq4_nl_vnni, tile_iq4_nl_vnni(BlockIQ4NL) { unpack: u_iq4_nl, lanes: lanes_offset_vnni, offset: 128, }
+}
