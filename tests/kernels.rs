@@ -293,6 +293,7 @@ fn min_term(ty: GgmlType, w: &[u8], y: &[u8]) -> f64 {
 
 #[test]
 fn matmul_is_thread_and_batch_invariant() {
+    let scalar = kernels::kernels(KernelLevel::Scalar).unwrap();
     let mut rng = Rng(3);
     let t1 = Threads::single();
     let t3 = Threads::new(3).unwrap();
@@ -339,6 +340,14 @@ fn matmul_is_thread_and_batch_invariant() {
                             let y = acts.vec_bytes(v).unwrap();
                             let single = k.vec_dot(ty, row, y, cols).unwrap();
                             let in_batch = k.vec_dot_in_batch(ty, row, y, cols, v, nv).unwrap();
+                            let scalar_in_batch = scalar
+                                .vec_dot_in_batch(ty, row, y, cols, v, nv)
+                                .unwrap();
+                            assert!(
+                                same(in_batch, scalar_in_batch),
+                                "{} {ty} batch arithmetic vs scalar (vector {v} of {nv})",
+                                k.level()
+                            );
                             if nv == 1 {
                                 assert!(same(single, in_batch), "{} {ty} batch of 1", k.level());
                             }

@@ -634,12 +634,10 @@ fn k_rows<'a, const N: usize>(nx: usize, ys: &[&'a [u8]; N]) -> ([&'a [BlockQ8K]
 }
 
 /// q4_K · q8_K for `N` vectors, each weight block unpacked once, in the arithmetic of
-/// ggml's repacked x86 kernels: exact i32 sums, `acc = fma(isum, d·dy, acc)` and
-/// `accm = fma(msum, dmin·dy, accm)`, result `acc − accm`; one pair of fused
-/// multiply-adds per super-block (`gemv`, one vector), or per pair of sub-blocks with
-/// `PER_PAIR` (`gemm`, the batch kernel; see `scalar::dot_q4_k_batch`).
+/// ggml's repacked x86 `gemv` (one vector): exact i32 sums, `acc = fma(isum, d·dy, acc)`
+/// and `accm = fma(msum, dmin·dy, accm)` per super-block, result `acc − accm`.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q4_k_by<const N: usize, const PER_PAIR: bool>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
+fn tile_q4_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
     let xs = blk::<BlockQ4K>(x);
     let (yss, nb) = k_rows(xs.len(), ys);
     let m4 = _mm256_set1_epi8(0x0f);
@@ -661,38 +659,88 @@ fn tile_q4_k_by<const N: usize, const PER_PAIR: bool>(x: &[u8], ys: &[&[u8]; N])
                 let plo = _mm256_maddubs_epi16(lo, load32(&y.qs, 64 * j));
                 let phi = _mm256_maddubs_epi16(hi, load32(&y.qs, 64 * j + 32));
                 let p = _mm256_add_epi32(_mm256_madd_epi16(plo, slo), _mm256_madd_epi16(phi, shi));
-                if PER_PAIR {
-                    let b = |k: usize| i32::from(y.bsum(k));
-                    let msum = i32::from(sm[8 + 2 * j]) * (b(4 * j) + b(4 * j + 1))
-                        + i32::from(sm[8 + 2 * j + 1]) * (b(4 * j + 2) + b(4 * j + 3));
-                    sum[v] = scalar::fma(hsum_i32(p) as f32, dx * y.d(), sum[v]);
-                    summ[v] = scalar::fma(msum as f32, dmx * y.d(), summ[v]);
-                } else {
-                    acc[v] = _mm256_add_epi32(acc[v], p);
-                }
+                acc[v] = _mm256_add_epi32(acc[v], p);
             }
         }
-        if !PER_PAIR {
-            for v in 0..N {
-                let Some(y) = yss[v].get(i) else { continue };
-                sum[v] = scalar::fma(hsum_i32(acc[v]) as f32, dx * y.d(), sum[v]);
-                summ[v] = scalar::fma(k4_msum(y, &sm) as f32, dmx * y.d(), summ[v]);
-            }
+        for v in 0..N {
+            let Some(y) = yss[v].get(i) else { continue };
+            sum[v] = scalar::fma(hsum_i32(acc[v]) as f32, dx * y.d(), sum[v]);
+            summ[v] = scalar::fma(k4_msum(y, &sm) as f32, dmx * y.d(), summ[v]);
         }
     }
     core::array::from_fn(|v| sum[v] - summ[v])
 }
 
-/// [`tile_q4_k_by`] for one vector at a time (`gemv`).
+/// The lane sums of 4 vectors of 8 i32: `[Σa, Σb, Σc, Σd]` (exact).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q4_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
-    tile_q4_k_by::<N, false>(x, ys)
+#[inline]
+fn hsum4_i32(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
+    let abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256::<1>(abcd))
 }
 
-/// [`tile_q4_k_by`] for the vectors of a batch (`gemm`).
+/// q4_K · q8_K for `N` vectors in the arithmetic of ggml's repacked x86 `gemm` (the
+/// batch kernel; see `scalar::dot_q4_k_batch`): per pair of sub-blocks `j`, exact
+/// `isum_j` and `msum_j`, then `acc = fma(isum_j, d·dy, acc)` and `accm = fma(msum_j,
+/// dmin·dy, accm)` in order of `j`. The four `isum_j` and `msum_j` of a super-block are
+/// reduced together in vector registers; only the fused multiply-adds are scalar.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile_q4_k_batch<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
-    tile_q4_k_by::<N, true>(x, ys)
+    let xs = blk::<BlockQ4K>(x);
+    let (yss, nb) = k_rows(xs.len(), ys);
+    let m4 = _mm256_set1_epi8(0x0f);
+    let spread = _mm_set_epi8(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    let mut sum = [0.0f32; N];
+    let mut summ = [0.0f32; N];
+    for (i, x) in xs.iter().enumerate().take(nb) {
+        prefetch_ahead(x);
+        let sm = k4_scales(&x.scales);
+        let (dx, dmx) = (f16(x.d), f16(x.dmin));
+        // Quants (low, high nibbles) and scales of the 8 sub-blocks, once per row block.
+        let mut q = [_mm256_setzero_si256(); 8];
+        let mut sc = [_mm256_setzero_si256(); 8];
+        for j in 0..4 {
+            let q4 = load32(&x.qs, 32 * j);
+            q[2 * j] = _mm256_and_si256(q4, m4);
+            q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), m4);
+            sc[2 * j] = _mm256_set1_epi16(i16::from(sm[2 * j]));
+            sc[2 * j + 1] = _mm256_set1_epi16(i16::from(sm[2 * j + 1]));
+        }
+        // Mins m_k spread over the i16 pairs of the block sums: madd gives
+        // m_k·(bsum_2k + bsum_2k+1), and msum_j = those of k = 2j and 2j + 1.
+        let mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(load8(&sm, 8), spread));
+        for v in 0..N {
+            let Some(y) = yss[v].get(i) else { continue };
+            let p: [__m256i; 4] = core::array::from_fn(|j| {
+                let plo = _mm256_maddubs_epi16(q[2 * j], load32(&y.qs, 64 * j));
+                let phi = _mm256_maddubs_epi16(q[2 * j + 1], load32(&y.qs, 64 * j + 32));
+                _mm256_add_epi32(
+                    _mm256_madd_epi16(plo, sc[2 * j]),
+                    _mm256_madd_epi16(phi, sc[2 * j + 1]),
+                )
+            });
+            let isum = _mm_cvtepi32_ps(hsum4_i32(p[0], p[1], p[2], p[3]));
+            let e = _mm256_madd_epi16(load32(&y.bsums, 0), mins);
+            let e = _mm256_hadd_epi32(e, e);
+            let msum = _mm_unpacklo_epi64(
+                _mm256_castsi256_si128(e),
+                _mm256_extracti128_si256::<1>(e),
+            );
+            let msum = _mm_cvtepi32_ps(msum);
+            let (mut fi, mut fm) = ([0.0f32; 4], [0.0f32; 4]);
+            // SAFETY: both arrays have room for 4 f32; `storeu` needs no alignment.
+            unsafe {
+                _mm_storeu_ps(fi.as_mut_ptr(), isum);
+                _mm_storeu_ps(fm.as_mut_ptr(), msum);
+            }
+            let (d, dm) = (dx * y.d(), dmx * y.d());
+            for j in 0..4 {
+                sum[v] = scalar::fma(fi[j], d, sum[v]);
+                summ[v] = scalar::fma(fm[j], dm, summ[v]);
+            }
+        }
+    }
+    core::array::from_fn(|v| sum[v] - summ[v])
 }
 
 dot4_entry!(
