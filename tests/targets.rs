@@ -1,5 +1,5 @@
 //! The kernel level each target dispatches to (see the table in cross/README.md):
-//! x86-64 picks AVX2 when the CPU has it, aarch64 at least NEON (baseline), and every
+//! x86-64 picks AVX-VNNI or AVX2 when the CPU has them, aarch64 at least NEON (baseline), and every
 //! other target — armv7 among them — the scalar kernels, cleanly: the SIMD levels are
 //! reported unavailable and asking for one is a typed error, not a crash.
 
@@ -13,6 +13,19 @@ fn dispatch_fits_the_target() {
         std::env::consts::ARCH,
         kernels::cpu_features()
     );
+    #[cfg(target_arch = "x86_64")]
+    {
+        // The best x86 level is the highest the CPU has: AVX-VNNI needs AVX2 + FMA + F16C.
+        let avx2 = std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c");
+        let want = match (avx2, std::is_x86_feature_detected!("avxvnni")) {
+            (true, true) => KernelLevel::AvxVnni,
+            (true, false) => KernelLevel::Avx2,
+            _ => KernelLevel::Scalar,
+        };
+        assert_eq!(best, want);
+    }
     let simd: &[KernelLevel] = if cfg!(target_arch = "x86_64") {
         &[KernelLevel::Neon, KernelLevel::Dotprod, KernelLevel::I8mm]
     } else if cfg!(target_arch = "aarch64") {
@@ -21,13 +34,14 @@ fn dispatch_fits_the_target() {
             "NEON is baseline on aarch64"
         );
         assert!(best >= KernelLevel::Neon);
-        &[KernelLevel::Avx2]
+        &[KernelLevel::Avx2, KernelLevel::AvxVnni]
     } else {
         // armv7 (and any other target): NEON kernels exist for aarch64 only.
         assert_eq!(best, KernelLevel::Scalar);
         assert_eq!(kernels::cpu_features(), KernelLevel::Scalar);
         &[
             KernelLevel::Avx2,
+            KernelLevel::AvxVnni,
             KernelLevel::Neon,
             KernelLevel::Dotprod,
             KernelLevel::I8mm,
