@@ -1,5 +1,5 @@
 //! The kernel level each target dispatches to (see the table in cross/README.md):
-//! x86-64 picks AVX-VNNI or AVX2 when the CPU has them, aarch64 at least NEON (baseline), and every
+//! x86-64 picks AVX-512 VNNI, AVX-VNNI or AVX2 when the CPU has them, aarch64 at least NEON (baseline), and every
 //! other target — armv7 among them — the scalar kernels, cleanly: the SIMD levels are
 //! reported unavailable and asking for one is a typed error, not a crash.
 
@@ -19,10 +19,18 @@ fn dispatch_fits_the_target() {
         let avx2 = std::is_x86_feature_detected!("avx2")
             && std::is_x86_feature_detected!("fma")
             && std::is_x86_feature_detected!("f16c");
-        let want = match (avx2, std::is_x86_feature_detected!("avxvnni")) {
-            (true, true) => KernelLevel::AvxVnni,
-            (true, false) => KernelLevel::Avx2,
-            _ => KernelLevel::Scalar,
+        let avx512vnni = std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni");
+        let want = if !avx2 {
+            KernelLevel::Scalar
+        } else if avx512vnni {
+            KernelLevel::Avx512Vnni
+        } else if std::is_x86_feature_detected!("avxvnni") {
+            KernelLevel::AvxVnni
+        } else {
+            KernelLevel::Avx2
         };
         assert_eq!(best, want);
     }
@@ -34,7 +42,11 @@ fn dispatch_fits_the_target() {
             "NEON is baseline on aarch64"
         );
         assert!(best >= KernelLevel::Neon);
-        &[KernelLevel::Avx2, KernelLevel::AvxVnni]
+        &[
+            KernelLevel::Avx2,
+            KernelLevel::AvxVnni,
+            KernelLevel::Avx512Vnni,
+        ]
     } else {
         // armv7 (and any other target): NEON kernels exist for aarch64 only.
         assert_eq!(best, KernelLevel::Scalar);
@@ -42,6 +54,7 @@ fn dispatch_fits_the_target() {
         &[
             KernelLevel::Avx2,
             KernelLevel::AvxVnni,
+            KernelLevel::Avx512Vnni,
             KernelLevel::Neon,
             KernelLevel::Dotprod,
             KernelLevel::I8mm,

@@ -15,6 +15,7 @@ fn encode(level: KernelLevel) -> u8 {
         KernelLevel::Dotprod => 4,
         KernelLevel::I8mm => 5,
         KernelLevel::AvxVnni => 6,
+        KernelLevel::Avx512Vnni => 7,
     }
 }
 
@@ -26,6 +27,7 @@ fn decode(v: u8) -> Option<KernelLevel> {
         4 => KernelLevel::Dotprod,
         5 => KernelLevel::I8mm,
         6 => KernelLevel::AvxVnni,
+        7 => KernelLevel::Avx512Vnni,
         _ => return None,
     })
 }
@@ -39,6 +41,8 @@ pub fn available(level: KernelLevel) -> bool {
         KernelLevel::Avx2 => super::x86_64::Avx2::detect().is_some(),
         #[cfg(target_arch = "x86_64")]
         KernelLevel::AvxVnni => super::x86_64::AvxVnni::detect().is_some(),
+        #[cfg(target_arch = "x86_64")]
+        KernelLevel::Avx512Vnni => super::x86_64::Avx512Vnni::detect().is_some(),
         #[cfg(target_arch = "aarch64")]
         KernelLevel::Neon => super::aarch64::Neon::detect().is_some(),
         #[cfg(target_arch = "aarch64")]

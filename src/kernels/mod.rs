@@ -21,7 +21,7 @@
 //! One [`Kernels`] table of function pointers per [`KernelLevel`]. The level in use is
 //! chosen once per process ([`cpu_features`], [`select`]) from the CPU's features at run
 //! time — never from `target-cpu` — and can be forced lower with the environment
-//! variable `TRAMONTANE_KERNELS=scalar|avx2|avxvnni|neon|dotprod|i8mm` (with `std`). Asking for a
+//! variable `TRAMONTANE_KERNELS=scalar|avx2|avxvnni|avx512vnni|neon|dotprod|i8mm` (with `std`). Asking for a
 //! level the CPU lacks is an error ([`KernelError::Unavailable`]). Tests and benches
 //! reach every level directly through [`kernels`].
 //!
@@ -87,6 +87,10 @@ pub enum KernelLevel {
     /// AVX2 plus AVX-VNNI (`vpdpbusd` on 256-bit registers: Alder Lake, Sapphire Rapids,
     /// Zen 5 and later); the AVX2 kernels, with VNNI prefill tiles.
     AvxVnni,
+    /// AVX2 plus AVX-512 F/BW/VL/VNNI (Ice Lake, Tiger Lake, Sapphire Rapids, Zen 4 and
+    /// later); the AVX2 kernels, with 512-bit VNNI prefill tiles (two vectors per
+    /// register, each in its own 8 lanes: the same arithmetic).
+    Avx512Vnni,
     /// aarch64 Advanced SIMD (baseline on aarch64).
     Neon,
     /// aarch64 NEON plus the `sdot` dot-product instructions (Armv8.2 `dotprod`).
@@ -98,10 +102,11 @@ pub enum KernelLevel {
 
 impl KernelLevel {
     /// Every level, lowest first.
-    pub const ALL: [KernelLevel; 6] = [
+    pub const ALL: [KernelLevel; 7] = [
         KernelLevel::Scalar,
         KernelLevel::Avx2,
         KernelLevel::AvxVnni,
+        KernelLevel::Avx512Vnni,
         KernelLevel::Neon,
         KernelLevel::Dotprod,
         KernelLevel::I8mm,
@@ -113,6 +118,7 @@ impl KernelLevel {
             KernelLevel::Scalar => "scalar",
             KernelLevel::Avx2 => "avx2",
             KernelLevel::AvxVnni => "avxvnni",
+            KernelLevel::Avx512Vnni => "avx512vnni",
             KernelLevel::Neon => "neon",
             KernelLevel::Dotprod => "dotprod",
             KernelLevel::I8mm => "i8mm",

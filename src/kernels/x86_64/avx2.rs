@@ -14,6 +14,7 @@
 
 use core::arch::x86_64::*;
 
+use super::tiles;
 use crate::kernels::scalar::{self, blk, k_term};
 use crate::kernels::table::{BatchRule, GemmFn, Kernels, TypeKernels};
 use crate::kernels::{reduce32, reduce8, KernelLevel};
@@ -23,40 +24,47 @@ use crate::quant::{
 };
 
 /// The AVX2 table.
-pub(super) static TABLE: Kernels = table(KernelLevel::Avx2, false);
+pub(super) static TABLE: Kernels = table(
+    KernelLevel::Avx2,
+    [
+        tiles::gemm_q4_0,
+        tiles::gemm_q5_0,
+        tiles::gemm_q8_0,
+        tiles::gemm_iq4_nl,
+    ],
+);
 
 /// The AVX-VNNI table: the AVX2 one with the VNNI prefill tiles.
-pub(super) static TABLE_VNNI: Kernels = table(KernelLevel::AvxVnni, true);
+pub(super) static TABLE_VNNI: Kernels = table(
+    KernelLevel::AvxVnni,
+    [
+        tiles::gemm_q4_0_vnni,
+        tiles::gemm_q5_0_vnni,
+        tiles::gemm_q8_0_vnni,
+        tiles::gemm_iq4_nl_vnni,
+    ],
+);
 
-const fn pick(vnni: bool, avx2: GemmFn, with_vnni: GemmFn) -> GemmFn {
-    if vnni {
-        with_vnni
-    } else {
-        avx2
-    }
-}
+/// The AVX-512 VNNI table: the AVX2 one with 512-bit VNNI prefill tiles.
+pub(super) static TABLE_ZMM: Kernels = table(
+    KernelLevel::Avx512Vnni,
+    [
+        tiles::gemm_q4_0_zmm,
+        tiles::gemm_q5_0_zmm,
+        tiles::gemm_q8_0_zmm,
+        tiles::gemm_iq4_nl_zmm,
+    ],
+);
 
-const fn table(level: KernelLevel, vnni: bool) -> Kernels {
-    use super::tiles as t;
+/// The AVX2 kernels with the prefill tiles `gemm` of Q4_0, Q5_0, Q8_0 and IQ4_NL.
+const fn table(level: KernelLevel, gemm: [GemmFn; 4]) -> Kernels {
     Kernels {
         level,
-        q4_0: TypeKernels::tiled(dot_q4_0, dot4_q4_0).with_gemm(pick(
-            vnni,
-            t::gemm_q4_0,
-            t::gemm_q4_0_vnni,
-        )),
+        q4_0: TypeKernels::tiled(dot_q4_0, dot4_q4_0).with_gemm(gemm[0]),
         q4_1: TypeKernels::tiled(dot_q4_1, dot4_q4_1),
-        q5_0: TypeKernels::tiled(dot_q5_0, dot4_q5_0).with_gemm(pick(
-            vnni,
-            t::gemm_q5_0,
-            t::gemm_q5_0_vnni,
-        )),
+        q5_0: TypeKernels::tiled(dot_q5_0, dot4_q5_0).with_gemm(gemm[1]),
         q5_1: TypeKernels::tiled(dot_q5_1, dot4_q5_1),
-        q8_0: TypeKernels::tiled(dot_q8_0, dot4_q8_0).with_gemm(pick(
-            vnni,
-            t::gemm_q8_0,
-            t::gemm_q8_0_vnni,
-        )),
+        q8_0: TypeKernels::tiled(dot_q8_0, dot4_q8_0).with_gemm(gemm[2]),
         q2_k: TypeKernels::single(dot_q2_k),
         q3_k: TypeKernels::single(dot_q3_k),
         q4_k: TypeKernels::tiled(dot_q4_k, dot4_q4_k)
@@ -64,11 +72,7 @@ const fn table(level: KernelLevel, vnni: bool) -> Kernels {
         q5_k: TypeKernels::single(dot_q5_k),
         q6_k: TypeKernels::tiled(dot_q6_k, dot4_q6_k)
             .with_batch(dot4_q6_k_batch, BatchRule::AllFrom8),
-        iq4_nl: TypeKernels::tiled(dot_iq4_nl, dot4_iq4_nl).with_gemm(pick(
-            vnni,
-            t::gemm_iq4_nl,
-            t::gemm_iq4_nl_vnni,
-        )),
+        iq4_nl: TypeKernels::tiled(dot_iq4_nl, dot4_iq4_nl).with_gemm(gemm[3]),
         iq4_xs: TypeKernels::single(dot_iq4_xs),
         f32: TypeKernels::single(dot_f32),
         f16: TypeKernels::single(dot_f16),
@@ -676,7 +680,10 @@ fn tile_q4_k<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
 #[inline]
 fn hsum4_i32(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
     let abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
-    _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256::<1>(abcd))
+    _mm_add_epi32(
+        _mm256_castsi256_si128(abcd),
+        _mm256_extracti128_si256::<1>(abcd),
+    )
 }
 
 /// q4_K · q8_K for `N` vectors in the arithmetic of ggml's repacked x86 `gemm` (the
@@ -722,10 +729,8 @@ fn tile_q4_k_batch<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
             let isum = _mm_cvtepi32_ps(hsum4_i32(p[0], p[1], p[2], p[3]));
             let e = _mm256_madd_epi16(load32(&y.bsums, 0), mins);
             let e = _mm256_hadd_epi32(e, e);
-            let msum = _mm_unpacklo_epi64(
-                _mm256_castsi256_si128(e),
-                _mm256_extracti128_si256::<1>(e),
-            );
+            let msum =
+                _mm_unpacklo_epi64(_mm256_castsi256_si128(e), _mm256_extracti128_si256::<1>(e));
             let msum = _mm_cvtepi32_ps(msum);
             let (mut fi, mut fm) = ([0.0f32; 4], [0.0f32; 4]);
             // SAFETY: both arrays have room for 4 f32; `storeu` needs no alignment.

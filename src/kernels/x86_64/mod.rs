@@ -1,4 +1,5 @@
-//! x86-64 kernels: AVX2 + FMA + F16C, and the same with AVX-VNNI prefill tiles.
+//! x86-64 kernels: AVX2 + FMA + F16C, and the same with AVX-VNNI or AVX-512 VNNI
+//! prefill tiles.
 
 use super::table::Kernels;
 
@@ -63,5 +64,40 @@ impl AvxVnni {
     /// The AVX-VNNI kernel table.
     pub fn kernels(self) -> &'static Kernels {
         &avx2::TABLE_VNNI
+    }
+}
+
+/// Proof that the CPU supports AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI: only
+/// [`Avx512Vnni::detect`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx512Vnni {
+    _private: (),
+}
+
+impl Avx512Vnni {
+    /// `Some` if this CPU has AVX2, FMA, F16C and AVX-512 F, BW, VL and VNNI (run-time
+    /// detection with `std`, compile-time target features without).
+    #[inline]
+    pub fn detect() -> Option<Avx512Vnni> {
+        #[cfg(feature = "std")]
+        let ok = Avx2::detect().is_some()
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni");
+        #[cfg(not(feature = "std"))]
+        let ok = Avx2::detect().is_some()
+            && cfg!(all(
+                target_feature = "avx512f",
+                target_feature = "avx512bw",
+                target_feature = "avx512vl",
+                target_feature = "avx512vnni"
+            ));
+        ok.then_some(Avx512Vnni { _private: () })
+    }
+
+    /// The AVX-512 VNNI kernel table.
+    pub fn kernels(self) -> &'static Kernels {
+        &avx2::TABLE_ZMM
     }
 }

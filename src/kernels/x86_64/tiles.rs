@@ -287,3 +287,170 @@ gemm32! {
     /// iq4_nl · q8_0 tile, AVX-VNNI (values + 128).
     fn gemm_iq4_nl_vnni, tile_iq4_nl_vnni(BlockIQ4NL) { unpack: u_iq4_nl, lanes: lanes_offset_vnni, offset: 128, }
 }
+
+// ---------------------------------------------------------------- AVX-512 VNNI
+
+/// The lanes `−B·Σ4 y` of two activation blocks side by side (see [`neg_offset`]).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+fn pair_i(lo: __m256i, hi: __m256i) -> __m512i {
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+/// `[a; 8] ++ [b; 8]` as 16 f32.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+fn pair_f(a: f32, b: f32) -> __m512 {
+    let lo = _mm256_castps_pd(_mm256_set1_ps(a));
+    let hi = _mm256_castps_pd(_mm256_set1_ps(b));
+    _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(lo), hi))
+}
+
+/// Generates a tile kernel on 512-bit registers and its `GemmFn` entry: each register
+/// holds two (row, vector) pairs — the same weight block against two vectors, 8 lanes
+/// each — so every lane runs exactly the 8-lane arithmetic of the 256-bit kernels:
+/// `vpdpbusd` onto the offset correction, `cvt`, `dx·dy` (one f32 product per lane),
+/// one fused multiply-add per block, `reduce8` per half at the end.
+macro_rules! gemm32_zmm {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident, $tile:ident($X:ty) {
+            unpack: $unpack:ident,
+            offset: $offset:expr,
+        }
+    ) => {
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn $tile<const P: usize>(
+            xs: &[&[u8]],
+            ys: &[&[u8]; TILE],
+            nv: usize,
+            out: &mut [[f32; TILE]; TILE],
+        ) {
+            let xs = xs.get(..TILE).unwrap_or(xs);
+            let nr = xs.len();
+            let mut xss: [&[$X]; TILE] = [&[]; TILE];
+            for (d, s) in xss.iter_mut().zip(xs) {
+                *d = blk::<$X>(s);
+            }
+            let xss = &xss[..nr];
+            let nv = nv.clamp(1, 2 * P);
+            // Vector pair p = vectors 2p and 2p + 1 (the last repeated when nv is odd).
+            let vi = |p: usize, h: usize| (2 * p + h).min(nv - 1);
+            let yss: [&[BlockQ8_0]; TILE] = core::array::from_fn(|v| blk::<BlockQ8_0>(ys[v]));
+            let nb = xss
+                .iter()
+                .map(|x| x.len())
+                .chain(yss[..nv].iter().map(|y| y.len()))
+                .min()
+                .unwrap_or(0);
+            let offset: u8 = $offset;
+            let bvec = _mm256_set1_epi8(offset as i8);
+            let mut acc = [[_mm512_setzero_ps(); P]; TILE];
+            let mut g = 0;
+            while g < nb {
+                let len = (nb - g).min(8);
+                // Per vector pair, once for all rows: quants, corrections, scales.
+                let mut yq = [[_mm512_setzero_si512(); 8]; P];
+                let mut corr = [[_mm512_setzero_si512(); 8]; P];
+                let mut dy = [[_mm512_setzero_ps(); 8]; P];
+                for p in 0..P {
+                    let (Some(y0), Some(y1)) =
+                        (yss[vi(p, 0)].get(g..g + len), yss[vi(p, 1)].get(g..g + len))
+                    else {
+                        continue;
+                    };
+                    for (i, (b0, b1)) in y0.iter().zip(y1).enumerate() {
+                        let i = i & 7;
+                        let (q0, q1) = (load32(&b0.qs, 0), load32(&b1.qs, 0));
+                        yq[p][i] = pair_i(q0, q1);
+                        corr[p][i] = pair_i(neg_offset(bvec, q0), neg_offset(bvec, q1));
+                        dy[p][i] = pair_f(f16(b0.d), f16(b1.d));
+                    }
+                }
+                for (r, xfull) in xss.iter().enumerate() {
+                    let Some(xg) = xfull.get(g..g + len) else { continue };
+                    let mut dxs = [0.0f32; 8];
+                    match <&[$X; 8]>::try_from(xg) {
+                        // SAFETY: `dxs` has room for 8 f32; `storeu` needs no alignment.
+                        Ok(x8) => unsafe { _mm256_storeu_ps(dxs.as_mut_ptr(), d_x8(x8)) },
+                        Err(_) => {
+                            for (d, b) in dxs.iter_mut().zip(xg) {
+                                *d = f16(b.d);
+                            }
+                        }
+                    }
+                    let Some(a) = acc.get_mut(r) else { continue };
+                    let mut a = *a;
+                    for (i, xb) in xg.iter().enumerate() {
+                        let i = i & 7;
+                        let q = _mm512_broadcast_i64x4($unpack(xb));
+                        let dx = _mm512_set1_ps(dxs[i]);
+                        for p in 0..P {
+                            let lanes = _mm512_dpbusd_epi32(corr[p][i], q, yq[p][i]);
+                            let d = _mm512_mul_ps(dx, dy[p][i]);
+                            a[p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(lanes), a[p]);
+                        }
+                    }
+                    if let Some(dst) = acc.get_mut(r) {
+                        *dst = a;
+                    }
+                }
+                g += len;
+            }
+            for (o, a) in out.iter_mut().zip(&acc[..nr]) {
+                for p in 0..P {
+                    let mut lanes = [0.0f32; 16];
+                    // SAFETY: `lanes` has room for 16 f32; `storeu` needs no alignment.
+                    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), a[p]) };
+                    for h in 0..2 {
+                        let v = 2 * p + h;
+                        if v < nv {
+                            let mut l8 = [0.0f32; 8];
+                            l8.copy_from_slice(&lanes[8 * h..8 * h + 8]);
+                            if let Some(o) = o.get_mut(v) {
+                                *o = reduce8(l8);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        $(#[$doc])*
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        pub(super) fn $name(
+            xs: &[&[u8]; TILE],
+            nr: usize,
+            ys: &[&[u8]; TILE],
+            nv: usize,
+            _n: usize,
+            out: &mut [[f32; TILE]; TILE],
+        ) {
+            let xs = xs.get(..nr).unwrap_or(xs);
+            match nv {
+                0 => {}
+                1 | 2 => $tile::<1>(xs, ys, nv, out),
+                3 | 4 => $tile::<2>(xs, ys, nv, out),
+                5 | 6 => $tile::<3>(xs, ys, nv, out),
+                _ => $tile::<4>(xs, ys, nv, out),
+            }
+        }
+    };
+}
+
+gemm32_zmm! {
+    /// q4_0 · q8_0 tile, AVX-512 VNNI.
+    fn gemm_q4_0_zmm, tile_q4_0_zmm(BlockQ4_0) { unpack: u_q4_0, offset: 8, }
+}
+gemm32_zmm! {
+    /// q5_0 · q8_0 tile, AVX-512 VNNI.
+    fn gemm_q5_0_zmm, tile_q5_0_zmm(BlockQ5_0) { unpack: u_q5_0, offset: 16, }
+}
+gemm32_zmm! {
+    /// q8_0 · q8_0 tile, AVX-512 VNNI (quants + 128).
+    fn gemm_q8_0_zmm, tile_q8_0_zmm(BlockQ8_0) { unpack: u_q8_0, offset: 128, }
+}
+gemm32_zmm! {
+    /// iq4_nl · q8_0 tile, AVX-512 VNNI (values + 128).
+    fn gemm_iq4_nl_zmm, tile_iq4_nl_zmm(BlockIQ4NL) { unpack: u_iq4_nl, offset: 128, }
+}
