@@ -597,3 +597,27 @@ fn ops_match_f64_references() {
     ops::mul_inplace(&mut a, &[2.0, 2.0, 2.0, 9.0]);
     assert_eq!(a, [3.0, 5.0, 6.0]);
 }
+
+#[test]
+fn swiglu_is_the_same_at_every_level() {
+    let scalar = kernels::kernels(KernelLevel::Scalar).unwrap();
+    let mut rng = Rng(11);
+    for k in levels() {
+        for n in [0usize, 1, 15, 16, 17, 33, 64, 100] {
+            let mut gate: Vec<f32> = (0..n).map(|_| rng.f32() * 30.0).collect();
+            // Values where e^-x overflows, underflows or is exactly 1.
+            for (i, v) in [-200.0f32, 200.0, 0.0, -88.7, 88.7].into_iter().enumerate() {
+                if let Some(g) = gate.get_mut(3 * i) {
+                    *g = v;
+                }
+            }
+            let up: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+            let (mut a, mut b) = (gate.clone(), gate.clone());
+            scalar.swiglu_row(&mut a, &up);
+            k.swiglu_row(&mut b, &up);
+            for (x, y) in a.iter().zip(&b) {
+                assert!(same(*x, *y), "{} swiglu n={n}: {x:e} vs {y:e}", k.level());
+            }
+        }
+    }
+}

@@ -215,6 +215,7 @@ pub use super::vec_dot_f16;
 /// `ln 2` with fused multiply-adds, a degree-5 polynomial, `scalef` by the exponent, and
 /// 0 / +∞ beyond `|n| > 192`. It is not the C library's `expf`; llama.cpp's attention
 /// probabilities and SiLU depend on this one.
+#[inline(always)]
 pub fn v_expf(x: f32) -> f32 {
     use super::scalar::fma;
     let c = |bits: u32| f32::from_bits(bits);

@@ -560,3 +560,8 @@ pub(crate) fn f32_to_f16_row(src: &[f32], dst: &mut [u8]) {
         d.copy_from_slice(&half::f16::from_f32(*s).to_le_bytes());
     }
 }
+
+/// SwiGLU of one row, portable (see [`crate::model::ops::swiglu_row`]).
+pub(crate) fn swiglu_row(gate: &mut [f32], up: &[f32]) {
+    crate::model::ops::swiglu_row(gate, up);
+}

@@ -67,6 +67,13 @@ pub(crate) type F16ToF32Fn = unsafe fn(src: &[u8], dst: &mut [f32]);
 /// The CPU must support the table's level.
 pub(crate) type F32ToF16Fn = unsafe fn(src: &[f32], dst: &mut [u8]);
 
+/// `gate ← silu(gate) · up` for one row (see [`crate::model::ops::swiglu_row`]).
+///
+/// # Safety
+///
+/// The CPU must support the table's level.
+pub(crate) type SwigluFn = unsafe fn(gate: &mut [f32], up: &[f32]);
+
 /// The kernels for one weight type.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TypeKernels {
@@ -174,6 +181,8 @@ pub struct Kernels {
     /// Row conversions for an f16 KV cache.
     pub(crate) f16_to_f32: F16ToF32Fn,
     pub(crate) f32_to_f16: F32ToF16Fn,
+    /// SwiGLU of one row.
+    pub(crate) swiglu: SwigluFn,
 }
 
 /// The table of `level`, or [`KernelError::Unavailable`] if the CPU lacks it.
@@ -238,6 +247,7 @@ impl Kernels {
             bf16: TypeKernels::single(s::dot_bf16),
             f16_to_f32: s::f16_to_f32_row,
             f32_to_f16: s::f32_to_f16_row,
+            swiglu: s::swiglu_row,
         }
     }
 
@@ -320,6 +330,15 @@ impl Kernels {
     pub fn f32_to_f16_row(&self, src: &[f32], dst: &mut [u8]) {
         // SAFETY: as above.
         unsafe { (self.f32_to_f16)(src, dst) }
+    }
+
+    /// `gate ← silu(gate) · up` for one row (ggml's `swiglu`: its vectorised `expf` for
+    /// whole groups of 16 values, the C library's for the tail); the same bits at every
+    /// level. Values past the shorter slice are left as they are.
+    pub fn swiglu_row(&self, gate: &mut [f32], up: &[f32]) {
+        // SAFETY: this table exists only for a level the CPU supports; the kernel
+        // bounds itself by both lengths.
+        unsafe { (self.swiglu)(gate, up) }
     }
 
     /// f16 · f16 for rows already checked to hold `n` values each.

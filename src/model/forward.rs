@@ -441,7 +441,17 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         trace(st, "ffn_gate", il, b, ff, &st.gate);
         let (g, u) = (&mut st.gate[..b * ff], &st.up[..b * ff]);
         match c.arch.ffn_act {
-            FfnActivation::Silu => ops::swiglu(g, u),
+            FfnActivation::Silu => {
+                // Row by row (ggml's tail rule is per row), rows split across threads.
+                let k = crate::kernels::kernels(crate::kernels::cpu_features()).ok();
+                st.threads.for_rows(g, ff, |first, row| {
+                    let up = u.get(first..first + row.len()).unwrap_or(&[]);
+                    match k {
+                        Some(k) => k.swiglu_row(row, up),
+                        None => ops::swiglu_row(row, up),
+                    }
+                });
+            }
             FfnActivation::GeluTanh => m.gelu.geglu(g, u),
         }
         trace(st, "ffn_gate_par", il, b, ff, &st.gate);

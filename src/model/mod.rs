@@ -33,7 +33,7 @@ mod error;
 mod forward;
 mod kv;
 mod load;
-mod ops;
+pub(crate) mod ops;
 mod shift;
 pub(crate) mod sizes;
 mod state_io;

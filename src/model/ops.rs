@@ -190,10 +190,15 @@ impl GeluTable {
     }
 }
 
-/// `gate ← silu(gate) · up` (ggml `swiglu_split`): `silu(x) = x / (1 + e^-x)` with
-/// ggml's vectorised `expf` ([`crate::kernels::ops::v_expf`]) for whole groups of 16,
-/// the C library's for a tail, as `ggml_vec_swiglu_f32` with AVX-512.
-pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+/// `gate ← silu(gate) · up` (ggml `swiglu_split`) for one row: `silu(x) = x / (1 +
+/// e^-x)` with ggml's vectorised `expf` ([`crate::kernels::ops::v_expf`]) for whole
+/// groups of 16, the C library's for a tail, as `ggml_vec_swiglu_f32` with AVX-512.
+///
+/// Inlined into the kernel table's entries ([`crate::kernels::Kernels::swiglu_row`]),
+/// compiled once portably and once with FMA (the fused multiply-adds of `v_expf` are
+/// then instructions, not calls); both give the same bits.
+#[inline(always)]
+pub fn swiglu_row(gate: &mut [f32], up: &[f32]) {
     let whole = gate.len() - gate.len() % 16;
     for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
         let x = *g;

@@ -47,6 +47,7 @@ macro_rules! neon_kernels {
             bf16: TypeKernels::single(dot_bf16),
             f16_to_f32: f16_to_f32_row,
             f32_to_f16: f32_to_f16_row,
+            swiglu: crate::kernels::scalar::swiglu_row,
         };
 
         /// f16 → f32 (`fcvtl`, exact) for `min(src.len() / 2, dst.len())` values.

@@ -79,7 +79,14 @@ const fn table(level: KernelLevel, gemm: [GemmFn; 4]) -> Kernels {
         bf16: TypeKernels::single(dot_bf16),
         f16_to_f32: f16_to_f32_row,
         f32_to_f16: f32_to_f16_row,
+        swiglu: swiglu_row,
     }
+}
+
+/// SwiGLU of one row: the portable code compiled with FMA (same bits, no calls).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn swiglu_row(gate: &mut [f32], up: &[f32]) {
+    crate::model::ops::swiglu_row(gate, up);
 }
 
 // ---------------------------------------------------------------- loads
