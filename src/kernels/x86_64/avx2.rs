@@ -274,7 +274,10 @@ macro_rules! dot32 {
         #[target_feature(enable = "avx2,fma,f16c")]
         fn $tile<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
             let xs = blk::<$X>(x);
-            let yss: [&[$Y]; N] = core::array::from_fn(|v| blk::<$Y>(ys[v]));
+            let mut yss: [&[$Y]; N] = [&[]; N];
+            for (d, s) in yss.iter_mut().zip(ys) {
+                *d = blk::<$Y>(s);
+            }
             let nb = yss.iter().fold(xs.len(), |m, y| m.min(y.len()));
             let mut acc = [_mm256_setzero_ps(); N];
             let mut summs = [0.0f32; N];
@@ -288,7 +291,10 @@ macro_rules! dot32 {
                 };
                 prefetch_ahead(xg);
                 let dx = d_x8(xg);
-                let q: [__m256i; 8] = core::array::from_fn(|i| $unpack(&xg[i]));
+                let mut q = [_mm256_setzero_si256(); 8];
+                for (d, b) in q.iter_mut().zip(xg) {
+                    *d = $unpack(b);
+                }
                 for v in 0..N {
                     let Some(yg) = yss[v].get(g..g + 8).and_then(|s| <&[$Y; 8]>::try_from(s).ok()) else {
                         continue;
@@ -639,7 +645,10 @@ macro_rules! dot4_entry {
 
 /// The activation blocks of `N` vectors and the number of blocks all rows have.
 fn k_rows<'a, const N: usize>(nx: usize, ys: &[&'a [u8]; N]) -> ([&'a [BlockQ8K]; N], usize) {
-    let yss: [&[BlockQ8K]; N] = core::array::from_fn(|v| blk::<BlockQ8K>(ys[v]));
+    let mut yss: [&[BlockQ8K]; N] = [&[]; N];
+    for (d, s) in yss.iter_mut().zip(ys) {
+        *d = blk::<BlockQ8K>(s);
+    }
     let nb = yss.iter().fold(nx, |m, y| m.min(y.len()));
     (yss, nb)
 }
@@ -725,14 +734,15 @@ fn tile_q4_k_batch<const N: usize>(x: &[u8], ys: &[&[u8]; N]) -> [f32; N] {
         let mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(load8(&sm, 8), spread));
         for v in 0..N {
             let Some(y) = yss[v].get(i) else { continue };
-            let p: [__m256i; 4] = core::array::from_fn(|j| {
+            let mut p = [_mm256_setzero_si256(); 4];
+            for (j, pj) in p.iter_mut().enumerate() {
                 let plo = _mm256_maddubs_epi16(q[2 * j], load32(&y.qs, 64 * j));
                 let phi = _mm256_maddubs_epi16(q[2 * j + 1], load32(&y.qs, 64 * j + 32));
-                _mm256_add_epi32(
+                *pj = _mm256_add_epi32(
                     _mm256_madd_epi16(plo, sc[2 * j]),
                     _mm256_madd_epi16(phi, sc[2 * j + 1]),
-                )
-            });
+                );
+            }
             let isum = _mm_cvtepi32_ps(hsum4_i32(p[0], p[1], p[2], p[3]));
             let e = _mm256_madd_epi16(load32(&y.bsums, 0), mins);
             let e = _mm256_hadd_epi32(e, e);

@@ -130,7 +130,10 @@ macro_rules! gemm32 {
                 *d = blk::<$X>(s);
             }
             let xss = &xss[..nr];
-            let yss: [&[BlockQ8_0]; N] = core::array::from_fn(|v| blk::<BlockQ8_0>(ys[v]));
+            let mut yss: [&[BlockQ8_0]; N] = [&[]; N];
+            for (d, s) in yss.iter_mut().zip(ys) {
+                *d = blk::<BlockQ8_0>(s);
+            }
             let nb = xss
                 .iter()
                 .map(|x| x.len())
@@ -140,15 +143,17 @@ macro_rules! gemm32 {
             let offset: u8 = $offset;
             let bvec = _mm256_set1_epi8(offset as i8);
             let mut acc = [[_mm256_setzero_ps(); N]; TILE];
+            // Per vector, once for all rows: a group's 8 block scales, quants and offset
+            // corrections, in fixed-size arrays (no bounds checks, no pointer chasing in
+            // the inner loop). Made once per call (zeroing them per group costs as much
+            // as a fifth of the arithmetic); each group overwrites what it reads.
+            let mut dy = [[0.0f32; 8]; N];
+            let mut yq = [[_mm256_setzero_si256(); 8]; N];
+            let mut corr = [[_mm256_setzero_si256(); 8]; N];
+            let mut dd = [[0.0f32; 8]; N];
             let mut g = 0;
             while g < nb {
                 let len = (nb - g).min(8);
-                // Per vector, once for all rows: the group's 8 block scales, quants and
-                // offset corrections, in fixed-size arrays (no bounds checks, no pointer
-                // chasing in the inner loop).
-                let mut dy = [[0.0f32; 8]; N];
-                let mut yq = [[_mm256_setzero_si256(); 8]; N];
-                let mut corr = [[_mm256_setzero_si256(); 8]; N];
                 for v in 0..N {
                     let Some(yg) = yss[v].get(g..g + len) else { continue };
                     match <&[BlockQ8_0; 8]>::try_from(yg) {
@@ -182,7 +187,6 @@ macro_rules! gemm32 {
                         }
                     }
                     // dx·dy per pair and block: one f32 product, as the single dot.
-                    let mut dd = [[0.0f32; 8]; N];
                     for v in 0..N {
                         for i in 0..8 {
                             dd[v][i] = dx[i] * dy[v][i];
@@ -228,7 +232,8 @@ macro_rules! gemm32 {
             let xs = xs.get(..nr).unwrap_or(xs);
             macro_rules! go {
                 ($k:literal) => {{
-                    let y: [&[u8]; $k] = core::array::from_fn(|v| ys[v]);
+                    let mut y: [&[u8]; $k] = [&[]; $k];
+                    y.copy_from_slice(&ys[..$k]);
                     $tile::<$k>(xs, &y, out)
                 }};
             }
@@ -336,7 +341,10 @@ macro_rules! gemm32_zmm {
             let nv = nv.clamp(1, 2 * P);
             // Vector pair p = vectors 2p and 2p + 1 (the last repeated when nv is odd).
             let vi = |p: usize, h: usize| (2 * p + h).min(nv - 1);
-            let yss: [&[BlockQ8_0]; TILE] = core::array::from_fn(|v| blk::<BlockQ8_0>(ys[v]));
+            let mut yss: [&[BlockQ8_0]; TILE] = [&[]; TILE];
+            for (d, s) in yss.iter_mut().zip(ys) {
+                *d = blk::<BlockQ8_0>(s);
+            }
             let nb = xss
                 .iter()
                 .map(|x| x.len())
@@ -346,13 +354,14 @@ macro_rules! gemm32_zmm {
             let offset: u8 = $offset;
             let bvec = _mm256_set1_epi8(offset as i8);
             let mut acc = [[_mm512_setzero_ps(); P]; TILE];
+            // Per vector pair, once for all rows: a group's quants, corrections, scales
+            // (made once per call; each group overwrites what it reads).
+            let mut yq = [[_mm512_setzero_si512(); 8]; P];
+            let mut corr = [[_mm512_setzero_si512(); 8]; P];
+            let mut dy = [[_mm512_setzero_ps(); 8]; P];
             let mut g = 0;
             while g < nb {
                 let len = (nb - g).min(8);
-                // Per vector pair, once for all rows: quants, corrections, scales.
-                let mut yq = [[_mm512_setzero_si512(); 8]; P];
-                let mut corr = [[_mm512_setzero_si512(); 8]; P];
-                let mut dy = [[_mm512_setzero_ps(); 8]; P];
                 for p in 0..P {
                     let (Some(y0), Some(y1)) =
                         (yss[vi(p, 0)].get(g..g + len), yss[vi(p, 1)].get(g..g + len))
