@@ -136,6 +136,8 @@ pub struct Kernels {
     /// Row conversions for an f16 KV cache.
     pub(crate) f16_to_f32: F16ToF32Fn,
     pub(crate) f32_to_f16: F32ToF16Fn,
+    /// Attention of one query head (see [`super::attn`]).
+    pub(crate) attn: super::attn::AttnKernels,
 }
 
 /// The table of `level`, or [`KernelError::Unavailable`] if the CPU lacks it.
@@ -192,6 +194,7 @@ impl Kernels {
             bf16: TypeKernels::single(s::dot_bf16),
             f16_to_f32: s::f16_to_f32_row,
             f32_to_f16: s::f32_to_f16_row,
+            attn: super::attn::SCALAR,
         }
     }
 
@@ -412,6 +415,52 @@ impl Kernels {
             }
         });
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- attention
+// (kept apart from the matmul code above; the kernels are in `attn.rs`)
+
+impl Kernels {
+    /// [`attn::KqFn`](super::attn::KqFn): the scaled `K·Q` scores of one query head
+    /// over the key rows `i < scores.len()` of `k` (row `i` at `i · stride`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn attn_kq(
+        &self,
+        q: &[f32],
+        k: &[f32],
+        stride: usize,
+        lanes: super::attn::Lanes,
+        exact: bool,
+        scale: f32,
+        scores: &mut [f32],
+    ) {
+        // SAFETY: this table exists only for a level the CPU supports (see the type's
+        // docs); the kernel bounds every access by the slices' lengths.
+        unsafe { (self.attn.kq)(q, k, stride, lanes, exact, scale, scores) }
+    }
+
+    /// [`attn::SoftmaxFn`](super::attn::SoftmaxFn): scores to probabilities in place.
+    pub(crate) fn attn_softmax(&self, scores: &mut [f32], first: usize, round_f16: bool) {
+        // SAFETY: as in `attn_kq`.
+        unsafe { (self.attn.softmax)(scores, first, round_f16) }
+    }
+
+    /// [`attn::KqvFn`](super::attn::KqvFn): `out = Σ_i p_i · v_i` in lanes.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn attn_kqv(
+        &self,
+        p: &[f32],
+        v: &[f32],
+        stride: usize,
+        first: usize,
+        lanes: super::attn::Lanes,
+        exact: bool,
+        acc: &mut [f32],
+        out: &mut [f32],
+    ) {
+        // SAFETY: as in `attn_kq`.
+        unsafe { (self.attn.kqv)(p, v, stride, first, lanes, exact, acc, out) }
     }
 }
 

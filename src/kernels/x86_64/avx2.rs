@@ -42,6 +42,8 @@ pub(super) static TABLE: Kernels = Kernels {
     bf16: TypeKernels::single(dot_bf16),
     f16_to_f32: f16_to_f32_row,
     f32_to_f16: f32_to_f16_row,
+    // Attention (kept in x86_64/attn.rs).
+    attn: super::attn::AVX2_ATTN,
 };
 
 // ---------------------------------------------------------------- loads

@@ -2,6 +2,7 @@
 
 use super::table::Kernels;
 
+mod attn;
 mod avx2;
 
 /// Proof that the CPU supports AVX2, FMA and F16C: only [`Avx2::detect`] makes one.

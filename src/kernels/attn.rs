@@ -1,0 +1,722 @@
+//! Attention of one query head over its cached keys, in llama.cpp's float order (the
+//! arithmetic of `ggml_vec_dot_f16` / llamafile's tinyBLAS for `K·Q` and `KQ·V`, and of
+//! `ggml_vec_soft_max_f32` with ggml's vectorised `expf`): three kernels, [`AttnKernels`],
+//! one entry of the [`Kernels`](super::Kernels) table.
+//!
+//! The bodies here are written once, as plain Rust over fixed-size lane arrays, and
+//! instantiated twice: the portable entries below ([`SCALAR`]) and, on x86-64, copies
+//! compiled with AVX2/FMA/F16C enabled (`x86_64/attn.rs`), which the compiler
+//! vectorises. Both run the same operations in the same order (no operation is
+//! contracted or reassociated by the compiler), so every level gives the same bits.
+//!
+//! Layout: the keys (values) of a head are rows of `hd` f32 values, row `i` starting at
+//! `i · stride` (a layer's cache rows hold all KV heads: `stride = kv_dim`). Row `i` is
+//! the cache position `first + i`; the lane of a sum and the chunk of the softmax are
+//! taken from the cache position, as in llama.cpp. These functions never panic: rows
+//! that are not all there end the work early (the callers never pass such slices).
+
+use super::ops::v_expf;
+use super::reduce8;
+use super::scalar::fma;
+
+/// How many lanes the `K·Q` and `KQ·V` sums use (see [`reduce_lanes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lanes {
+    /// 16 lanes: a batch of queries (llamafile's tinyBLAS with AVX-512).
+    L16,
+    /// 64 lanes: one query (`ggml_vec_dot_f16` with AVX-512: 4 × 16 lanes).
+    L64,
+}
+
+/// `scores[i] = scale · Σ_j q_j · k_{i,j}` over `hd = q.len()` values in lanes, for the
+/// rows `i < scores.len()` of `k`. `exact`: the products are exact in f32 (f16 values),
+/// summed with a multiply then an add (equal to a fused multiply-add); otherwise with
+/// fused multiply-adds.
+///
+/// # Safety
+///
+/// The CPU must support the table's level.
+pub(crate) type KqFn = unsafe fn(
+    q: &[f32],
+    k: &[f32],
+    stride: usize,
+    lanes: Lanes,
+    exact: bool,
+    scale: f32,
+    scores: &mut [f32],
+);
+
+/// In place: `scores` (cache positions `first..`) become softmax probabilities, the
+/// exponentials summed in chunks of 16 cache positions into an f64; rounded to f16
+/// (and back) if `round_f16`.
+///
+/// # Safety
+///
+/// The CPU must support the table's level.
+pub(crate) type SoftmaxFn = unsafe fn(scores: &mut [f32], first: usize, round_f16: bool);
+
+/// `out_d = Σ_i p_i · v_{i,d}` for `d < hd = out.len()`, summed in lanes by cache
+/// position (`first + i`), with `acc` (at least `lanes · hd` values) as scratch.
+/// `exact`: multiply then add, else fused multiply-adds (as [`KqFn`]).
+///
+/// # Safety
+///
+/// The CPU must support the table's level.
+pub(crate) type KqvFn = unsafe fn(
+    p: &[f32],
+    v: &[f32],
+    stride: usize,
+    first: usize,
+    lanes: Lanes,
+    exact: bool,
+    acc: &mut [f32],
+    out: &mut [f32],
+);
+
+/// The attention kernels of one level.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttnKernels {
+    pub(crate) kq: KqFn,
+    pub(crate) softmax: SoftmaxFn,
+    pub(crate) kqv: KqvFn,
+}
+
+/// The portable entries.
+pub(crate) const SCALAR: AttnKernels = AttnKernels {
+    kq: kq_scalar,
+    softmax: softmax_scalar,
+    kqv: kqv_scalar,
+};
+
+fn kq_scalar(
+    q: &[f32],
+    k: &[f32],
+    stride: usize,
+    lanes: Lanes,
+    exact: bool,
+    scale: f32,
+    scores: &mut [f32],
+) {
+    kq(q, k, stride, lanes, exact, scale, scores);
+}
+
+fn softmax_scalar(scores: &mut [f32], first: usize, round_f16: bool) {
+    softmax(scores, first, round_f16);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn kqv_scalar(
+    p: &[f32],
+    v: &[f32],
+    stride: usize,
+    first: usize,
+    lanes: Lanes,
+    exact: bool,
+    acc: &mut [f32],
+    out: &mut [f32],
+) {
+    kqv(p, v, stride, first, lanes, exact, acc, out);
+}
+
+// ---------------------------------------------------------------- bodies
+
+/// `_mm512_reduce_add_ps` (GCC): the upper 8 lanes onto the lower 8, then [`reduce8`].
+#[inline(always)]
+pub(crate) fn reduce16(a: &[f32; 16]) -> f32 {
+    let mut c = [0.0f32; 8];
+    for (k, d) in c.iter_mut().enumerate() {
+        *d = a[k] + a[k + 8];
+    }
+    reduce8(c)
+}
+
+/// Sum the lanes of one attention dot product in ggml's order for `L` lanes: 16
+/// (tinyBLAS: [`reduce16`]) or 64 (`GGML_F32x16_REDUCE`: accumulators 0 + 2 and 1 + 3,
+/// then their sum, then [`reduce16`]).
+#[inline(always)]
+pub(crate) fn reduce_lanes<const L: usize>(acc: &[f32; L]) -> f32 {
+    let mut v = [0.0f32; 16];
+    if L == 64 {
+        for (k, d) in v.iter_mut().enumerate() {
+            *d = (acc[k] + acc[k + 32]) + (acc[k + 16] + acc[k + 48]);
+        }
+    } else {
+        for (k, d) in v.iter_mut().enumerate() {
+            *d = acc.get(k).copied().unwrap_or(0.0);
+        }
+    }
+    reduce16(&v)
+}
+
+/// `Σ x_i·y_i` with `L` lanes (`lane = i mod L`, in index order), reduced by
+/// [`reduce_lanes`]. `EXACT`: multiply then add; else fused multiply-add.
+#[inline(always)]
+fn lane_dot<const L: usize, const EXACT: bool>(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0.0f32; L];
+    let mut xs = x.chunks_exact(L);
+    let mut ys = y.chunks_exact(L);
+    for (xc, yc) in (&mut xs).zip(&mut ys) {
+        for ((a, &p), &q) in acc.iter_mut().zip(xc).zip(yc) {
+            *a = if EXACT { *a + p * q } else { fma(p, q, *a) };
+        }
+    }
+    for ((a, &p), &q) in acc.iter_mut().zip(xs.remainder()).zip(ys.remainder()) {
+        *a = if EXACT { *a + p * q } else { fma(p, q, *a) };
+    }
+    reduce_lanes(&acc)
+}
+
+/// One lane step: `a + p·q` (`EXACT`: multiply then add) or `fma(p, q, a)`.
+#[inline(always)]
+fn step<const EXACT: bool>(a: f32, p: f32, q: f32) -> f32 {
+    if EXACT {
+        a + p * q
+    } else {
+        fma(p, q, a)
+    }
+}
+
+/// [`lane_dot`] of `x` with 4 rows at once (each summed exactly as alone): 4 independent
+/// accumulator sets keep the adds from waiting on each other. The rows hold at least
+/// `x.len()` values (the caller slices them so).
+#[inline(always)]
+fn lane_dot4<const L: usize, const EXACT: bool>(x: &[f32], y: [&[f32]; 4]) -> [f32; 4] {
+    let n = x.len();
+    let [Some(y0), Some(y1), Some(y2), Some(y3)] = y.map(|r| r.get(..n)) else {
+        return [0.0; 4];
+    };
+    let (mut a0, mut a1, mut a2, mut a3) = ([0.0f32; L], [0.0f32; L], [0.0f32; L], [0.0f32; L]);
+    let chunks = x
+        .chunks_exact(L)
+        .zip(y0.chunks_exact(L))
+        .zip(y1.chunks_exact(L))
+        .zip(y2.chunks_exact(L))
+        .zip(y3.chunks_exact(L));
+    for ((((xc, c0), c1), c2), c3) in chunks {
+        for t in 0..L {
+            let p = xc[t];
+            a0[t] = step::<EXACT>(a0[t], p, c0[t]);
+            a1[t] = step::<EXACT>(a1[t], p, c1[t]);
+            a2[t] = step::<EXACT>(a2[t], p, c2[t]);
+            a3[t] = step::<EXACT>(a3[t], p, c3[t]);
+        }
+    }
+    let full = n - n % L;
+    for t in full..n {
+        let p = x[t];
+        a0[t - full] = step::<EXACT>(a0[t - full], p, y0[t]);
+        a1[t - full] = step::<EXACT>(a1[t - full], p, y1[t]);
+        a2[t - full] = step::<EXACT>(a2[t - full], p, y2[t]);
+        a3[t - full] = step::<EXACT>(a3[t - full], p, y3[t]);
+    }
+    [
+        reduce_lanes(&a0),
+        reduce_lanes(&a1),
+        reduce_lanes(&a2),
+        reduce_lanes(&a3),
+    ]
+}
+
+#[inline(always)]
+fn kq_rows<const L: usize, const EXACT: bool>(
+    q: &[f32],
+    k: &[f32],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+) {
+    let hd = q.len();
+    let row = |i: usize| {
+        i.checked_mul(stride)
+            .and_then(|at| k.get(at..at.checked_add(hd)?))
+    };
+    let mut groups = scores.chunks_exact_mut(4);
+    let mut i = 0;
+    // With 16 lanes, 4 rows at a time (64 lanes already give 8 independent vectors).
+    if L == 16 {
+        for g in &mut groups {
+            let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+                (row(i), row(i + 1), row(i + 2), row(i + 3))
+            else {
+                return;
+            };
+            let d = lane_dot4::<L, EXACT>(q, [r0, r1, r2, r3]);
+            for (s, d) in g.iter_mut().zip(d) {
+                *s = d * scale;
+            }
+            i += 4;
+        }
+    }
+    let rest = if L == 16 {
+        groups.into_remainder()
+    } else {
+        scores
+    };
+    for s in rest.iter_mut() {
+        let Some(r) = row(i) else {
+            return;
+        };
+        *s = lane_dot::<L, EXACT>(q, r) * scale;
+        i += 1;
+    }
+}
+
+/// The body of [`KqFn`].
+#[inline(always)]
+pub(crate) fn kq(
+    q: &[f32],
+    k: &[f32],
+    stride: usize,
+    lanes: Lanes,
+    exact: bool,
+    scale: f32,
+    scores: &mut [f32],
+) {
+    match (lanes, exact) {
+        (Lanes::L16, true) => kq_rows::<16, true>(q, k, stride, scale, scores),
+        (Lanes::L16, false) => kq_rows::<16, false>(q, k, stride, scale, scores),
+        (Lanes::L64, true) => kq_rows::<64, true>(q, k, stride, scale, scores),
+        (Lanes::L64, false) => kq_rows::<64, false>(q, k, stride, scale, scores),
+    }
+}
+
+/// Round to the nearest f16 (ties to even) and back, as `half::f16::from_f32(x).to_f32()`
+/// (ggml's `GGML_CPU_FP32_TO_FP16` then `FP16_TO_FP32`), for every non-NaN `x`, without
+/// branches (so that it vectorises). A NaN stays a NaN (its payload may differ).
+#[inline(always)]
+pub(crate) fn round_f16(x: f32) -> f32 {
+    let sign = x.to_bits() & 0x8000_0000;
+    let a = f32::from_bits(x.to_bits() & 0x7fff_ffff);
+    // Normal f16 range: round the mantissa to 10 bits, ties to even (a carry moves into
+    // the exponent, as it should).
+    let u = a.to_bits();
+    let normal = f32::from_bits((u + 0x0fff + ((u >> 13) & 1)) & 0xffff_e000);
+    // Below 2^-14 (f16 subnormals): multiples of 2^-24; `a + 0.5` rounds there exactly
+    // once (the ulp of [0.5, 1) is 2^-24), then `- 0.5` is exact.
+    let sub = (a + 0.5) - 0.5;
+    let r = if a < f32::from_bits(0x3880_0000) {
+        sub
+    } else {
+        normal
+    };
+    // From 65520 (the midpoint of 65504 and 2^16) on, f16 overflows to infinity.
+    let r = if a >= 65520.0 { f32::INFINITY } else { r };
+    let r = f32::from_bits(r.to_bits() | sign);
+    if x.is_nan() {
+        x
+    } else {
+        r
+    }
+}
+
+/// The body of [`SoftmaxFn`].
+#[inline(always)]
+pub(crate) fn softmax(scores: &mut [f32], first: usize, round: bool) {
+    let n = scores.len();
+    if n == 0 {
+        return;
+    }
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    let mut sum = 0.0f64;
+    let mut i = 0;
+    let mut off = first % 16;
+    while i < n {
+        let len = (16 - off).min(n - i);
+        let mut vals = [0.0f32; 16];
+        match (off, scores.get_mut(i..i + 16)) {
+            (0, Some(seg)) => {
+                // A whole chunk: a fixed-size loop that vectorises.
+                let seg: &mut [f32; 16] = match seg.try_into() {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+                for (v, s) in vals.iter_mut().zip(seg.iter_mut()) {
+                    *s = v_expf(*s - max);
+                    *v = *s;
+                }
+            }
+            _ => {
+                let seg = scores.get_mut(i..i + len).unwrap_or(&mut []);
+                for (v, s) in vals[off..].iter_mut().zip(seg.iter_mut()) {
+                    *s = v_expf(*s - max);
+                    *v = *s;
+                }
+            }
+        }
+        sum += f64::from(reduce16(&vals));
+        i += len;
+        off = 0;
+    }
+    let inv = (1.0 / sum) as f32;
+    if round {
+        scores.iter_mut().for_each(|s| *s = round_f16(*s * inv));
+    } else {
+        scores.iter_mut().for_each(|s| *s *= inv);
+    }
+}
+
+/// Rows of one lane added in one pass over its accumulator row in [`kqv_rows`].
+const KQV_G: usize = 4;
+
+#[inline(always)]
+fn kqv_rows<const L: usize, const EXACT: bool>(
+    p: &[f32],
+    v: &[f32],
+    stride: usize,
+    first: usize,
+    acc: &mut [f32],
+    out: &mut [f32],
+) {
+    let hd = out.len();
+    let Some(acc) = L.checked_mul(hd).and_then(|n| acc.get_mut(..n)) else {
+        return;
+    };
+    acc.iter_mut().for_each(|a| *a = 0.0);
+    let row = |i: usize| {
+        let at = i.checked_mul(stride)?;
+        Some((*p.get(i)?, v.get(at..at.checked_add(hd)?)?))
+    };
+    // Lane `l` sums the rows `i ≡ l − first (mod L)` in index order: rows
+    // `start(l) + m·L` for m = 0, 1, … Its rows `m .. m + KQV_G` are added in one pass
+    // over the lane's accumulator row (in that order for every value), so the
+    // accumulators are loaded and stored once per KQV_G rows.
+    let start = |l: usize| (l + L - first % L) % L;
+    let rounds = p.len().div_ceil(L);
+    for m in (0..rounds).step_by(KQV_G) {
+        for (l, lane) in acc.chunks_exact_mut(hd).enumerate() {
+            let i = start(l) + m * L;
+            if let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+                (row(i), row(i + L), row(i + 2 * L), row(i + 3 * L))
+            {
+                for ((((a, &x0), &x1), &x2), &x3) in
+                    lane.iter_mut().zip(r0.1).zip(r1.1).zip(r2.1).zip(r3.1)
+                {
+                    let s = step::<EXACT>(*a, r0.0, x0);
+                    let s = step::<EXACT>(s, r1.0, x1);
+                    let s = step::<EXACT>(s, r2.0, x2);
+                    *a = step::<EXACT>(s, r3.0, x3);
+                }
+            } else {
+                for g in 0..KQV_G {
+                    let Some((pr, x)) = row(i + g * L) else {
+                        break;
+                    };
+                    for (a, &x) in lane.iter_mut().zip(x) {
+                        *a = step::<EXACT>(*a, pr, x);
+                    }
+                }
+            }
+        }
+    }
+    // Reduce the lanes of every output value at once: the additions of
+    // `reduce_lanes` on whole lane rows (the same pairs, in the same order, for each d).
+    let mut fold = |dst: usize, src: usize| {
+        if let Some((lo, hi)) = acc.split_at_mut_checked(src * hd) {
+            if let (Some(d), Some(s)) = (lo.get_mut(dst * hd..(dst + 1) * hd), hi.get(..hd)) {
+                d.iter_mut().zip(s).for_each(|(d, s)| *d += *s);
+            }
+        }
+    };
+    if L == 64 {
+        for k in 0..16 {
+            fold(k, k + 32);
+            fold(k + 16, k + 48);
+            fold(k, k + 16);
+        }
+    }
+    // reduce16 then reduce8 on rows 0..16.
+    for k in 0..8 {
+        fold(k, k + 8);
+    }
+    for k in 0..4 {
+        fold(k, k + 4);
+    }
+    for k in 0..2 {
+        fold(k, k + 2);
+    }
+    fold(0, 1);
+    if let Some(r) = acc.get(..hd) {
+        out.copy_from_slice(r);
+    }
+}
+
+/// The body of [`KqvFn`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn kqv(
+    p: &[f32],
+    v: &[f32],
+    stride: usize,
+    first: usize,
+    lanes: Lanes,
+    exact: bool,
+    acc: &mut [f32],
+    out: &mut [f32],
+) {
+    match (lanes, exact) {
+        (Lanes::L16, true) => kqv_rows::<16, true>(p, v, stride, first, acc, out),
+        (Lanes::L16, false) => kqv_rows::<16, false>(p, v, stride, first, acc, out),
+        (Lanes::L64, true) => kqv_rows::<64, true>(p, v, stride, first, acc, out),
+        (Lanes::L64, false) => kqv_rows::<64, false>(p, v, stride, first, acc, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{kernels, KernelLevel};
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// xorshift64*: deterministic test data.
+    struct Rng(u64);
+    impl Rng {
+        fn f32(&mut self, scale: f32) -> f32 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            let r = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
+            (r as f32 / (1u64 << 24) as f32 - 0.5) * scale
+        }
+    }
+
+    // The straightforward loops (the forward pass's code before these kernels).
+    fn ref_lanes(acc: &[f32]) -> f32 {
+        let r16 = |a: &[f32]| {
+            let c: [f32; 8] = core::array::from_fn(|k| a[k] + a[k + 8]);
+            reduce8(c)
+        };
+        if acc.len() == 64 {
+            let v: Vec<f32> = (0..16)
+                .map(|k| (acc[k] + acc[k + 32]) + (acc[k + 16] + acc[k + 48]))
+                .collect();
+            r16(&v)
+        } else {
+            r16(acc)
+        }
+    }
+
+    fn ref_kq(
+        q: &[f32],
+        k: &[f32],
+        stride: usize,
+        l: usize,
+        exact: bool,
+        scale: f32,
+        s: &mut [f32],
+    ) {
+        for (i, s) in s.iter_mut().enumerate() {
+            let row = &k[i * stride..i * stride + q.len()];
+            let mut acc = vec![0.0f32; l];
+            for j in 0..q.len() {
+                acc[j % l] = if exact {
+                    acc[j % l] + q[j] * row[j]
+                } else {
+                    fma(q[j], row[j], acc[j % l])
+                };
+            }
+            *s = ref_lanes(&acc) * scale;
+        }
+    }
+
+    fn ref_softmax(s: &mut [f32], lo: usize, round: bool) {
+        let pos = lo + s.len() - 1;
+        let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let mut sum = 0.0f64;
+        let mut p = lo & !15;
+        while p <= pos {
+            let mut vals = [0.0f32; 16];
+            for (k, v) in vals.iter_mut().enumerate() {
+                let at = p + k;
+                if at >= lo && at <= pos {
+                    let e = v_expf(s[at - lo] - max);
+                    s[at - lo] = e;
+                    *v = e;
+                }
+            }
+            sum += f64::from(reduce16(&vals));
+            p += 16;
+        }
+        let inv = (1.0 / sum) as f32;
+        for x in s.iter_mut() {
+            *x *= inv;
+            if round {
+                *x = half::f16::from_f32(*x).to_f32();
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ref_kqv(
+        p: &[f32],
+        v: &[f32],
+        stride: usize,
+        lo: usize,
+        l: usize,
+        exact: bool,
+        out: &mut [f32],
+    ) {
+        let hd = out.len();
+        let mut lanes = vec![0.0f32; l * hd];
+        for (i, &pr) in p.iter().enumerate() {
+            let row = &v[i * stride..i * stride + hd];
+            let lane = &mut lanes[((lo + i) % l) * hd..][..hd];
+            for (a, &x) in lane.iter_mut().zip(row) {
+                *a = if exact { *a + pr * x } else { fma(pr, x, *a) };
+            }
+        }
+        for (d, o) in out.iter_mut().enumerate() {
+            let col: Vec<f32> = (0..l).map(|k| lanes[k * hd + d]).collect();
+            *o = ref_lanes(&col);
+        }
+    }
+
+    fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// Every level's kernels equal the straightforward loops bit for bit.
+    #[test]
+    fn kernels_equal_reference() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let levels: Vec<_> = KernelLevel::ALL
+            .into_iter()
+            .filter_map(|l| kernels(l).ok())
+            .collect();
+        for hd in [1usize, 7, 16, 24, 64, 72, 256] {
+            for n in [1usize, 2, 3, 4, 5, 15, 16, 17, 33, 70, 131] {
+                for first in [0usize, 5, 15, 16, 33] {
+                    for (lanes, l) in [(Lanes::L16, 16), (Lanes::L64, 64)] {
+                        for exact in [true, false] {
+                            let stride = if n % 2 == 0 { hd } else { 2 * hd + 3 };
+                            let round = |x: f32| {
+                                if exact {
+                                    half::f16::from_f32(x).to_f32()
+                                } else {
+                                    x
+                                }
+                            };
+                            let q: Vec<f32> = (0..hd).map(|_| round(rng.f32(4.0))).collect();
+                            let k: Vec<f32> =
+                                (0..n * stride).map(|_| round(rng.f32(4.0))).collect();
+                            let v: Vec<f32> =
+                                (0..n * stride).map(|_| round(rng.f32(4.0))).collect();
+                            let mut want = vec![0.0f32; n];
+                            ref_kq(&q, &k, stride, l, exact, 0.125, &mut want);
+                            let mut pw = want.clone();
+                            ref_softmax(&mut pw, first, exact);
+                            let mut ow = vec![0.0f32; hd];
+                            ref_kqv(&pw, &v, stride, first, l, exact, &mut ow);
+                            for t in &levels {
+                                let mut s = vec![0.0f32; n];
+                                t.attn_kq(&q, &k, stride, lanes, exact, 0.125, &mut s);
+                                assert_eq!(
+                                    bits(&s),
+                                    bits(&want),
+                                    "kq {:?} hd {hd} n {n} {lanes:?} {exact}",
+                                    t.level()
+                                );
+                                t.attn_softmax(&mut s, first, exact);
+                                assert_eq!(
+                                    bits(&s),
+                                    bits(&pw),
+                                    "softmax {:?} n {n} first {first}",
+                                    t.level()
+                                );
+                                let mut acc = vec![0.0f32; 64 * hd];
+                                let mut o = vec![0.0f32; hd];
+                                t.attn_kqv(&pw, &v, stride, first, lanes, exact, &mut acc, &mut o);
+                                assert_eq!(
+                                    bits(&o),
+                                    bits(&ow),
+                                    "kqv {:?} hd {hd} n {n} first {first} {lanes:?} {exact}",
+                                    t.level()
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Short slices and scratch never panic.
+    #[test]
+    fn short_slices_do_not_panic() {
+        for t in KernelLevel::ALL.into_iter().filter_map(|l| kernels(l).ok()) {
+            let mut s = [0.0f32; 9];
+            t.attn_kq(&[1.0; 8], &[1.0; 20], 8, Lanes::L16, true, 1.0, &mut s);
+            t.attn_softmax(&mut s, 3, true);
+            t.attn_softmax(&mut [], 3, true);
+            let mut o = [0.0f32; 8];
+            t.attn_kqv(
+                &s,
+                &[1.0; 20],
+                8,
+                0,
+                Lanes::L64,
+                false,
+                &mut [0.0; 100],
+                &mut o,
+            );
+            t.attn_kqv(
+                &s,
+                &[1.0; 20],
+                8,
+                0,
+                Lanes::L16,
+                true,
+                &mut [0.0; 128],
+                &mut o,
+            );
+            t.attn_kqv(
+                &s,
+                &[1.0; 4],
+                0,
+                0,
+                Lanes::L16,
+                true,
+                &mut [0.0; 128],
+                &mut o,
+            );
+        }
+    }
+
+    /// The branch-free rounding equals `half`'s for every f32 on a fine sweep.
+    #[test]
+    fn round_f16_equals_half() {
+        let mut u = 0u32;
+        loop {
+            let x = f32::from_bits(u);
+            let want = half::f16::from_f32(x).to_f32();
+            let got = round_f16(x);
+            if x.is_nan() {
+                assert!(got.is_nan());
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "{x:e} ({u:#x})");
+            }
+            let Some(next) = u.checked_add(4093) else {
+                break;
+            };
+            u = next;
+        }
+        for x in [
+            0.0f32,
+            -0.0,
+            65504.0,
+            65519.99,
+            65520.0,
+            5.96e-8,
+            2.98e-8,
+            2.99e-8,
+            6.1e-5,
+            f32::INFINITY,
+        ] {
+            assert_eq!(
+                round_f16(x).to_bits(),
+                half::f16::from_f32(x).to_f32().to_bits(),
+                "{x:e}"
+            );
+        }
+    }
+}
