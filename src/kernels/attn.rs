@@ -28,94 +28,63 @@ pub enum Lanes {
     L64,
 }
 
-/// `scores[i] = scale · Σ_j q_j · k_{i,j}` over `hd = q.len()` values in lanes, for the
-/// rows `i < scores.len()` of `k`. `exact`: the products are exact in f32 (f16 values),
-/// summed with a multiply then an add (equal to a fused multiply-add); otherwise with
-/// fused multiply-adds.
-///
-/// # Safety
-///
-/// The CPU must support the table's level.
-pub(crate) type KqFn = unsafe fn(
-    q: &[f32],
-    k: &[f32],
-    stride: usize,
-    lanes: Lanes,
-    exact: bool,
-    scale: f32,
-    scores: &mut [f32],
-);
+/// The shape of one call of [`HeadsFn`]: `heads` query heads that share one KV head.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    /// Query heads in this call (their scratch blocks follow each other in `ws`).
+    pub heads: usize,
+    /// Values per head.
+    pub hd: usize,
+    /// Room for scores in each scratch block (the cache length).
+    pub n_ctx: usize,
+    /// Cached positions attended to (`≤ n_ctx`).
+    pub n_keys: usize,
+    /// Cache position of the first of them.
+    pub first: usize,
+    /// Distance between consecutive key (value) rows, in values.
+    pub stride: usize,
+    /// Lanes of the `K·Q` and `KQ·V` sums.
+    pub lanes: Lanes,
+    /// Every product is exact in f32 (an f16 cache: Q, K, V and the probabilities are
+    /// f16 values): the portable code then multiplies and adds, a level with an FMA
+    /// instruction fuses, with the same bits; the probabilities are rounded to f16.
+    /// Otherwise fused multiply-adds at every level.
+    pub exact: bool,
+    /// Scale of the `K·Q` scores.
+    pub scale: f32,
+}
 
-/// In place: `scores` (cache positions `first..`) become softmax probabilities, the
-/// exponentials summed in chunks of 16 cache positions into an f64; rounded to f16
-/// (and back) if `round_f16`.
-///
-/// # Safety
-///
-/// The CPU must support the table's level.
-pub(crate) type SoftmaxFn = unsafe fn(scores: &mut [f32], first: usize, round_f16: bool);
+/// Values of one head's scratch block: `[out hd][q hd][scores n_ctx][lanes 64·hd]`.
+pub fn block_len(hd: usize, n_ctx: usize) -> Option<usize> {
+    hd.checked_mul(66)?.checked_add(n_ctx)
+}
 
-/// `out_d = Σ_i p_i · v_{i,d}` for `d < hd = out.len()`, summed in lanes by cache
-/// position (`first + i`), with `acc` (at least `lanes · hd` values) as scratch.
-/// `exact`: multiply then add, else fused multiply-adds (as [`KqFn`]).
+/// Attention of `s.heads` query heads over the same cached keys and values: for head
+/// `j`, its scratch block `ws[j·block ..]` ([`block_len`]) holds its query at `hd..2·hd`
+/// (put there by the caller) and receives its output at `0..hd`. Per head:
+/// `scores_i = scale · Σ_d q_d · k_{i,d}` (lanes by value index), a softmax whose
+/// exponentials are summed in chunks of 16 cache positions into an f64, then
+/// `out_d = Σ_i p_i · v_{i,d}` (lanes by cache position). The keys (values) are rows of
+/// `k` (`v`), row `i` at `i · s.stride`.
 ///
 /// # Safety
 ///
 /// The CPU must support the table's level.
-pub(crate) type KqvFn = unsafe fn(
-    p: &[f32],
-    v: &[f32],
-    stride: usize,
-    first: usize,
-    lanes: Lanes,
-    exact: bool,
-    acc: &mut [f32],
-    out: &mut [f32],
-);
+pub(crate) type HeadsFn = unsafe fn(s: &AttnShape, k: &[f32], v: &[f32], ws: &mut [f32]);
 
 /// The attention kernels of one level.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct AttnKernels {
-    pub(crate) kq: KqFn,
-    pub(crate) softmax: SoftmaxFn,
-    pub(crate) kqv: KqvFn,
+    pub(crate) heads: HeadsFn,
 }
 
 /// The portable entries.
 pub(crate) const SCALAR: AttnKernels = AttnKernels {
-    kq: kq_scalar,
-    softmax: softmax_scalar,
-    kqv: kqv_scalar,
+    heads: heads_scalar,
 };
 
-fn kq_scalar(
-    q: &[f32],
-    k: &[f32],
-    stride: usize,
-    lanes: Lanes,
-    exact: bool,
-    scale: f32,
-    scores: &mut [f32],
-) {
-    kq(q, k, stride, lanes, exact, scale, scores);
-}
-
-fn softmax_scalar(scores: &mut [f32], first: usize, round_f16: bool) {
-    softmax(scores, first, round_f16);
-}
-
-#[allow(clippy::too_many_arguments)]
-fn kqv_scalar(
-    p: &[f32],
-    v: &[f32],
-    stride: usize,
-    first: usize,
-    lanes: Lanes,
-    exact: bool,
-    acc: &mut [f32],
-    out: &mut [f32],
-) {
-    kqv(p, v, stride, first, lanes, exact, acc, out);
+fn heads_scalar(s: &AttnShape, k: &[f32], v: &[f32], ws: &mut [f32]) {
+    heads::<false, _>(&PortableDot4::<false>, s, k, v, ws);
 }
 
 // ---------------------------------------------------------------- bodies
@@ -151,7 +120,7 @@ pub(crate) fn reduce_lanes<const L: usize>(acc: &[f32; L]) -> f32 {
 /// `Σ x_i·y_i` with `L` lanes (`lane = i mod L`, in index order), reduced by
 /// [`reduce_lanes`]. `EXACT`: multiply then add; else fused multiply-add.
 #[inline(always)]
-fn lane_dot<const L: usize, const EXACT: bool>(x: &[f32], y: &[f32]) -> f32 {
+fn lane_dot<const L: usize, const EXACT: bool, const FUSE: bool>(x: &[f32], y: &[f32]) -> f32 {
     let mut acc = [0.0f32; L];
     let mut xs = x.chunks_exact(L);
     let mut ys = y.chunks_exact(L);
@@ -166,10 +135,12 @@ fn lane_dot<const L: usize, const EXACT: bool>(x: &[f32], y: &[f32]) -> f32 {
     reduce_lanes(&acc)
 }
 
-/// One lane step: `a + p·q` (`EXACT`: multiply then add) or `fma(p, q, a)`.
+/// One lane step: `a + p·q` (`EXACT`: multiply then add) or `fma(p, q, a)`. With
+/// `EXACT` the product is exact in f32, so both give the same bits; `FUSE` (a level
+/// with a fused multiply-add instruction) takes the fused form for them too.
 #[inline(always)]
-fn step<const EXACT: bool>(a: f32, p: f32, q: f32) -> f32 {
-    if EXACT {
+fn step<const EXACT: bool, const FUSE: bool>(a: f32, p: f32, q: f32) -> f32 {
+    if EXACT && !FUSE {
         a + p * q
     } else {
         fma(p, q, a)
@@ -180,7 +151,10 @@ fn step<const EXACT: bool>(a: f32, p: f32, q: f32) -> f32 {
 /// accumulator sets keep the adds from waiting on each other. The rows hold at least
 /// `x.len()` values (the caller slices them so).
 #[inline(always)]
-fn lane_dot4<const L: usize, const EXACT: bool>(x: &[f32], y: [&[f32]; 4]) -> [f32; 4] {
+fn lane_dot4<const L: usize, const EXACT: bool, const FUSE: bool>(
+    x: &[f32],
+    y: [&[f32]; 4],
+) -> [f32; 4] {
     let n = x.len();
     let [Some(y0), Some(y1), Some(y2), Some(y3)] = y.map(|r| r.get(..n)) else {
         return [0.0; 4];
@@ -193,21 +167,30 @@ fn lane_dot4<const L: usize, const EXACT: bool>(x: &[f32], y: [&[f32]; 4]) -> [f
         .zip(y2.chunks_exact(L))
         .zip(y3.chunks_exact(L));
     for ((((xc, c0), c1), c2), c3) in chunks {
+        let (Ok(xc), Ok(c0), Ok(c1), Ok(c2), Ok(c3)) = (
+            <&[f32; L]>::try_from(xc),
+            <&[f32; L]>::try_from(c0),
+            <&[f32; L]>::try_from(c1),
+            <&[f32; L]>::try_from(c2),
+            <&[f32; L]>::try_from(c3),
+        ) else {
+            break;
+        };
         for t in 0..L {
             let p = xc[t];
-            a0[t] = step::<EXACT>(a0[t], p, c0[t]);
-            a1[t] = step::<EXACT>(a1[t], p, c1[t]);
-            a2[t] = step::<EXACT>(a2[t], p, c2[t]);
-            a3[t] = step::<EXACT>(a3[t], p, c3[t]);
+            a0[t] = step::<EXACT, FUSE>(a0[t], p, c0[t]);
+            a1[t] = step::<EXACT, FUSE>(a1[t], p, c1[t]);
+            a2[t] = step::<EXACT, FUSE>(a2[t], p, c2[t]);
+            a3[t] = step::<EXACT, FUSE>(a3[t], p, c3[t]);
         }
     }
     let full = n - n % L;
     for t in full..n {
         let p = x[t];
-        a0[t - full] = step::<EXACT>(a0[t - full], p, y0[t]);
-        a1[t - full] = step::<EXACT>(a1[t - full], p, y1[t]);
-        a2[t - full] = step::<EXACT>(a2[t - full], p, y2[t]);
-        a3[t - full] = step::<EXACT>(a3[t - full], p, y3[t]);
+        a0[t - full] = step::<EXACT, FUSE>(a0[t - full], p, y0[t]);
+        a1[t - full] = step::<EXACT, FUSE>(a1[t - full], p, y1[t]);
+        a2[t - full] = step::<EXACT, FUSE>(a2[t - full], p, y2[t]);
+        a3[t - full] = step::<EXACT, FUSE>(a3[t - full], p, y3[t]);
     }
     [
         reduce_lanes(&a0),
@@ -218,7 +201,7 @@ fn lane_dot4<const L: usize, const EXACT: bool>(x: &[f32], y: [&[f32]; 4]) -> [f
 }
 
 #[inline(always)]
-fn kq_rows<const L: usize, const EXACT: bool>(
+fn kq_rows<const L: usize, const EXACT: bool, const FUSE: bool>(
     q: &[f32],
     k: &[f32],
     stride: usize,
@@ -240,7 +223,7 @@ fn kq_rows<const L: usize, const EXACT: bool>(
             else {
                 return;
             };
-            let d = lane_dot4::<L, EXACT>(q, [r0, r1, r2, r3]);
+            let d = lane_dot4::<L, EXACT, FUSE>(q, [r0, r1, r2, r3]);
             for (s, d) in g.iter_mut().zip(d) {
                 *s = d * scale;
             }
@@ -256,14 +239,14 @@ fn kq_rows<const L: usize, const EXACT: bool>(
         let Some(r) = row(i) else {
             return;
         };
-        *s = lane_dot::<L, EXACT>(q, r) * scale;
+        *s = lane_dot::<L, EXACT, FUSE>(q, r) * scale;
         i += 1;
     }
 }
 
-/// The body of [`KqFn`].
+/// `K·Q` of one head: `scores[i] = scale · Σ_d q_d · k_{i,d}` over the rows of `k`.
 #[inline(always)]
-pub(crate) fn kq(
+pub(crate) fn kq<const FUSE: bool>(
     q: &[f32],
     k: &[f32],
     stride: usize,
@@ -273,10 +256,10 @@ pub(crate) fn kq(
     scores: &mut [f32],
 ) {
     match (lanes, exact) {
-        (Lanes::L16, true) => kq_rows::<16, true>(q, k, stride, scale, scores),
-        (Lanes::L16, false) => kq_rows::<16, false>(q, k, stride, scale, scores),
-        (Lanes::L64, true) => kq_rows::<64, true>(q, k, stride, scale, scores),
-        (Lanes::L64, false) => kq_rows::<64, false>(q, k, stride, scale, scores),
+        (Lanes::L16, true) => kq_rows::<16, true, FUSE>(q, k, stride, scale, scores),
+        (Lanes::L16, false) => kq_rows::<16, false, FUSE>(q, k, stride, scale, scores),
+        (Lanes::L64, true) => kq_rows::<64, true, FUSE>(q, k, stride, scale, scores),
+        (Lanes::L64, false) => kq_rows::<64, false, FUSE>(q, k, stride, scale, scores),
     }
 }
 
@@ -309,7 +292,8 @@ pub(crate) fn round_f16(x: f32) -> f32 {
     }
 }
 
-/// The body of [`SoftmaxFn`].
+/// Softmax of one head's scores in place (cache positions `first..`), rounded to f16 if
+/// `round`.
 #[inline(always)]
 pub(crate) fn softmax(scores: &mut [f32], first: usize, round: bool) {
     let n = scores.len();
@@ -355,61 +339,98 @@ pub(crate) fn softmax(scores: &mut [f32], first: usize, round: bool) {
     }
 }
 
-/// Rows of one lane added in one pass over its accumulator row in [`kqv_rows`].
+/// Rows of one lane added in one pass over its accumulator row in [`kqv_heads`].
 const KQV_G: usize = 4;
 
+/// `KQ·V` of the heads whose scratch blocks (`block` values each) make up `ws`: each
+/// head's probabilities (its scores) times the value rows, into its lanes, reduced into
+/// its output.
+///
+/// Lane `l` sums the rows `i ≡ l − first (mod L)` in index order: rows
+/// `start(l) + m·L` for m = 0, 1, … Its rows `m .. m + KQV_G` are added in one pass over
+/// the lane's accumulator row (in that order for every value), so the accumulators are
+/// loaded and stored once per KQV_G rows; and those rows, once loaded, serve every head.
 #[inline(always)]
-fn kqv_rows<const L: usize, const EXACT: bool>(
-    p: &[f32],
+fn kqv_heads<const L: usize, const EXACT: bool, const FUSE: bool>(
+    ws: &mut [f32],
+    block: usize,
+    s: &AttnShape,
     v: &[f32],
-    stride: usize,
-    first: usize,
-    acc: &mut [f32],
-    out: &mut [f32],
 ) {
-    let hd = out.len();
-    let Some(acc) = L.checked_mul(hd).and_then(|n| acc.get_mut(..n)) else {
+    let (hd, n, stride) = (s.hd, s.n_keys, s.stride);
+    let (sc0, acc0) = (2 * hd, 2 * hd + s.n_ctx);
+    let Some(lanes_len) = L.checked_mul(hd) else {
         return;
     };
-    acc.iter_mut().for_each(|a| *a = 0.0);
-    let row = |i: usize| {
+    for b in ws.chunks_exact_mut(block) {
+        if let Some(acc) = b.get_mut(acc0..acc0 + lanes_len) {
+            acc.iter_mut().for_each(|a| *a = 0.0);
+        }
+    }
+    let vrow = |i: usize| {
+        if i >= n {
+            return None;
+        }
         let at = i.checked_mul(stride)?;
-        Some((*p.get(i)?, v.get(at..at.checked_add(hd)?)?))
+        v.get(at..at.checked_add(hd)?)
     };
-    // Lane `l` sums the rows `i ≡ l − first (mod L)` in index order: rows
-    // `start(l) + m·L` for m = 0, 1, … Its rows `m .. m + KQV_G` are added in one pass
-    // over the lane's accumulator row (in that order for every value), so the
-    // accumulators are loaded and stored once per KQV_G rows.
-    let start = |l: usize| (l + L - first % L) % L;
-    let rounds = p.len().div_ceil(L);
+    let start = |l: usize| (l + L - s.first % L) % L;
+    let rounds = n.div_ceil(L);
     for m in (0..rounds).step_by(KQV_G) {
-        for (l, lane) in acc.chunks_exact_mut(hd).enumerate() {
+        for l in 0..L {
             let i = start(l) + m * L;
-            if let (Some(r0), Some(r1), Some(r2), Some(r3)) =
-                (row(i), row(i + L), row(i + 2 * L), row(i + 3 * L))
-            {
-                for ((((a, &x0), &x1), &x2), &x3) in
-                    lane.iter_mut().zip(r0.1).zip(r1.1).zip(r2.1).zip(r3.1)
-                {
-                    let s = step::<EXACT>(*a, r0.0, x0);
-                    let s = step::<EXACT>(s, r1.0, x1);
-                    let s = step::<EXACT>(s, r2.0, x2);
-                    *a = step::<EXACT>(s, r3.0, x3);
-                }
-            } else {
-                for g in 0..KQV_G {
-                    let Some((pr, x)) = row(i + g * L) else {
-                        break;
-                    };
-                    for (a, &x) in lane.iter_mut().zip(x) {
-                        *a = step::<EXACT>(*a, pr, x);
+            let rows = [vrow(i), vrow(i + L), vrow(i + 2 * L), vrow(i + 3 * L)];
+            for b in ws.chunks_exact_mut(block) {
+                let Some((head, acc)) = b.split_at_mut_checked(acc0) else {
+                    return;
+                };
+                let scores = head.get(sc0..sc0 + n).unwrap_or(&[]);
+                let Some(lane) = acc.get_mut(l * hd..(l + 1) * hd) else {
+                    return;
+                };
+                let pr = |g: usize| scores.get(i + g * L).copied().unwrap_or(0.0);
+                if let [Some(r0), Some(r1), Some(r2), Some(r3)] = rows {
+                    let (p0, p1, p2, p3) = (pr(0), pr(1), pr(2), pr(3));
+                    for ((((a, &x0), &x1), &x2), &x3) in
+                        lane.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3)
+                    {
+                        let t = step::<EXACT, FUSE>(*a, p0, x0);
+                        let t = step::<EXACT, FUSE>(t, p1, x1);
+                        let t = step::<EXACT, FUSE>(t, p2, x2);
+                        *a = step::<EXACT, FUSE>(t, p3, x3);
+                    }
+                } else {
+                    for (g, r) in rows.iter().enumerate() {
+                        let Some(r) = r else {
+                            break;
+                        };
+                        let p = pr(g);
+                        for (a, &x) in lane.iter_mut().zip(*r) {
+                            *a = step::<EXACT, FUSE>(*a, p, x);
+                        }
                     }
                 }
             }
         }
     }
-    // Reduce the lanes of every output value at once: the additions of
-    // `reduce_lanes` on whole lane rows (the same pairs, in the same order, for each d).
+    for b in ws.chunks_exact_mut(block) {
+        let Some((o, rest)) = b.split_at_mut_checked(hd) else {
+            return;
+        };
+        let Some(acc) = rest.get_mut(acc0 - hd..acc0 - hd + lanes_len) else {
+            return;
+        };
+        reduce_lane_rows::<L>(acc, hd);
+        if let (Some(r), true) = (acc.get(..hd), o.len() == hd) {
+            o.copy_from_slice(r);
+        }
+    }
+}
+
+/// Reduce `L` lane rows of `hd` values into row 0: the additions of [`reduce_lanes`] on
+/// whole rows (the same pairs, in the same order, for every value).
+#[inline(always)]
+fn reduce_lane_rows<const L: usize>(acc: &mut [f32], hd: usize) {
     let mut fold = |dst: usize, src: usize| {
         if let Some((lo, hi)) = acc.split_at_mut_checked(src * hd) {
             if let (Some(d), Some(s)) = (lo.get_mut(dst * hd..(dst + 1) * hd), hi.get(..hd)) {
@@ -435,29 +456,129 @@ fn kqv_rows<const L: usize, const EXACT: bool>(
         fold(k, k + 2);
     }
     fold(0, 1);
-    if let Some(r) = acc.get(..hd) {
-        out.copy_from_slice(r);
+}
+
+/// Dot products of one row with 4 others in 16 lanes, each summed exactly as
+/// [`lane_dot`] (`exact`: the products are exact, see [`AttnShape::exact`]): the inner
+/// step of `K·Q` for several heads. A level may bring its own (see `x86_64/attn.rs`).
+pub(crate) trait Dot4x16 {
+    fn dot4(&self, exact: bool, x: &[f32], y: [&[f32]; 4]) -> [f32; 4];
+}
+
+/// [`Dot4x16`] by the portable body.
+pub(crate) struct PortableDot4<const FUSE: bool>;
+
+impl<const FUSE: bool> Dot4x16 for PortableDot4<FUSE> {
+    #[inline(always)]
+    fn dot4(&self, exact: bool, x: &[f32], y: [&[f32]; 4]) -> [f32; 4] {
+        if exact {
+            lane_dot4::<16, true, FUSE>(x, y)
+        } else {
+            lane_dot4::<16, false, FUSE>(x, y)
+        }
     }
 }
 
-/// The body of [`KqvFn`].
-#[allow(clippy::too_many_arguments)]
+/// `K·Q` of up to 4 heads with one key row at a time, so that each key row is loaded
+/// once for all of them; 16 lanes. The heads' queries are rows of `q` at `q_stride`
+/// (their scratch blocks); fewer than 4 are padded by repeating the last one.
 #[inline(always)]
-pub(crate) fn kqv(
-    p: &[f32],
-    v: &[f32],
-    stride: usize,
-    first: usize,
-    lanes: Lanes,
-    exact: bool,
-    acc: &mut [f32],
-    out: &mut [f32],
+fn kq_heads<D: Dot4x16>(
+    d: &D,
+    q: &[f32],
+    q_stride: usize,
+    hn: usize,
+    k: &[f32],
+    s: &AttnShape,
+    out: &mut [[f32; 4]],
 ) {
-    match (lanes, exact) {
-        (Lanes::L16, true) => kqv_rows::<16, true>(p, v, stride, first, acc, out),
-        (Lanes::L16, false) => kqv_rows::<16, false>(p, v, stride, first, acc, out),
-        (Lanes::L64, true) => kqv_rows::<64, true>(p, v, stride, first, acc, out),
-        (Lanes::L64, false) => kqv_rows::<64, false>(p, v, stride, first, acc, out),
+    let hd = s.hd;
+    let qj = |j: usize| {
+        let at = j.min(hn.saturating_sub(1)) * q_stride;
+        q.get(at..at + hd).unwrap_or(&[])
+    };
+    let qs = [qj(0), qj(1), qj(2), qj(3)];
+    for (i, o) in out.iter_mut().enumerate() {
+        let Some(row) = i
+            .checked_mul(s.stride)
+            .and_then(|at| k.get(at..at.checked_add(hd)?))
+        else {
+            return;
+        };
+        *o = d.dot4(s.exact, row, qs).map(|x| x * s.scale);
+    }
+}
+
+/// Scores of 4 heads for this many keys at a time (a stack buffer).
+const KQ_TILE: usize = 64;
+
+/// The body of [`HeadsFn`].
+#[inline(always)]
+pub(crate) fn heads<const FUSE: bool, D: Dot4x16>(
+    d: &D,
+    s: &AttnShape,
+    k: &[f32],
+    v: &[f32],
+    ws: &mut [f32],
+) {
+    let (hd, n) = (s.hd, s.n_keys);
+    let Some(block) = block_len(hd, s.n_ctx) else {
+        return;
+    };
+    if n > s.n_ctx || hd == 0 {
+        return;
+    }
+    let Some(ws) = s.heads.checked_mul(block).and_then(|len| ws.get_mut(..len)) else {
+        return;
+    };
+    // K·Q. With 16 lanes and several heads, 4 heads per pass over the key rows.
+    let mut h0 = 0;
+    if s.lanes == Lanes::L16 && s.heads > 1 {
+        while h0 < s.heads {
+            let hn = (s.heads - h0).min(4);
+            let mut key0 = 0;
+            while key0 < n {
+                let kn = (n - key0).min(KQ_TILE);
+                let mut tile = [[0.0f32; 4]; KQ_TILE];
+                {
+                    let q = ws.get(h0 * block + hd..).unwrap_or(&[]);
+                    let rows = k.get(key0 * s.stride..).unwrap_or(&[]);
+                    let out = &mut tile[..kn];
+                    kq_heads(d, q, block, hn, rows, s, out);
+                }
+                for j in 0..hn {
+                    let at = (h0 + j) * block + 2 * hd + key0;
+                    if let Some(dst) = ws.get_mut(at..at + kn) {
+                        for (d, t) in dst.iter_mut().zip(&tile[..kn]) {
+                            *d = t[j];
+                        }
+                    }
+                }
+                key0 += kn;
+            }
+            h0 += hn;
+        }
+    }
+    for b in ws.chunks_exact_mut(block) {
+        let Some((_, rest)) = b.split_at_mut_checked(hd) else {
+            return;
+        };
+        let Some((q, rest)) = rest.split_at_mut_checked(hd) else {
+            return;
+        };
+        let Some(scores) = rest.get_mut(..n) else {
+            return;
+        };
+        if h0 == 0 {
+            kq::<FUSE>(q, k, s.stride, s.lanes, s.exact, s.scale, scores);
+        }
+        softmax(scores, s.first, s.exact);
+    }
+    match (s.lanes, s.exact) {
+        (Lanes::L16, true) => kqv_heads::<16, true, FUSE>(ws, block, s, v),
+        (Lanes::L16, false) => kqv_heads::<16, false, FUSE>(ws, block, s, v),
+        (Lanes::L64, true) => kqv_heads::<64, true, FUSE>(ws, block, s, v),
+        (Lanes::L64, false) => kqv_heads::<64, false, FUSE>(ws, block, s, v),
     }
 }
 
@@ -575,7 +696,8 @@ mod tests {
         x.iter().map(|v| v.to_bits()).collect()
     }
 
-    /// Every level's kernels equal the straightforward loops bit for bit.
+    /// Every level's kernel equals the straightforward loops bit for bit, for 1 to 5
+    /// heads at once.
     #[test]
     fn kernels_equal_reference() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -588,7 +710,9 @@ mod tests {
                 for first in [0usize, 5, 15, 16, 33] {
                     for (lanes, l) in [(Lanes::L16, 16), (Lanes::L64, 64)] {
                         for exact in [true, false] {
+                            let heads = 1 + (hd + n + first) % 5;
                             let stride = if n % 2 == 0 { hd } else { 2 * hd + 3 };
+                            let n_ctx = n + first % 7;
                             let round = |x: f32| {
                                 if exact {
                                     half::f16::from_f32(x).to_f32()
@@ -596,42 +720,50 @@ mod tests {
                                     x
                                 }
                             };
-                            let q: Vec<f32> = (0..hd).map(|_| round(rng.f32(4.0))).collect();
+                            let qs: Vec<Vec<f32>> = (0..heads)
+                                .map(|_| (0..hd).map(|_| round(rng.f32(4.0))).collect())
+                                .collect();
                             let k: Vec<f32> =
                                 (0..n * stride).map(|_| round(rng.f32(4.0))).collect();
                             let v: Vec<f32> =
                                 (0..n * stride).map(|_| round(rng.f32(4.0))).collect();
-                            let mut want = vec![0.0f32; n];
-                            ref_kq(&q, &k, stride, l, exact, 0.125, &mut want);
-                            let mut pw = want.clone();
-                            ref_softmax(&mut pw, first, exact);
-                            let mut ow = vec![0.0f32; hd];
-                            ref_kqv(&pw, &v, stride, first, l, exact, &mut ow);
+                            let want: Vec<Vec<f32>> = qs
+                                .iter()
+                                .map(|q| {
+                                    let mut sc = vec![0.0f32; n];
+                                    ref_kq(q, &k, stride, l, exact, 0.125, &mut sc);
+                                    ref_softmax(&mut sc, first, exact);
+                                    let mut o = vec![0.0f32; hd];
+                                    ref_kqv(&sc, &v, stride, first, l, exact, &mut o);
+                                    o
+                                })
+                                .collect();
+                            let shape = AttnShape {
+                                heads,
+                                hd,
+                                n_ctx,
+                                n_keys: n,
+                                first,
+                                stride,
+                                lanes,
+                                exact,
+                                scale: 0.125,
+                            };
+                            let block = block_len(hd, n_ctx).unwrap();
                             for t in &levels {
-                                let mut s = vec![0.0f32; n];
-                                t.attn_kq(&q, &k, stride, lanes, exact, 0.125, &mut s);
-                                assert_eq!(
-                                    bits(&s),
-                                    bits(&want),
-                                    "kq {:?} hd {hd} n {n} {lanes:?} {exact}",
-                                    t.level()
-                                );
-                                t.attn_softmax(&mut s, first, exact);
-                                assert_eq!(
-                                    bits(&s),
-                                    bits(&pw),
-                                    "softmax {:?} n {n} first {first}",
-                                    t.level()
-                                );
-                                let mut acc = vec![0.0f32; 64 * hd];
-                                let mut o = vec![0.0f32; hd];
-                                t.attn_kqv(&pw, &v, stride, first, lanes, exact, &mut acc, &mut o);
-                                assert_eq!(
-                                    bits(&o),
-                                    bits(&ow),
-                                    "kqv {:?} hd {hd} n {n} first {first} {lanes:?} {exact}",
-                                    t.level()
-                                );
+                                let mut ws = vec![f32::NAN; heads * block];
+                                for (j, q) in qs.iter().enumerate() {
+                                    ws[j * block + hd..j * block + 2 * hd].copy_from_slice(q);
+                                }
+                                t.attn_heads(&shape, &k, &v, &mut ws);
+                                for (j, w) in want.iter().enumerate() {
+                                    assert_eq!(
+                                        bits(&ws[j * block..j * block + hd]),
+                                        bits(w),
+                                        "{:?} head {j}/{heads} hd {hd} n {n} first {first} {lanes:?} exact {exact}",
+                                        t.level()
+                                    );
+                                }
                             }
                         }
                     }
@@ -644,41 +776,30 @@ mod tests {
     #[test]
     fn short_slices_do_not_panic() {
         for t in KernelLevel::ALL.into_iter().filter_map(|l| kernels(l).ok()) {
-            let mut s = [0.0f32; 9];
-            t.attn_kq(&[1.0; 8], &[1.0; 20], 8, Lanes::L16, true, 1.0, &mut s);
-            t.attn_softmax(&mut s, 3, true);
-            t.attn_softmax(&mut [], 3, true);
-            let mut o = [0.0f32; 8];
-            t.attn_kqv(
-                &s,
-                &[1.0; 20],
-                8,
-                0,
-                Lanes::L64,
-                false,
-                &mut [0.0; 100],
-                &mut o,
-            );
-            t.attn_kqv(
-                &s,
-                &[1.0; 20],
-                8,
-                0,
-                Lanes::L16,
-                true,
-                &mut [0.0; 128],
-                &mut o,
-            );
-            t.attn_kqv(
-                &s,
-                &[1.0; 4],
-                0,
-                0,
-                Lanes::L16,
-                true,
-                &mut [0.0; 128],
-                &mut o,
-            );
+            for heads in [1, 3] {
+                for lanes in [Lanes::L16, Lanes::L64] {
+                    let shape = AttnShape {
+                        heads,
+                        hd: 8,
+                        n_ctx: 9,
+                        n_keys: 9,
+                        first: 3,
+                        stride: 8,
+                        lanes,
+                        exact: true,
+                        scale: 1.0,
+                    };
+                    t.attn_heads(&shape, &[1.0; 20], &[1.0; 20], &mut [0.0; 1000]);
+                    t.attn_heads(&shape, &[1.0; 20], &[1.0; 4], &mut [0.0; 100]);
+                    t.attn_heads(&shape, &[], &[], &mut []);
+                    let zero = AttnShape {
+                        stride: 0,
+                        n_keys: 12,
+                        ..shape
+                    };
+                    t.attn_heads(&zero, &[1.0; 8], &[1.0; 8], &mut [0.0; 1000]);
+                }
+            }
         }
     }
 

@@ -422,45 +422,18 @@ impl Kernels {
 // (kept apart from the matmul code above; the kernels are in `attn.rs`)
 
 impl Kernels {
-    /// [`attn::KqFn`](super::attn::KqFn): the scaled `K·Q` scores of one query head
-    /// over the key rows `i < scores.len()` of `k` (row `i` at `i · stride`).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn attn_kq(
+    /// [`attn::HeadsFn`](super::attn::HeadsFn): attention of `s.heads` query heads that
+    /// share the key and value rows `k`, `v`, in the scratch blocks of `ws`.
+    pub(crate) fn attn_heads(
         &self,
-        q: &[f32],
+        s: &super::attn::AttnShape,
         k: &[f32],
-        stride: usize,
-        lanes: super::attn::Lanes,
-        exact: bool,
-        scale: f32,
-        scores: &mut [f32],
+        v: &[f32],
+        ws: &mut [f32],
     ) {
         // SAFETY: this table exists only for a level the CPU supports (see the type's
         // docs); the kernel bounds every access by the slices' lengths.
-        unsafe { (self.attn.kq)(q, k, stride, lanes, exact, scale, scores) }
-    }
-
-    /// [`attn::SoftmaxFn`](super::attn::SoftmaxFn): scores to probabilities in place.
-    pub(crate) fn attn_softmax(&self, scores: &mut [f32], first: usize, round_f16: bool) {
-        // SAFETY: as in `attn_kq`.
-        unsafe { (self.attn.softmax)(scores, first, round_f16) }
-    }
-
-    /// [`attn::KqvFn`](super::attn::KqvFn): `out = Σ_i p_i · v_i` in lanes.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn attn_kqv(
-        &self,
-        p: &[f32],
-        v: &[f32],
-        stride: usize,
-        first: usize,
-        lanes: super::attn::Lanes,
-        exact: bool,
-        acc: &mut [f32],
-        out: &mut [f32],
-    ) {
-        // SAFETY: as in `attn_kq`.
-        unsafe { (self.attn.kqv)(p, v, stride, first, lanes, exact, acc, out) }
+        unsafe { (self.attn.heads)(s, k, v, ws) }
     }
 }
 

@@ -691,16 +691,10 @@ struct Span {
     span_lo: usize,
 }
 
-/// Lanes of the `K·Q` and `KQ·V` sums when one token is decoded (ggml's
-/// `ggml_vec_dot_f16` with AVX-512: 4 × 16 lanes) and when a batch is (llamafile's
-/// tinyBLAS with AVX-512: 16 lanes). llama.cpp's reference build here targets the
-/// machine's AVX-512 (see `fixtures/reference.sh`); these are its sums.
-const LANES_DECODE: usize = 64;
-
-/// Per-head attention scratch: output `hd`, query as f32 `hd`, scores `n_ctx`,
-/// `KQ·V` lanes `64·hd`.
+/// Per-head attention scratch ([`crate::kernels::attn::block_len`]): output `hd`, query
+/// as f32 `hd`, scores `n_ctx`, `KQ·V` lanes `64·hd`.
 pub(crate) fn ws_chunk(hd: usize, n_ctx: usize) -> Option<usize> {
-    hd.checked_mul(LANES_DECODE + 2)?.checked_add(n_ctx)
+    crate::kernels::attn::block_len(hd, n_ctx)
 }
 
 /// Attention of one query position over the cached keys `lo..=pos` of a layer
@@ -725,7 +719,7 @@ fn attend(
     threads: &Threads,
     batch: bool,
 ) {
-    use crate::kernels::attn::Lanes;
+    use crate::kernels::attn::{AttnShape, Lanes};
     let Span {
         il,
         pos,
@@ -738,7 +732,7 @@ fn attend(
     let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
     let n_keys = pos + 1 - lo;
     let n_ctx = kv.n_ctx;
-    let Some(chunk) = ws_chunk(hd, n_ctx) else {
+    let Some(chunk) = ws_chunk(hd, n_ctx).filter(|&c| c > 0) else {
         return;
     };
     let kq_scale = c.kq_scale;
@@ -750,42 +744,54 @@ fn attend(
     else {
         return;
     };
+    // Tasks of whole heads, about one per thread: the heads of a task that share a KV
+    // head go through the kernel together (each key and value row is read once for
+    // them). Any split gives the same result.
+    let per_task = c.n_head.div_ceil(threads.count().max(1)).max(1);
     let ws = ws.get_mut(..c.n_head * chunk).unwrap_or(&mut []);
-    threads.for_rows(ws, chunk, |start, piece| {
-        let h = start / chunk;
-        let kvh = h / group;
-        let (o, rest) = piece.split_at_mut(hd);
-        let (qf, rest) = rest.split_at_mut(hd);
-        let (scores, acc) = rest.split_at_mut(n_ctx);
-        let scores = &mut scores[..n_keys];
-        // The head's rows: key (value) `i` of the span at `i · kvd` from there.
-        let (k, v) = (
-            head_rows(
-                &kv.k,
-                kvf.0,
-                (lo - span_lo) * kvd + kvh * hd,
-                kv.row(il, lo) + kvh * hd,
-            ),
-            head_rows(
-                &kv.v,
-                kvf.1,
-                (lo - span_lo) * kvd + kvh * hd,
-                kv.row(il, lo) + kvh * hd,
-            ),
-        );
-        // With an f16 cache, Q is rounded to f16 (by the caller) and widened here; the
-        // products of f16 values are exact in f32, so a multiply then an add equals
-        // llama.cpp's fused multiply-add.
-        let q: &[f32] = match kv.k {
-            KvStore::F16(_) => {
-                table.f16_to_f32_row(q16.get(2 * h * hd..2 * (h + 1) * hd).unwrap_or(&[]), qf);
-                qf
+    threads.for_rows(ws, per_task * chunk, |start, piece| {
+        let h_first = start / chunk;
+        let n_here = piece.len() / chunk;
+        // Each head's query as f32 into its block. With an f16 cache, Q was rounded to
+        // f16 by the caller and is widened here.
+        for (j, blk) in piece.chunks_exact_mut(chunk).enumerate() {
+            let h = h_first + j;
+            let dst = blk.get_mut(hd..2 * hd).unwrap_or(&mut []);
+            match kv.k {
+                KvStore::F16(_) => {
+                    table.f16_to_f32_row(q16.get(2 * h * hd..2 * (h + 1) * hd).unwrap_or(&[]), dst)
+                }
+                KvStore::F32(_) => {
+                    if let Some(src) = q_tok.get(h * hd..(h + 1) * hd) {
+                        dst.copy_from_slice(src);
+                    }
+                }
             }
-            KvStore::F32(_) => q_tok.get(h * hd..(h + 1) * hd).unwrap_or(&[]),
-        };
-        table.attn_kq(q, k, kvd, lanes, f16_cache, kq_scale, scores);
-        table.attn_softmax(scores, lo, f16_cache);
-        table.attn_kqv(scores, v, kvd, lo, lanes, f16_cache, acc, o);
+        }
+        // Runs of heads with the same KV head.
+        let mut j0 = 0;
+        while j0 < n_here {
+            let kvh = (h_first + j0) / group;
+            let j1 = ((kvh + 1) * group - h_first).min(n_here);
+            let at_conv = (lo - span_lo) * kvd + kvh * hd;
+            let at_cache = kv.row(il, lo) + kvh * hd;
+            let k = head_rows(&kv.k, kvf.0, at_conv, at_cache);
+            let v = head_rows(&kv.v, kvf.1, at_conv, at_cache);
+            let shape = AttnShape {
+                heads: j1 - j0,
+                hd,
+                n_ctx,
+                n_keys,
+                first: lo,
+                stride: kvd,
+                lanes,
+                exact: f16_cache,
+                scale: kq_scale,
+            };
+            let blocks = piece.get_mut(j0 * chunk..j1 * chunk).unwrap_or(&mut []);
+            table.attn_heads(&shape, k, v, blocks);
+            j0 = j1;
+        }
     });
 }
 
