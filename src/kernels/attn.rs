@@ -1,25 +1,31 @@
-//! Attention of one query head over its cached keys, in llama.cpp's float order (the
+//! Attention of query heads over their cached keys, in llama.cpp's float order (the
 //! arithmetic of `ggml_vec_dot_f16` / llamafile's tinyBLAS for `K·Q` and `KQ·V`, and of
-//! `ggml_vec_soft_max_f32` with ggml's vectorised `expf`): three kernels, [`AttnKernels`],
-//! one entry of the [`Kernels`](super::Kernels) table.
+//! `ggml_vec_soft_max_f32` with ggml's vectorised `expf`): one kernel, [`HeadsFn`], for
+//! the query heads that share a KV head, an entry of the [`Kernels`](super::Kernels)
+//! table ([`AttnKernels`]).
 //!
-//! The bodies here are written once, as plain Rust over fixed-size lane arrays, and
-//! instantiated twice: the portable entries below ([`SCALAR`]) and, on x86-64, copies
+//! The body is written once, as plain Rust over fixed-size lane arrays, and
+//! instantiated twice: the portable entry below ([`SCALAR`]) and, on x86-64, a copy
 //! compiled with AVX2/FMA/F16C enabled (`x86_64/attn.rs`), which the compiler
-//! vectorises. Both run the same operations in the same order (no operation is
-//! contracted or reassociated by the compiler), so every level gives the same bits.
+//! vectorises, plus one hand-written AVX2 step ([`Dot4x16`]). Both run the same
+//! operations in the same order (Rust never contracts or reassociates float
+//! operations), so every level gives the same bits; `tests` checks them against the
+//! straightforward loops.
 //!
-//! Layout: the keys (values) of a head are rows of `hd` f32 values, row `i` starting at
-//! `i · stride` (a layer's cache rows hold all KV heads: `stride = kv_dim`). Row `i` is
-//! the cache position `first + i`; the lane of a sum and the chunk of the softmax are
-//! taken from the cache position, as in llama.cpp. These functions never panic: rows
-//! that are not all there end the work early (the callers never pass such slices).
+//! Layout: the keys (values) of a KV head are rows of `hd` f32 values, row `i` starting
+//! at `i · stride` (a layer's cache rows hold all KV heads: `stride = kv_dim`). Row `i`
+//! is the cache position `first + i`; the lane of a sum and the chunk of the softmax
+//! are taken from the cache position, as in llama.cpp. Nothing here panics: rows or
+//! scratch that are not all there end the work early (the callers never pass such
+//! slices).
 
 use super::ops::v_expf;
 use super::reduce8;
 use super::scalar::fma;
 
-/// How many lanes the `K·Q` and `KQ·V` sums use (see [`reduce_lanes`]).
+/// How many lanes the `K·Q` and `KQ·V` sums use (see [`reduce_lanes`]): llama.cpp's
+/// two code paths, one token decoded or a batch. Its reference build here targets the
+/// machine's AVX-512 (see `fixtures/reference.sh`); these are its sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lanes {
     /// 16 lanes: a batch of queries (llamafile's tinyBLAS with AVX-512).
@@ -54,9 +60,10 @@ pub struct AttnShape {
     pub scale: f32,
 }
 
-/// Values of one head's scratch block: `[out hd][q hd][scores n_ctx][lanes 64·hd]`.
+/// Values of one head's scratch block: `[out hd][q hd][scores n_ctx][lanes 64·hd]`
+/// (room for the widest lanes, [`Lanes::L64`]).
 pub fn block_len(hd: usize, n_ctx: usize) -> Option<usize> {
-    hd.checked_mul(66)?.checked_add(n_ctx)
+    hd.checked_mul(64 + 2)?.checked_add(n_ctx)
 }
 
 /// Attention of `s.heads` query heads over the same cached keys and values: for head
@@ -118,7 +125,7 @@ pub(crate) fn reduce_lanes<const L: usize>(acc: &[f32; L]) -> f32 {
 }
 
 /// `Σ x_i·y_i` with `L` lanes (`lane = i mod L`, in index order), reduced by
-/// [`reduce_lanes`]. `EXACT`: multiply then add; else fused multiply-add.
+/// [`reduce_lanes`]; each step as [`step`].
 #[inline(always)]
 fn lane_dot<const L: usize, const EXACT: bool, const FUSE: bool>(x: &[f32], y: &[f32]) -> f32 {
     let mut acc = [0.0f32; L];
@@ -126,11 +133,11 @@ fn lane_dot<const L: usize, const EXACT: bool, const FUSE: bool>(x: &[f32], y: &
     let mut ys = y.chunks_exact(L);
     for (xc, yc) in (&mut xs).zip(&mut ys) {
         for ((a, &p), &q) in acc.iter_mut().zip(xc).zip(yc) {
-            *a = if EXACT { *a + p * q } else { fma(p, q, *a) };
+            *a = step::<EXACT, FUSE>(*a, p, q);
         }
     }
     for ((a, &p), &q) in acc.iter_mut().zip(xs.remainder()).zip(ys.remainder()) {
-        *a = if EXACT { *a + p * q } else { fma(p, q, *a) };
+        *a = step::<EXACT, FUSE>(*a, p, q);
     }
     reduce_lanes(&acc)
 }
