@@ -60,6 +60,7 @@ use core::str::FromStr;
 use crate::gguf::GgmlType;
 
 mod acts;
+pub(crate) mod attn;
 mod level;
 pub mod ops;
 pub(crate) mod scalar;

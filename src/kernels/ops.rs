@@ -215,6 +215,8 @@ pub use super::vec_dot_f16;
 /// `ln 2` with fused multiply-adds, a degree-5 polynomial, `scalef` by the exponent, and
 /// 0 / +∞ beyond `|n| > 192`. It is not the C library's `expf`; llama.cpp's attention
 /// probabilities and SiLU depend on this one.
+///
+/// Written without branches (selects only), so that a loop over it vectorises.
 #[inline(always)]
 pub fn v_expf(x: f32) -> f32 {
     use super::scalar::fma;
@@ -233,18 +235,28 @@ pub fn v_expf(x: f32) -> f32 {
         u,
         fma(c(0x3f7f_fff6), b, 1.0),
     );
+    // `scalef(j, n)`: j·2^n rounded once (n is an integer here; the clamp only keeps
+    // the exponent in range for the lanes that the selects below replace).
+    let k = if n > 193.0 {
+        193
+    } else if n < -193.0 {
+        -193
+    } else {
+        n as i32
+    };
+    let scaled = (f64::from(j) * exp2i(k)) as f32;
     let an = if n < 0.0 { -n } else { n };
+    let big = if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    let r = if n.is_nan() { n } else { scaled };
     if an > 192.0 {
-        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+        big
+    } else {
+        r
     }
-    if n.is_nan() {
-        return n;
-    }
-    // `scalef(j, n)`: j·2^n rounded once (n is an integer here, |n| ≤ 192).
-    (f64::from(j) * exp2i(n as i32)) as f32
 }
 
-/// 2^k as f64 for |k| ≤ 192 (exact).
+/// 2^k as f64 for |k| ≤ 193 (exact).
+#[inline(always)]
 fn exp2i(k: i32) -> f64 {
     f64::from_bits(((k + 1023) as u64) << 52)
 }
@@ -280,6 +292,51 @@ mod tests {
         assert_eq!(x[1], 11.0);
         assert_eq!(x[2], 0.0);
         assert!((x[3] - 0.8413).abs() < 1e-3);
+    }
+
+    /// `v_expf` as first written (with branches): the select form must equal it.
+    fn v_expf_branchy(x: f32) -> f32 {
+        use crate::kernels::scalar::fma;
+        let c = |bits: u32| f32::from_bits(bits);
+        let r = c(0x4b40_0000);
+        let z = fma(x, c(0x3fb8_aa3b), r);
+        let n = z - r;
+        let b = fma(-n, c(0x35bf_be8e), fma(-n, c(0x3f31_7200), x));
+        let u = b * b;
+        let j = fma(
+            fma(
+                fma(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+                u,
+                fma(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+            ),
+            u,
+            fma(c(0x3f7f_fff6), b, 1.0),
+        );
+        let an = if n < 0.0 { -n } else { n };
+        if an > 192.0 {
+            return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+        }
+        if n.is_nan() {
+            return n;
+        }
+        (f64::from(j) * exp2i(n as i32)) as f32
+    }
+
+    #[test]
+    fn v_expf_select_form_equals_branches() {
+        let mut u = 0u32;
+        loop {
+            let x = f32::from_bits(u);
+            let (a, b) = (v_expf(x), v_expf_branchy(x));
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{x:e}"
+            );
+            let Some(next) = u.checked_add(997) else {
+                break;
+            };
+            u = next;
+        }
     }
 
     #[test]

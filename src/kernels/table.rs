@@ -183,6 +183,8 @@ pub struct Kernels {
     pub(crate) f32_to_f16: F32ToF16Fn,
     /// SwiGLU of one row.
     pub(crate) swiglu: SwigluFn,
+    /// Attention of one query head (see [`super::attn`]).
+    pub(crate) attn: super::attn::AttnKernels,
 }
 
 /// The table of `level`, or [`KernelError::Unavailable`] if the CPU lacks it.
@@ -248,6 +250,7 @@ impl Kernels {
             f16_to_f32: s::f16_to_f32_row,
             f32_to_f16: s::f32_to_f16_row,
             swiglu: s::swiglu_row,
+            attn: super::attn::SCALAR,
         }
     }
 
@@ -506,6 +509,25 @@ impl Kernels {
             }
         });
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- attention
+// (kept apart from the matmul code above; the kernels are in `attn.rs`)
+
+impl Kernels {
+    /// [`attn::HeadsFn`](super::attn::HeadsFn): attention of `s.heads` query heads that
+    /// share the key and value rows `k`, `v`, in the scratch blocks of `ws`.
+    pub(crate) fn attn_heads(
+        &self,
+        s: &super::attn::AttnShape,
+        k: &[f32],
+        v: &[f32],
+        ws: &mut [f32],
+    ) {
+        // SAFETY: this table exists only for a level the CPU supports (see the type's
+        // docs); the kernel bounds every access by the slices' lengths.
+        unsafe { (self.attn.heads)(s, k, v, ws) }
     }
 }
 

@@ -24,8 +24,7 @@ use super::sizes::StateSizes;
 use super::weights::{LayerWeights, TensorRef};
 use super::{FfnActivation, Model, ModelError, RopeStyle};
 use crate::gguf::GgmlType;
-use crate::kernels::scalar::fma;
-use crate::kernels::{act_type, matmul, ops as kops, reduce8, Acts, Threads};
+use crate::kernels::{act_type, matmul, ops as kops, Acts, Threads};
 use crate::Result;
 
 /// How a [`State`] is sized.
@@ -86,8 +85,11 @@ pub struct State {
     q16: Vec<u8>,
     /// Per-head attention scratch `[n_head][ws_chunk(hd, n_ctx)]`: output, scores, lanes.
     ws: Vec<f32>,
-    /// The layer's cached values over the attention span, as f32 `[n_ctx][kv]`
-    /// (f16 cache only: each row is converted once, not once per query head).
+    /// The layer's cached keys over the attention span, as f32 `[n_ctx][kv]`
+    /// (f16 cache only: each row is converted once per layer call, not once per query
+    /// position and head).
+    kf: Vec<f32>,
+    /// The same for the values.
     vf: Vec<f32>,
     /// RoPE `(cos, sin)` of one position `[n_rot/2]`.
     rope: Vec<(f32, f32)>,
@@ -239,6 +241,7 @@ pub(crate) fn new_state(m: &Model, o: StateOptions) -> Result<State> {
         up: vec![0.0; s.ff],
         q16: vec![0u8; s.q16_bytes],
         ws: vec![0.0; s.ws],
+        kf: vec![0.0; s.vf],
         vf: vec![0.0; s.vf],
         rope: vec![(0.0, 0.0); s.rope],
         shape: shape_of(c),
@@ -615,18 +618,21 @@ fn attention_block(
     }
 
     // Causal attention, one token at a time, heads in parallel. With an f16 cache the
-    // values of the whole span the batch attends to are converted to f32 once.
+    // keys and values of the whole span the batch attends to are converted to f32 once
+    // per layer call (not once per query position and head).
     let window = if c.is_swa(il) { c.sliding_window } else { None };
     let span_lo = window.map_or(0, |w| (n_past + 1).saturating_sub(w));
     let span_hi = n_past + b; // exclusive
-    if let KvStore::F16(vb) = &st.kv.v {
-        let (from, to) = (st.kv.row(il, span_lo), st.kv.row(il, span_hi));
-        let src = vb.get(2 * from..2 * to).unwrap_or(&[]);
-        let dst = st.vf.get_mut(..to - from).unwrap_or(&mut []);
-        st.threads.for_rows(dst, kvd * 64, |start, piece| {
-            let s = src.get(2 * start..2 * (start + piece.len())).unwrap_or(&[]);
-            kops::f16_to_f32_row(s, piece);
-        });
+    let (from, to) = (st.kv.row(il, span_lo), st.kv.row(il, span_hi));
+    for (store, buf) in [(&st.kv.k, &mut st.kf), (&st.kv.v, &mut st.vf)] {
+        if let KvStore::F16(bytes) = store {
+            let src = bytes.get(2 * from..2 * to).unwrap_or(&[]);
+            let dst = buf.get_mut(..to - from).unwrap_or(&mut []);
+            st.threads.for_rows(dst, kvd * 64, |start, piece| {
+                let s = src.get(2 * start..2 * (start + piece.len())).unwrap_or(&[]);
+                kops::f16_to_f32_row(s, piece);
+            });
+        }
     }
     let chunk = ws_chunk(hd, st.kv.n_ctx).unwrap_or(0);
     for t in 0..b {
@@ -644,7 +650,7 @@ fn attention_block(
         attend(
             c,
             &st.kv,
-            &st.vf,
+            (&st.kf, &st.vf),
             span,
             q_tok,
             &st.q16,
@@ -691,90 +697,31 @@ struct Span {
     pos: usize,
     /// Sliding window of the layer, if any.
     window: Option<usize>,
-    /// First position converted into the f32 value buffer.
+    /// First position converted into the f32 key and value buffers.
     span_lo: usize,
 }
 
-/// Lanes of the `K·Q` and `KQ·V` sums when one token is decoded (ggml's
-/// `ggml_vec_dot_f16` with AVX-512: 4 × 16 lanes) and when a batch is (llamafile's
-/// tinyBLAS with AVX-512: 16 lanes). llama.cpp's reference build here targets the
-/// machine's AVX-512 (see `fixtures/reference.sh`); these are its sums.
-const LANES_DECODE: usize = 64;
-const LANES_BATCH: usize = 16;
-
-/// Per-head attention scratch: output `hd`, scores `n_ctx`, `KQ·V` lanes `32·hd`.
+/// Per-head attention scratch ([`crate::kernels::attn::block_len`]): output `hd`, query
+/// as f32 `hd`, scores `n_ctx`, `KQ·V` lanes `64·hd`.
 pub(crate) fn ws_chunk(hd: usize, n_ctx: usize) -> Option<usize> {
-    hd.checked_mul(LANES_DECODE + 1)?.checked_add(n_ctx)
-}
-
-/// `_mm512_reduce_add_ps` (GCC): the upper 8 lanes onto the lower 8, then [`reduce8`].
-#[inline(always)]
-fn reduce16(a: &[f32]) -> f32 {
-    let mut c = [0.0f32; 8];
-    for (k, d) in c.iter_mut().enumerate() {
-        *d = a.get(k).copied().unwrap_or(0.0) + a.get(k + 8).copied().unwrap_or(0.0);
-    }
-    reduce8(c)
-}
-
-/// Sum the lanes of one attention dot product in ggml's order for that many lanes:
-/// 16 (tinyBLAS: `reduce16`) or 64 (`GGML_F32x16_REDUCE`: accumulators 0 + 2 and
-/// 1 + 3, then their sum, then `reduce16`).
-#[inline(always)]
-fn reduce_lanes(acc: &[f32]) -> f32 {
-    if acc.len() == LANES_DECODE {
-        let mut v = [0.0f32; 16];
-        for (k, d) in v.iter_mut().enumerate() {
-            *d = (acc[k] + acc[k + 32]) + (acc[k + 16] + acc[k + 48]);
-        }
-        reduce16(&v)
-    } else {
-        reduce16(acc)
-    }
-}
-
-/// `Σ x_i·y_i` over `n` values with `L` lanes (`lane = i mod L`, fused multiply-add in
-/// index order), reduced as ggml does for `L`.
-#[inline(always)]
-fn lane_dot<const L: usize>(n: usize, x: impl Fn(usize) -> f32, y: impl Fn(usize) -> f32) -> f32 {
-    let mut acc = [0.0f32; L];
-    for i in 0..n {
-        acc[i % L] = fma(x(i), y(i), acc[i % L]);
-    }
-    reduce_lanes(&acc)
-}
-
-/// [`lane_dot`] for products that are exact in f32 (f16 × f16): multiply-then-add,
-/// which equals the fused multiply-add and vectorises without FMA.
-#[inline(always)]
-fn lane_dot_exact<const L: usize>(x: &[f32], y: &[f32]) -> f32 {
-    let mut acc = [0.0f32; L];
-    let mut xs = x.chunks_exact(L);
-    let mut ys = y.chunks_exact(L);
-    for (xc, yc) in (&mut xs).zip(&mut ys) {
-        for ((a, &p), &q) in acc.iter_mut().zip(xc).zip(yc) {
-            *a += p * q;
-        }
-    }
-    for ((a, &p), &q) in acc.iter_mut().zip(xs.remainder()).zip(ys.remainder()) {
-        *a += p * q;
-    }
-    reduce_lanes(&acc)
+    crate::kernels::attn::block_len(hd, n_ctx)
 }
 
 /// Attention of one query position over the cached keys `lo..=pos` of a layer
 /// (`lo = pos + 1 - window` for sliding-window layers), in llama.cpp's arithmetic
 /// without flash attention: `K·Q` with Q rounded to the cache type, the scaled scores,
-/// a softmax with ggml's vectorised `expf` summed in chunks of 8 (aligned on cache
+/// a softmax with ggml's vectorised `expf` summed in chunks of 16 (aligned on cache
 /// positions) into an f64, the probabilities rounded to the cache type, and `KQ·V` as
 /// one dot product per output value over the cache positions. A batch (`batch`) sums
-/// the dot products in 8 lanes, one token in 32, as llama.cpp's two code paths do.
-/// Head `h` writes its output to `ws[h·chunk .. h·chunk + hd]`.
+/// the dot products in 16 lanes, one token in 64, as llama.cpp's two code paths do
+/// (the kernels are in [`crate::kernels::attn`]). `kvf` holds the span's keys and
+/// values as f32 (f16 cache only). Head `h` writes its output to
+/// `ws[h·chunk .. h·chunk + hd]`.
 #[allow(clippy::too_many_arguments)]
 fn attend(
     c: &ModelConfig,
     kv: &KvCache,
-    vf: &[f32],
+    kvf: (&[f32], &[f32]),
     span: Span,
     q_tok: &[f32],
     q16: &[u8],
@@ -782,6 +729,7 @@ fn attend(
     threads: &Threads,
     batch: bool,
 ) {
+    use crate::kernels::attn::{AttnShape, Lanes};
     let Span {
         il,
         pos,
@@ -794,114 +742,79 @@ fn attend(
     let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
     let n_keys = pos + 1 - lo;
     let n_ctx = kv.n_ctx;
-    let Some(chunk) = ws_chunk(hd, n_ctx) else {
+    let Some(chunk) = ws_chunk(hd, n_ctx).filter(|&c| c > 0) else {
         return;
     };
     let kq_scale = c.kq_scale;
     let f16_cache = matches!(kv.v, KvStore::F16(_));
-    // The kernel table, looked up once per call (not once per cached key).
-    let table = crate::kernels::kernels(crate::kernels::cpu_features()).ok();
-    let k16_to_f32 = |src: &[u8], dst: &mut [f32]| match table {
-        Some(k) => k.f16_to_f32_row(src, dst),
-        None => kops::f16_to_f32_row(src, dst),
+    let lanes = if batch { Lanes::L16 } else { Lanes::L64 };
+    // The kernel table, looked up once per call (not once per head or cached key).
+    let Ok(table) = crate::kernels::kernels(crate::kernels::cpu_features())
+        .or_else(|_| crate::kernels::kernels(crate::kernels::KernelLevel::Scalar))
+    else {
+        return;
     };
+    // Tasks of whole heads, about one per thread: the heads of a task that share a KV
+    // head go through the kernel together (each key and value row is read once for
+    // them). Any split gives the same result.
+    let per_task = c.n_head.div_ceil(threads.count().max(1)).max(1);
     let ws = ws.get_mut(..c.n_head * chunk).unwrap_or(&mut []);
-    threads.for_rows(ws, chunk, |start, piece| {
-        let h = start / chunk;
-        let kvh = h / group;
-        let (o, rest) = piece.split_at_mut(hd);
-        let (scores, lanes) = rest.split_at_mut(n_ctx);
-        let scores = &mut scores[..n_keys];
-        let qh = &q_tok[h * hd..(h + 1) * hd];
-        let qh16 = &q16[2 * h * hd..2 * (h + 1) * hd];
-        // K·Q, scaled. With an f16 cache, Q (rounded to f16) and each K row are widened
-        // to f32 into the (not yet used) lane scratch; their products are exact in f32,
-        // so a multiply then an add equals llama.cpp's fused multiply-add.
-        let (qf, rest) = lanes.split_at_mut(hd);
-        let kf_row = &mut rest[..hd];
-        if let KvStore::F16(_) = kv.k {
-            k16_to_f32(qh16, qf);
-        }
-        for (i, s) in scores.iter_mut().enumerate() {
-            let at = kv.row(il, lo + i) + kvh * hd;
-            let dot = match &kv.k {
-                KvStore::F16(kb) => {
-                    k16_to_f32(&kb[2 * at..2 * (at + hd)], kf_row);
-                    if batch {
-                        lane_dot_exact::<LANES_BATCH>(qf, kf_row)
-                    } else {
-                        lane_dot_exact::<LANES_DECODE>(qf, kf_row)
-                    }
-                }
-                KvStore::F32(kfull) => {
-                    let k = &kfull[at..at + hd];
-                    if batch {
-                        lane_dot::<LANES_BATCH>(hd, |j| qh[j], |j| k[j])
-                    } else {
-                        lane_dot::<LANES_DECODE>(hd, |j| qh[j], |j| k[j])
-                    }
-                }
-            };
-            *s = dot * kq_scale;
-        }
-        // Softmax: ggml_vec_soft_max_f32 (AVX-512) over chunks of 16 cache positions.
-        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-        let mut sum = 0.0f64;
-        let mut p = lo & !15;
-        while p <= pos {
-            let mut vals = [0.0f32; 16];
-            for (k, v) in vals.iter_mut().enumerate() {
-                let at = p + k;
-                if at >= lo && at <= pos {
-                    let e = kops::v_expf(scores[at - lo] - max);
-                    scores[at - lo] = e;
-                    *v = e;
-                }
-            }
-            sum += f64::from(reduce16(&vals));
-            p += 16;
-        }
-        let inv = (1.0 / sum) as f32;
-        for s in scores.iter_mut() {
-            *s *= inv;
-            if f16_cache {
-                *s = ops::round_f16(*s);
-            }
-        }
-        // KQ·V: one dot product per output value over the cache positions, in lanes.
-        let n_lanes = if batch { LANES_BATCH } else { LANES_DECODE };
-        let lanes = &mut lanes[..n_lanes * hd];
-        lanes.iter_mut().for_each(|v| *v = 0.0);
-        for (i, &pr) in scores.iter().enumerate() {
-            let cell = lo + i;
-            let v: &[f32] = match &kv.v {
+    threads.for_rows(ws, per_task * chunk, |start, piece| {
+        let h_first = start / chunk;
+        let n_here = piece.len() / chunk;
+        // Each head's query as f32 into its block. With an f16 cache, Q was rounded to
+        // f16 by the caller and is widened here.
+        for (j, blk) in piece.chunks_exact_mut(chunk).enumerate() {
+            let h = h_first + j;
+            let dst = blk.get_mut(hd..2 * hd).unwrap_or(&mut []);
+            match kv.k {
                 KvStore::F16(_) => {
-                    let at = (cell - span_lo) * kvd + kvh * hd;
-                    &vf[at..at + hd]
+                    table.f16_to_f32_row(q16.get(2 * h * hd..2 * (h + 1) * hd).unwrap_or(&[]), dst)
                 }
-                KvStore::F32(vfull) => {
-                    let at = kv.row(il, cell) + kvh * hd;
-                    &vfull[at..at + hd]
-                }
-            };
-            let lane = &mut lanes[(cell % n_lanes) * hd..][..hd];
-            if f16_cache {
-                // p and v are f16 values: the product is exact, no fused add needed.
-                for (acc, &x) in lane.iter_mut().zip(v) {
-                    *acc += pr * x;
-                }
-            } else {
-                for (acc, &x) in lane.iter_mut().zip(v) {
-                    *acc = fma(pr, x, *acc);
+                KvStore::F32(_) => {
+                    if let Some(src) = q_tok.get(h * hd..(h + 1) * hd) {
+                        dst.copy_from_slice(src);
+                    }
                 }
             }
         }
-        let mut col = [0.0f32; LANES_DECODE];
-        for (d, out) in o.iter_mut().enumerate() {
-            for (l, c) in col[..n_lanes].iter_mut().enumerate() {
-                *c = lanes[l * hd + d];
-            }
-            *out = reduce_lanes(&col[..n_lanes]);
+        // Runs of heads with the same KV head.
+        let mut j0 = 0;
+        while j0 < n_here {
+            let kvh = (h_first + j0) / group;
+            let j1 = ((kvh + 1) * group - h_first).min(n_here);
+            let at_conv = (lo - span_lo) * kvd + kvh * hd;
+            let at_cache = kv.row(il, lo) + kvh * hd;
+            let k = head_rows(&kv.k, kvf.0, at_conv, at_cache);
+            let v = head_rows(&kv.v, kvf.1, at_conv, at_cache);
+            let shape = AttnShape {
+                heads: j1 - j0,
+                hd,
+                n_ctx,
+                n_keys,
+                first: lo,
+                stride: kvd,
+                lanes,
+                exact: f16_cache,
+                scale: kq_scale,
+            };
+            let blocks = piece.get_mut(j0 * chunk..j1 * chunk).unwrap_or(&mut []);
+            table.attn_heads(&shape, k, v, blocks);
+            j0 = j1;
         }
     });
+}
+
+/// A head's first cached row, and all after it: from `conv` (the span converted to f32)
+/// at `at_conv` for an f16 cache, from the cache itself at `at_cache` for f32.
+fn head_rows<'a>(
+    store: &'a KvStore,
+    conv: &'a [f32],
+    at_conv: usize,
+    at_cache: usize,
+) -> &'a [f32] {
+    match store {
+        KvStore::F16(_) => conv.get(at_conv..).unwrap_or(&[]),
+        KvStore::F32(full) => full.get(at_cache..).unwrap_or(&[]),
+    }
 }

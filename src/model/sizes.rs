@@ -34,9 +34,10 @@ pub(crate) struct StateSizes {
     pub(crate) ff: usize,
     /// Bytes of one token's queries as f16: `q_dim · 2`.
     pub(crate) q16_bytes: usize,
-    /// Per-head attention scratch `[n_head][head_dim + n_ctx]`.
+    /// Per-head attention scratch `[n_head][ws_chunk(head_dim, n_ctx)]`.
     pub(crate) ws: usize,
-    /// Cached values of one layer as f32 `[n_ctx][kv_dim]` (f16 cache only, else 0).
+    /// Cached keys of one layer as f32 `[n_ctx][kv_dim]` (f16 cache only, else 0); as
+    /// many for the values.
     pub(crate) vf: usize,
     /// RoPE `(cos, sin)` pairs of one position: `n_rot / 2`.
     pub(crate) rope: usize,
@@ -143,7 +144,8 @@ impl StateSizes {
                 f(self.ff)?,   // up
                 bytes_of::<u8>(self.q16_bytes, "scratch buffer")?,
                 f(self.ws)?,
-                f(self.vf)?,
+                f(self.vf)?, // kf
+                f(self.vf)?, // vf
                 bytes_of::<(f32, f32)>(self.rope, "scratch buffer")?,
             ],
             "scratch buffers",

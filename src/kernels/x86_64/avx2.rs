@@ -80,6 +80,8 @@ const fn table(level: KernelLevel, gemm: [GemmFn; 4]) -> Kernels {
         f16_to_f32: f16_to_f32_row,
         f32_to_f16: f32_to_f16_row,
         swiglu: swiglu_row,
+        // Attention (kept in x86_64/attn.rs).
+        attn: super::attn::AVX2_ATTN,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::table::Kernels;
 
+mod attn;
 mod avx2;
 mod tiles;
 

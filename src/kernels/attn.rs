@@ -1,0 +1,850 @@
+//! Attention of query heads over their cached keys, in llama.cpp's float order (the
+//! arithmetic of `ggml_vec_dot_f16` / llamafile's tinyBLAS for `K·Q` and `KQ·V`, and of
+//! `ggml_vec_soft_max_f32` with ggml's vectorised `expf`): one kernel, [`HeadsFn`], for
+//! the query heads that share a KV head, an entry of the [`Kernels`](super::Kernels)
+//! table ([`AttnKernels`]).
+//!
+//! The body is written once, as plain Rust over fixed-size lane arrays, and
+//! instantiated twice: the portable entry below ([`SCALAR`]) and, on x86-64, a copy
+//! compiled with AVX2/FMA/F16C enabled (`x86_64/attn.rs`), which the compiler
+//! vectorises, plus one hand-written AVX2 step ([`Dot4x16`]). Both run the same
+//! operations in the same order (Rust never contracts or reassociates float
+//! operations), so every level gives the same bits; `tests` checks them against the
+//! straightforward loops.
+//!
+//! Layout: the keys (values) of a KV head are rows of `hd` f32 values, row `i` starting
+//! at `i · stride` (a layer's cache rows hold all KV heads: `stride = kv_dim`). Row `i`
+//! is the cache position `first + i`; the lane of a sum and the chunk of the softmax
+//! are taken from the cache position, as in llama.cpp. Nothing here panics: rows or
+//! scratch that are not all there end the work early (the callers never pass such
+//! slices).
+
+use super::ops::v_expf;
+use super::reduce8;
+use super::scalar::fma;
+
+/// How many lanes the `K·Q` and `KQ·V` sums use (see [`reduce_lanes`]): llama.cpp's
+/// two code paths, one token decoded or a batch. Its reference build here targets the
+/// machine's AVX-512 (see `fixtures/reference.sh`); these are its sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lanes {
+    /// 16 lanes: a batch of queries (llamafile's tinyBLAS with AVX-512).
+    L16,
+    /// 64 lanes: one query (`ggml_vec_dot_f16` with AVX-512: 4 × 16 lanes).
+    L64,
+}
+
+/// The shape of one call of [`HeadsFn`]: `heads` query heads that share one KV head.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    /// Query heads in this call (their scratch blocks follow each other in `ws`).
+    pub heads: usize,
+    /// Values per head.
+    pub hd: usize,
+    /// Room for scores in each scratch block (the cache length).
+    pub n_ctx: usize,
+    /// Cached positions attended to (`≤ n_ctx`).
+    pub n_keys: usize,
+    /// Cache position of the first of them.
+    pub first: usize,
+    /// Distance between consecutive key (value) rows, in values.
+    pub stride: usize,
+    /// Lanes of the `K·Q` and `KQ·V` sums.
+    pub lanes: Lanes,
+    /// Every product is exact in f32 (an f16 cache: Q, K, V and the probabilities are
+    /// f16 values): the portable code then multiplies and adds, a level with an FMA
+    /// instruction fuses, with the same bits; the probabilities are rounded to f16.
+    /// Otherwise fused multiply-adds at every level.
+    pub exact: bool,
+    /// Scale of the `K·Q` scores.
+    pub scale: f32,
+}
+
+/// Values of one head's scratch block: `[out hd][q hd][scores n_ctx][lanes 64·hd]`
+/// (room for the widest lanes, [`Lanes::L64`]).
+pub fn block_len(hd: usize, n_ctx: usize) -> Option<usize> {
+    hd.checked_mul(64 + 2)?.checked_add(n_ctx)
+}
+
+/// Attention of `s.heads` query heads over the same cached keys and values: for head
+/// `j`, its scratch block `ws[j·block ..]` ([`block_len`]) holds its query at `hd..2·hd`
+/// (put there by the caller) and receives its output at `0..hd`. Per head:
+/// `scores_i = scale · Σ_d q_d · k_{i,d}` (lanes by value index), a softmax whose
+/// exponentials are summed in chunks of 16 cache positions into an f64, then
+/// `out_d = Σ_i p_i · v_{i,d}` (lanes by cache position). The keys (values) are rows of
+/// `k` (`v`), row `i` at `i · s.stride`.
+///
+/// # Safety
+///
+/// The CPU must support the table's level.
+pub(crate) type HeadsFn = unsafe fn(s: &AttnShape, k: &[f32], v: &[f32], ws: &mut [f32]);
+
+/// The attention kernels of one level.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttnKernels {
+    pub(crate) heads: HeadsFn,
+}
+
+/// The portable entries.
+pub(crate) const SCALAR: AttnKernels = AttnKernels {
+    heads: heads_scalar,
+};
+
+fn heads_scalar(s: &AttnShape, k: &[f32], v: &[f32], ws: &mut [f32]) {
+    heads::<false, _>(&PortableDot4::<false>, s, k, v, ws);
+}
+
+// ---------------------------------------------------------------- bodies
+
+/// `_mm512_reduce_add_ps` (GCC): the upper 8 lanes onto the lower 8, then [`reduce8`].
+#[inline(always)]
+pub(crate) fn reduce16(a: &[f32; 16]) -> f32 {
+    let mut c = [0.0f32; 8];
+    for (k, d) in c.iter_mut().enumerate() {
+        *d = a[k] + a[k + 8];
+    }
+    reduce8(c)
+}
+
+/// Sum the lanes of one attention dot product in ggml's order for `L` lanes: 16
+/// (tinyBLAS: [`reduce16`]) or 64 (`GGML_F32x16_REDUCE`: accumulators 0 + 2 and 1 + 3,
+/// then their sum, then [`reduce16`]).
+#[inline(always)]
+pub(crate) fn reduce_lanes<const L: usize>(acc: &[f32; L]) -> f32 {
+    let mut v = [0.0f32; 16];
+    if L == 64 {
+        for (k, d) in v.iter_mut().enumerate() {
+            *d = (acc[k] + acc[k + 32]) + (acc[k + 16] + acc[k + 48]);
+        }
+    } else {
+        for (k, d) in v.iter_mut().enumerate() {
+            *d = acc.get(k).copied().unwrap_or(0.0);
+        }
+    }
+    reduce16(&v)
+}
+
+/// `Σ x_i·y_i` with `L` lanes (`lane = i mod L`, in index order), reduced by
+/// [`reduce_lanes`]; each step as [`step`].
+#[inline(always)]
+fn lane_dot<const L: usize, const EXACT: bool, const FUSE: bool>(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0.0f32; L];
+    let mut xs = x.chunks_exact(L);
+    let mut ys = y.chunks_exact(L);
+    for (xc, yc) in (&mut xs).zip(&mut ys) {
+        for ((a, &p), &q) in acc.iter_mut().zip(xc).zip(yc) {
+            *a = step::<EXACT, FUSE>(*a, p, q);
+        }
+    }
+    for ((a, &p), &q) in acc.iter_mut().zip(xs.remainder()).zip(ys.remainder()) {
+        *a = step::<EXACT, FUSE>(*a, p, q);
+    }
+    reduce_lanes(&acc)
+}
+
+/// One lane step: `a + p·q` (`EXACT`: multiply then add) or `fma(p, q, a)`. With
+/// `EXACT` the product is exact in f32, so both give the same bits; `FUSE` (a level
+/// with a fused multiply-add instruction) takes the fused form for them too.
+#[inline(always)]
+fn step<const EXACT: bool, const FUSE: bool>(a: f32, p: f32, q: f32) -> f32 {
+    if EXACT && !FUSE {
+        a + p * q
+    } else {
+        fma(p, q, a)
+    }
+}
+
+/// [`lane_dot`] of `x` with 4 rows at once (each summed exactly as alone): 4 independent
+/// accumulator sets keep the adds from waiting on each other. The rows hold at least
+/// `x.len()` values (the caller slices them so).
+#[inline(always)]
+fn lane_dot4<const L: usize, const EXACT: bool, const FUSE: bool>(
+    x: &[f32],
+    y: [&[f32]; 4],
+) -> [f32; 4] {
+    let n = x.len();
+    let [Some(y0), Some(y1), Some(y2), Some(y3)] = y.map(|r| r.get(..n)) else {
+        return [0.0; 4];
+    };
+    let (mut a0, mut a1, mut a2, mut a3) = ([0.0f32; L], [0.0f32; L], [0.0f32; L], [0.0f32; L]);
+    let chunks = x
+        .chunks_exact(L)
+        .zip(y0.chunks_exact(L))
+        .zip(y1.chunks_exact(L))
+        .zip(y2.chunks_exact(L))
+        .zip(y3.chunks_exact(L));
+    for ((((xc, c0), c1), c2), c3) in chunks {
+        let (Ok(xc), Ok(c0), Ok(c1), Ok(c2), Ok(c3)) = (
+            <&[f32; L]>::try_from(xc),
+            <&[f32; L]>::try_from(c0),
+            <&[f32; L]>::try_from(c1),
+            <&[f32; L]>::try_from(c2),
+            <&[f32; L]>::try_from(c3),
+        ) else {
+            break;
+        };
+        for t in 0..L {
+            let p = xc[t];
+            a0[t] = step::<EXACT, FUSE>(a0[t], p, c0[t]);
+            a1[t] = step::<EXACT, FUSE>(a1[t], p, c1[t]);
+            a2[t] = step::<EXACT, FUSE>(a2[t], p, c2[t]);
+            a3[t] = step::<EXACT, FUSE>(a3[t], p, c3[t]);
+        }
+    }
+    let full = n - n % L;
+    for t in full..n {
+        let p = x[t];
+        a0[t - full] = step::<EXACT, FUSE>(a0[t - full], p, y0[t]);
+        a1[t - full] = step::<EXACT, FUSE>(a1[t - full], p, y1[t]);
+        a2[t - full] = step::<EXACT, FUSE>(a2[t - full], p, y2[t]);
+        a3[t - full] = step::<EXACT, FUSE>(a3[t - full], p, y3[t]);
+    }
+    [
+        reduce_lanes(&a0),
+        reduce_lanes(&a1),
+        reduce_lanes(&a2),
+        reduce_lanes(&a3),
+    ]
+}
+
+#[inline(always)]
+fn kq_rows<const L: usize, const EXACT: bool, const FUSE: bool>(
+    q: &[f32],
+    k: &[f32],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+) {
+    let hd = q.len();
+    let row = |i: usize| {
+        i.checked_mul(stride)
+            .and_then(|at| k.get(at..at.checked_add(hd)?))
+    };
+    let mut groups = scores.chunks_exact_mut(4);
+    let mut i = 0;
+    // With 16 lanes, 4 rows at a time (64 lanes already give 8 independent vectors).
+    if L == 16 {
+        for g in &mut groups {
+            let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+                (row(i), row(i + 1), row(i + 2), row(i + 3))
+            else {
+                return;
+            };
+            let d = lane_dot4::<L, EXACT, FUSE>(q, [r0, r1, r2, r3]);
+            for (s, d) in g.iter_mut().zip(d) {
+                *s = d * scale;
+            }
+            i += 4;
+        }
+    }
+    let rest = if L == 16 {
+        groups.into_remainder()
+    } else {
+        scores
+    };
+    for s in rest.iter_mut() {
+        let Some(r) = row(i) else {
+            return;
+        };
+        *s = lane_dot::<L, EXACT, FUSE>(q, r) * scale;
+        i += 1;
+    }
+}
+
+/// `K·Q` of one head: `scores[i] = scale · Σ_d q_d · k_{i,d}` over the rows of `k`.
+#[inline(always)]
+pub(crate) fn kq<const FUSE: bool>(
+    q: &[f32],
+    k: &[f32],
+    stride: usize,
+    lanes: Lanes,
+    exact: bool,
+    scale: f32,
+    scores: &mut [f32],
+) {
+    match (lanes, exact) {
+        (Lanes::L16, true) => kq_rows::<16, true, FUSE>(q, k, stride, scale, scores),
+        (Lanes::L16, false) => kq_rows::<16, false, FUSE>(q, k, stride, scale, scores),
+        (Lanes::L64, true) => kq_rows::<64, true, FUSE>(q, k, stride, scale, scores),
+        (Lanes::L64, false) => kq_rows::<64, false, FUSE>(q, k, stride, scale, scores),
+    }
+}
+
+/// Round to the nearest f16 (ties to even) and back, as `half::f16::from_f32(x).to_f32()`
+/// (ggml's `GGML_CPU_FP32_TO_FP16` then `FP16_TO_FP32`), for every non-NaN `x`, without
+/// branches (so that it vectorises). A NaN stays a NaN (its payload may differ).
+#[inline(always)]
+pub(crate) fn round_f16(x: f32) -> f32 {
+    let sign = x.to_bits() & 0x8000_0000;
+    let a = f32::from_bits(x.to_bits() & 0x7fff_ffff);
+    // Normal f16 range: round the mantissa to 10 bits, ties to even (a carry moves into
+    // the exponent, as it should).
+    let u = a.to_bits();
+    let normal = f32::from_bits((u + 0x0fff + ((u >> 13) & 1)) & 0xffff_e000);
+    // Below 2^-14 (f16 subnormals): multiples of 2^-24; `a + 0.5` rounds there exactly
+    // once (the ulp of [0.5, 1) is 2^-24), then `- 0.5` is exact.
+    let sub = (a + 0.5) - 0.5;
+    let r = if a < f32::from_bits(0x3880_0000) {
+        sub
+    } else {
+        normal
+    };
+    // From 65520 (the midpoint of 65504 and 2^16) on, f16 overflows to infinity.
+    let r = if a >= 65520.0 { f32::INFINITY } else { r };
+    let r = f32::from_bits(r.to_bits() | sign);
+    if x.is_nan() {
+        x
+    } else {
+        r
+    }
+}
+
+/// Softmax of one head's scores in place (cache positions `first..`), rounded to f16 if
+/// `round`.
+#[inline(always)]
+pub(crate) fn softmax(scores: &mut [f32], first: usize, round: bool) {
+    let n = scores.len();
+    if n == 0 {
+        return;
+    }
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    let mut sum = 0.0f64;
+    let mut i = 0;
+    let mut off = first % 16;
+    while i < n {
+        let len = (16 - off).min(n - i);
+        let mut vals = [0.0f32; 16];
+        match (off, scores.get_mut(i..i + 16)) {
+            (0, Some(seg)) => {
+                // A whole chunk: a fixed-size loop that vectorises.
+                let seg: &mut [f32; 16] = match seg.try_into() {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+                for (v, s) in vals.iter_mut().zip(seg.iter_mut()) {
+                    *s = v_expf(*s - max);
+                    *v = *s;
+                }
+            }
+            _ => {
+                let seg = scores.get_mut(i..i + len).unwrap_or(&mut []);
+                for (v, s) in vals[off..].iter_mut().zip(seg.iter_mut()) {
+                    *s = v_expf(*s - max);
+                    *v = *s;
+                }
+            }
+        }
+        sum += f64::from(reduce16(&vals));
+        i += len;
+        off = 0;
+    }
+    let inv = (1.0 / sum) as f32;
+    if round {
+        scores.iter_mut().for_each(|s| *s = round_f16(*s * inv));
+    } else {
+        scores.iter_mut().for_each(|s| *s *= inv);
+    }
+}
+
+/// Rows of one lane added in one pass over its accumulator row in [`kqv_heads`].
+const KQV_G: usize = 4;
+
+/// `KQ·V` of the heads whose scratch blocks (`block` values each) make up `ws`: each
+/// head's probabilities (its scores) times the value rows, into its lanes, reduced into
+/// its output.
+///
+/// Lane `l` sums the rows `i ≡ l − first (mod L)` in index order: rows
+/// `start(l) + m·L` for m = 0, 1, … Its rows `m .. m + KQV_G` are added in one pass over
+/// the lane's accumulator row (in that order for every value), so the accumulators are
+/// loaded and stored once per KQV_G rows; and those rows, once loaded, serve every head.
+#[inline(always)]
+fn kqv_heads<const L: usize, const EXACT: bool, const FUSE: bool>(
+    ws: &mut [f32],
+    block: usize,
+    s: &AttnShape,
+    v: &[f32],
+) {
+    let (hd, n, stride) = (s.hd, s.n_keys, s.stride);
+    let (sc0, acc0) = (2 * hd, 2 * hd + s.n_ctx);
+    let Some(lanes_len) = L.checked_mul(hd) else {
+        return;
+    };
+    for b in ws.chunks_exact_mut(block) {
+        if let Some(acc) = b.get_mut(acc0..acc0 + lanes_len) {
+            acc.iter_mut().for_each(|a| *a = 0.0);
+        }
+    }
+    let vrow = |i: usize| {
+        if i >= n {
+            return None;
+        }
+        let at = i.checked_mul(stride)?;
+        v.get(at..at.checked_add(hd)?)
+    };
+    let start = |l: usize| (l + L - s.first % L) % L;
+    let rounds = n.div_ceil(L);
+    for m in (0..rounds).step_by(KQV_G) {
+        for l in 0..L {
+            let i = start(l) + m * L;
+            let rows = [vrow(i), vrow(i + L), vrow(i + 2 * L), vrow(i + 3 * L)];
+            for b in ws.chunks_exact_mut(block) {
+                let Some((head, acc)) = b.split_at_mut_checked(acc0) else {
+                    return;
+                };
+                let scores = head.get(sc0..sc0 + n).unwrap_or(&[]);
+                let Some(lane) = acc.get_mut(l * hd..(l + 1) * hd) else {
+                    return;
+                };
+                let pr = |g: usize| scores.get(i + g * L).copied().unwrap_or(0.0);
+                if let [Some(r0), Some(r1), Some(r2), Some(r3)] = rows {
+                    let (p0, p1, p2, p3) = (pr(0), pr(1), pr(2), pr(3));
+                    for ((((a, &x0), &x1), &x2), &x3) in
+                        lane.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3)
+                    {
+                        let t = step::<EXACT, FUSE>(*a, p0, x0);
+                        let t = step::<EXACT, FUSE>(t, p1, x1);
+                        let t = step::<EXACT, FUSE>(t, p2, x2);
+                        *a = step::<EXACT, FUSE>(t, p3, x3);
+                    }
+                } else {
+                    for (g, r) in rows.iter().enumerate() {
+                        let Some(r) = r else {
+                            break;
+                        };
+                        let p = pr(g);
+                        for (a, &x) in lane.iter_mut().zip(*r) {
+                            *a = step::<EXACT, FUSE>(*a, p, x);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for b in ws.chunks_exact_mut(block) {
+        let Some((o, rest)) = b.split_at_mut_checked(hd) else {
+            return;
+        };
+        let Some(acc) = rest.get_mut(acc0 - hd..acc0 - hd + lanes_len) else {
+            return;
+        };
+        reduce_lane_rows::<L>(acc, hd);
+        if let (Some(r), true) = (acc.get(..hd), o.len() == hd) {
+            o.copy_from_slice(r);
+        }
+    }
+}
+
+/// Reduce `L` lane rows of `hd` values into row 0: the additions of [`reduce_lanes`] on
+/// whole rows (the same pairs, in the same order, for every value).
+#[inline(always)]
+fn reduce_lane_rows<const L: usize>(acc: &mut [f32], hd: usize) {
+    let mut fold = |dst: usize, src: usize| {
+        if let Some((lo, hi)) = acc.split_at_mut_checked(src * hd) {
+            if let (Some(d), Some(s)) = (lo.get_mut(dst * hd..(dst + 1) * hd), hi.get(..hd)) {
+                d.iter_mut().zip(s).for_each(|(d, s)| *d += *s);
+            }
+        }
+    };
+    if L == 64 {
+        for k in 0..16 {
+            fold(k, k + 32);
+            fold(k + 16, k + 48);
+            fold(k, k + 16);
+        }
+    }
+    // reduce16 then reduce8 on rows 0..16.
+    for k in 0..8 {
+        fold(k, k + 8);
+    }
+    for k in 0..4 {
+        fold(k, k + 4);
+    }
+    for k in 0..2 {
+        fold(k, k + 2);
+    }
+    fold(0, 1);
+}
+
+/// Dot products of one row with 4 others in 16 lanes, each summed exactly as
+/// [`lane_dot`] (`exact`: the products are exact, see [`AttnShape::exact`]): the inner
+/// step of `K·Q` for several heads. A level may bring its own (see `x86_64/attn.rs`).
+pub(crate) trait Dot4x16 {
+    fn dot4(&self, exact: bool, x: &[f32], y: [&[f32]; 4]) -> [f32; 4];
+}
+
+/// [`Dot4x16`] by the portable body.
+pub(crate) struct PortableDot4<const FUSE: bool>;
+
+impl<const FUSE: bool> Dot4x16 for PortableDot4<FUSE> {
+    #[inline(always)]
+    fn dot4(&self, exact: bool, x: &[f32], y: [&[f32]; 4]) -> [f32; 4] {
+        if exact {
+            lane_dot4::<16, true, FUSE>(x, y)
+        } else {
+            lane_dot4::<16, false, FUSE>(x, y)
+        }
+    }
+}
+
+/// `K·Q` of up to 4 heads with one key row at a time, so that each key row is loaded
+/// once for all of them; 16 lanes. The heads' queries are rows of `q` at `q_stride`
+/// (their scratch blocks); fewer than 4 are padded by repeating the last one.
+#[inline(always)]
+fn kq_heads<D: Dot4x16>(
+    d: &D,
+    q: &[f32],
+    q_stride: usize,
+    hn: usize,
+    k: &[f32],
+    s: &AttnShape,
+    out: &mut [[f32; 4]],
+) {
+    let hd = s.hd;
+    let qj = |j: usize| {
+        let at = j.min(hn.saturating_sub(1)) * q_stride;
+        q.get(at..at + hd).unwrap_or(&[])
+    };
+    let qs = [qj(0), qj(1), qj(2), qj(3)];
+    for (i, o) in out.iter_mut().enumerate() {
+        let Some(row) = i
+            .checked_mul(s.stride)
+            .and_then(|at| k.get(at..at.checked_add(hd)?))
+        else {
+            return;
+        };
+        *o = d.dot4(s.exact, row, qs).map(|x| x * s.scale);
+    }
+}
+
+/// Scores of 4 heads for this many keys at a time (a stack buffer).
+const KQ_TILE: usize = 64;
+
+/// The body of [`HeadsFn`].
+#[inline(always)]
+pub(crate) fn heads<const FUSE: bool, D: Dot4x16>(
+    d: &D,
+    s: &AttnShape,
+    k: &[f32],
+    v: &[f32],
+    ws: &mut [f32],
+) {
+    let (hd, n) = (s.hd, s.n_keys);
+    let Some(block) = block_len(hd, s.n_ctx) else {
+        return;
+    };
+    if n > s.n_ctx || hd == 0 {
+        return;
+    }
+    let Some(ws) = s.heads.checked_mul(block).and_then(|len| ws.get_mut(..len)) else {
+        return;
+    };
+    // K·Q. With 16 lanes and several heads, 4 heads per pass over the key rows.
+    let mut h0 = 0;
+    if s.lanes == Lanes::L16 && s.heads > 1 {
+        while h0 < s.heads {
+            let hn = (s.heads - h0).min(4);
+            let mut key0 = 0;
+            while key0 < n {
+                let kn = (n - key0).min(KQ_TILE);
+                let mut tile = [[0.0f32; 4]; KQ_TILE];
+                {
+                    let q = ws.get(h0 * block + hd..).unwrap_or(&[]);
+                    let rows = k.get(key0 * s.stride..).unwrap_or(&[]);
+                    let out = &mut tile[..kn];
+                    kq_heads(d, q, block, hn, rows, s, out);
+                }
+                for j in 0..hn {
+                    let at = (h0 + j) * block + 2 * hd + key0;
+                    if let Some(dst) = ws.get_mut(at..at + kn) {
+                        for (d, t) in dst.iter_mut().zip(&tile[..kn]) {
+                            *d = t[j];
+                        }
+                    }
+                }
+                key0 += kn;
+            }
+            h0 += hn;
+        }
+    }
+    for b in ws.chunks_exact_mut(block) {
+        let Some((_, rest)) = b.split_at_mut_checked(hd) else {
+            return;
+        };
+        let Some((q, rest)) = rest.split_at_mut_checked(hd) else {
+            return;
+        };
+        let Some(scores) = rest.get_mut(..n) else {
+            return;
+        };
+        if h0 == 0 {
+            kq::<FUSE>(q, k, s.stride, s.lanes, s.exact, s.scale, scores);
+        }
+        softmax(scores, s.first, s.exact);
+    }
+    match (s.lanes, s.exact) {
+        (Lanes::L16, true) => kqv_heads::<16, true, FUSE>(ws, block, s, v),
+        (Lanes::L16, false) => kqv_heads::<16, false, FUSE>(ws, block, s, v),
+        (Lanes::L64, true) => kqv_heads::<64, true, FUSE>(ws, block, s, v),
+        (Lanes::L64, false) => kqv_heads::<64, false, FUSE>(ws, block, s, v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{kernels, KernelLevel};
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// xorshift64*: deterministic test data.
+    struct Rng(u64);
+    impl Rng {
+        fn f32(&mut self, scale: f32) -> f32 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            let r = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
+            (r as f32 / (1u64 << 24) as f32 - 0.5) * scale
+        }
+    }
+
+    // The straightforward loops (the forward pass's code before these kernels).
+    fn ref_lanes(acc: &[f32]) -> f32 {
+        let r16 = |a: &[f32]| {
+            let c: [f32; 8] = core::array::from_fn(|k| a[k] + a[k + 8]);
+            reduce8(c)
+        };
+        if acc.len() == 64 {
+            let v: Vec<f32> = (0..16)
+                .map(|k| (acc[k] + acc[k + 32]) + (acc[k + 16] + acc[k + 48]))
+                .collect();
+            r16(&v)
+        } else {
+            r16(acc)
+        }
+    }
+
+    fn ref_kq(
+        q: &[f32],
+        k: &[f32],
+        stride: usize,
+        l: usize,
+        exact: bool,
+        scale: f32,
+        s: &mut [f32],
+    ) {
+        for (i, s) in s.iter_mut().enumerate() {
+            let row = &k[i * stride..i * stride + q.len()];
+            let mut acc = vec![0.0f32; l];
+            for j in 0..q.len() {
+                acc[j % l] = if exact {
+                    acc[j % l] + q[j] * row[j]
+                } else {
+                    fma(q[j], row[j], acc[j % l])
+                };
+            }
+            *s = ref_lanes(&acc) * scale;
+        }
+    }
+
+    fn ref_softmax(s: &mut [f32], lo: usize, round: bool) {
+        let pos = lo + s.len() - 1;
+        let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let mut sum = 0.0f64;
+        let mut p = lo & !15;
+        while p <= pos {
+            let mut vals = [0.0f32; 16];
+            for (k, v) in vals.iter_mut().enumerate() {
+                let at = p + k;
+                if at >= lo && at <= pos {
+                    let e = v_expf(s[at - lo] - max);
+                    s[at - lo] = e;
+                    *v = e;
+                }
+            }
+            sum += f64::from(reduce16(&vals));
+            p += 16;
+        }
+        let inv = (1.0 / sum) as f32;
+        for x in s.iter_mut() {
+            *x *= inv;
+            if round {
+                *x = half::f16::from_f32(*x).to_f32();
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ref_kqv(
+        p: &[f32],
+        v: &[f32],
+        stride: usize,
+        lo: usize,
+        l: usize,
+        exact: bool,
+        out: &mut [f32],
+    ) {
+        let hd = out.len();
+        let mut lanes = vec![0.0f32; l * hd];
+        for (i, &pr) in p.iter().enumerate() {
+            let row = &v[i * stride..i * stride + hd];
+            let lane = &mut lanes[((lo + i) % l) * hd..][..hd];
+            for (a, &x) in lane.iter_mut().zip(row) {
+                *a = if exact { *a + pr * x } else { fma(pr, x, *a) };
+            }
+        }
+        for (d, o) in out.iter_mut().enumerate() {
+            let col: Vec<f32> = (0..l).map(|k| lanes[k * hd + d]).collect();
+            *o = ref_lanes(&col);
+        }
+    }
+
+    fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// Every level's kernel equals the straightforward loops bit for bit, for 1 to 5
+    /// heads at once.
+    #[test]
+    fn kernels_equal_reference() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let levels: Vec<_> = KernelLevel::ALL
+            .into_iter()
+            .filter_map(|l| kernels(l).ok())
+            .collect();
+        for hd in [1usize, 7, 16, 24, 64, 72, 256] {
+            for n in [1usize, 2, 3, 4, 5, 15, 16, 17, 33, 70, 131] {
+                for first in [0usize, 5, 15, 16, 33] {
+                    for (lanes, l) in [(Lanes::L16, 16), (Lanes::L64, 64)] {
+                        for exact in [true, false] {
+                            let heads = 1 + (hd + n + first) % 5;
+                            let stride = if n % 2 == 0 { hd } else { 2 * hd + 3 };
+                            let n_ctx = n + first % 7;
+                            let round = |x: f32| {
+                                if exact {
+                                    half::f16::from_f32(x).to_f32()
+                                } else {
+                                    x
+                                }
+                            };
+                            let qs: Vec<Vec<f32>> = (0..heads)
+                                .map(|_| (0..hd).map(|_| round(rng.f32(4.0))).collect())
+                                .collect();
+                            let k: Vec<f32> =
+                                (0..n * stride).map(|_| round(rng.f32(4.0))).collect();
+                            let v: Vec<f32> =
+                                (0..n * stride).map(|_| round(rng.f32(4.0))).collect();
+                            let want: Vec<Vec<f32>> = qs
+                                .iter()
+                                .map(|q| {
+                                    let mut sc = vec![0.0f32; n];
+                                    ref_kq(q, &k, stride, l, exact, 0.125, &mut sc);
+                                    ref_softmax(&mut sc, first, exact);
+                                    let mut o = vec![0.0f32; hd];
+                                    ref_kqv(&sc, &v, stride, first, l, exact, &mut o);
+                                    o
+                                })
+                                .collect();
+                            let shape = AttnShape {
+                                heads,
+                                hd,
+                                n_ctx,
+                                n_keys: n,
+                                first,
+                                stride,
+                                lanes,
+                                exact,
+                                scale: 0.125,
+                            };
+                            let block = block_len(hd, n_ctx).unwrap();
+                            for t in &levels {
+                                let mut ws = vec![f32::NAN; heads * block];
+                                for (j, q) in qs.iter().enumerate() {
+                                    ws[j * block + hd..j * block + 2 * hd].copy_from_slice(q);
+                                }
+                                t.attn_heads(&shape, &k, &v, &mut ws);
+                                for (j, w) in want.iter().enumerate() {
+                                    assert_eq!(
+                                        bits(&ws[j * block..j * block + hd]),
+                                        bits(w),
+                                        "{:?} head {j}/{heads} hd {hd} n {n} first {first} {lanes:?} exact {exact}",
+                                        t.level()
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Short slices and scratch never panic.
+    #[test]
+    fn short_slices_do_not_panic() {
+        for t in KernelLevel::ALL.into_iter().filter_map(|l| kernels(l).ok()) {
+            for heads in [1, 3] {
+                for lanes in [Lanes::L16, Lanes::L64] {
+                    let shape = AttnShape {
+                        heads,
+                        hd: 8,
+                        n_ctx: 9,
+                        n_keys: 9,
+                        first: 3,
+                        stride: 8,
+                        lanes,
+                        exact: true,
+                        scale: 1.0,
+                    };
+                    t.attn_heads(&shape, &[1.0; 20], &[1.0; 20], &mut [0.0; 1000]);
+                    t.attn_heads(&shape, &[1.0; 20], &[1.0; 4], &mut [0.0; 100]);
+                    t.attn_heads(&shape, &[], &[], &mut []);
+                    let zero = AttnShape {
+                        stride: 0,
+                        n_keys: 12,
+                        ..shape
+                    };
+                    t.attn_heads(&zero, &[1.0; 8], &[1.0; 8], &mut [0.0; 1000]);
+                }
+            }
+        }
+    }
+
+    /// The branch-free rounding equals `half`'s for every f32 on a fine sweep.
+    #[test]
+    fn round_f16_equals_half() {
+        let mut u = 0u32;
+        loop {
+            let x = f32::from_bits(u);
+            let want = half::f16::from_f32(x).to_f32();
+            let got = round_f16(x);
+            if x.is_nan() {
+                assert!(got.is_nan());
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "{x:e} ({u:#x})");
+            }
+            let Some(next) = u.checked_add(4093) else {
+                break;
+            };
+            u = next;
+        }
+        for x in [
+            0.0f32,
+            -0.0,
+            65504.0,
+            65519.99,
+            65520.0,
+            5.96e-8,
+            2.98e-8,
+            2.99e-8,
+            6.1e-5,
+            f32::INFINITY,
+        ] {
+            assert_eq!(
+                round_f16(x).to_bits(),
+                half::f16::from_f32(x).to_f32().to_bits(),
+                "{x:e}"
+            );
+        }
+    }
+}
