@@ -187,8 +187,11 @@ impl Model {
     pub fn from_gguf(gguf: Gguf<Backing>) -> Result<Model> {
         let n_vocab = Weights::vocab_size(&gguf)?;
         let config = ModelConfig::from_gguf(&gguf, n_vocab)?;
-        let weights = Weights::load(&gguf, &config)?;
+        // The tokenizer (from the header, already read) before the tensors: loading
+        // copies the small ones, which [`Prefetch::Background`] asks the disk for
+        // first; they arrive while the tokenizer is built.
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let weights = Weights::load(&gguf, &config)?;
         let gelu = match config.arch.ffn_act {
             FfnActivation::GeluTanh => ops::GeluTable::new(),
             FfnActivation::Silu => ops::GeluTable::empty(),
