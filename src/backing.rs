@@ -52,6 +52,15 @@ impl Backing {
     /// (as with every mmap-based loader: llama.cpp makes the same demand).
     #[cfg(feature = "std")]
     pub fn map_file(path: impl AsRef<std::path::Path>) -> crate::Result<Backing> {
+        Backing::map_file_keep(path).map(|(b, _)| b)
+    }
+
+    /// [`Backing::map_file`], also returning the open file (for [`Prefetcher`]); `None`
+    /// for an empty file, which is not mapped.
+    #[cfg(feature = "std")]
+    pub(crate) fn map_file_keep(
+        path: impl AsRef<std::path::Path>,
+    ) -> crate::Result<(Backing, Option<std::fs::File>)> {
         use alloc::string::ToString;
         let path = path.as_ref();
         let io = |source| crate::Error::Io {
@@ -62,12 +71,154 @@ impl Backing {
         let len = file.metadata().map_err(io)?.len();
         if len == 0 {
             // mmap of an empty file fails on some systems; an empty file is simply empty.
-            return Ok(Backing::Owned(Vec::new()));
+            return Ok((Backing::Owned(Vec::new()), None));
         }
-        // SAFETY: the map is read-only and private to this process. Memory safety would
-        // be broken only if another process truncated the file while it is mapped,
-        // which the documentation of this function rules out (the usual mmap contract).
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        Ok(Backing::Mmap(map))
+        let map = map_readonly(&file).map_err(io)?;
+        Ok((Backing::Mmap(map), Some(file)))
     }
+}
+
+impl Backing {
+    /// Ask the kernel to start reading `self[at..at + len]` from storage
+    /// (`madvise(MADV_WILLNEED)`, which does not wait); only for a mapped file on Unix,
+    /// a no-op otherwise and for a range out of bounds. Only advice: errors are ignored.
+    #[cfg(feature = "std")]
+    pub(crate) fn advise_willneed(&self, at: usize, len: usize) {
+        #[cfg(unix)]
+        if let Backing::Mmap(m) = self {
+            if at.checked_add(len).is_some_and(|end| end <= m.len()) {
+                let _ = advise_willneed(m, at, len);
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (at, len);
+    }
+}
+
+/// A read-only map of the whole of `file`.
+#[cfg(feature = "std")]
+fn map_readonly(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: the map is read-only and private to this process. Memory safety would be
+    // broken only if another process truncated the file while it is mapped, which the
+    // documentation of `Backing::map_file` rules out (the usual mmap contract).
+    unsafe { memmap2::Mmap::map(file) }
+}
+
+/// Bytes asked for in one `madvise(MADV_WILLNEED)` call. Linux reads at most
+/// max(read-ahead window, largest device request) per call (`force_page_cache_ra`), and
+/// the smallest usual read-ahead window is 128 KiB, so larger requests could be cut
+/// short on some devices.
+#[cfg(feature = "std")]
+pub(crate) const PREFETCH_CHUNK: usize = 128 << 10;
+
+/// Bytes queued ahead at most (asked for and not yet arrived): a read the model needs
+/// at once waits behind at most this much (32 MiB: ~25 ms at 1.3 GB/s).
+#[cfg(feature = "std")]
+const PREFETCH_WINDOW: usize = 32 << 20;
+
+/// A background thread that asks the kernel to read byte ranges of a mapped file into
+/// the page cache, in the order given, [`PREFETCH_CHUNK`] bytes at a time
+/// (`madvise(MADV_WILLNEED)` on its own read-only map of the file: the reads are
+/// asynchronous, the thread only queues them). Dropping it stops the thread after the
+/// current chunk and waits for it. Only advice: every failure is ignored, and the model
+/// reads its bytes through its own map whatever happened here.
+#[cfg(feature = "std")]
+pub(crate) struct Prefetcher {
+    stop: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(feature = "std")]
+impl fmt::Debug for Prefetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prefetcher")
+            .field(
+                "running",
+                &self.handle.as_ref().is_some_and(|h| !h.is_finished()),
+            )
+            .finish()
+    }
+}
+
+#[cfg(feature = "std")]
+impl Prefetcher {
+    /// Start the thread over `ranges` (byte ranges of `file`; parts past its end are
+    /// skipped). `None` when the thread cannot be started.
+    pub(crate) fn start(
+        file: std::fs::File,
+        ranges: Vec<core::ops::Range<usize>>,
+    ) -> Option<Prefetcher> {
+        use core::sync::atomic::{AtomicBool, Ordering};
+        let stop = alloc::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("tramontane-prefetch".into())
+            .spawn(move || {
+                let Ok(map) = map_readonly(&file) else {
+                    return;
+                };
+                drop(file);
+                // Chunks asked for and not yet seen arrive, oldest first.
+                let mut pending = alloc::collections::VecDeque::new();
+                let mut in_flight = 0usize;
+                // Never more than the file's length in all (a hostile tensor table can
+                // list overlapping ranges).
+                let mut budget = map.len();
+                for r in ranges {
+                    let end = r.end.min(map.len());
+                    let mut at = r.start;
+                    while at < end {
+                        let len = PREFETCH_CHUNK.min(end - at);
+                        if flag.load(Ordering::Relaxed) || budget < len {
+                            return;
+                        }
+                        budget -= len;
+                        // Keep at most PREFETCH_WINDOW bytes queued, so that a page
+                        // fault of the model (on a page not in this order) waits
+                        // behind little.
+                        while in_flight + len > PREFETCH_WINDOW {
+                            let Some((a, l)) = pending.pop_front() else {
+                                break;
+                            };
+                            // Reading a byte waits until its page has arrived.
+                            core::hint::black_box(map.get(a).copied());
+                            in_flight -= l;
+                        }
+                        if advise_willneed(&map, at, len).is_err() {
+                            return;
+                        }
+                        pending.push_back((at, len));
+                        in_flight += len;
+                        at += len;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Prefetcher {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        self.stop.store(true, core::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// `madvise(MADV_WILLNEED)` on `map[at..at + len]` (the caller keeps it in bounds).
+#[cfg(all(feature = "std", unix))]
+fn advise_willneed(map: &memmap2::Mmap, at: usize, len: usize) -> std::io::Result<()> {
+    map.advise_range(memmap2::Advice::WillNeed, at, len)
+}
+
+/// No read-ahead advice outside Unix: the thread stops at once.
+#[cfg(all(feature = "std", not(unix)))]
+fn advise_willneed(_map: &memmap2::Mmap, _at: usize, _len: usize) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }

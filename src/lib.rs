@@ -15,7 +15,9 @@
 //! use tramontane::{GenerateOptions, Model, SamplerChain, SessionOptions, StopReason};
 //! # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/models-synth/gemma3-q4_k.gguf");
 //! # let path = path.to_string();
-//! let model = Model::open(&path)?;   // also Model::from_static(bytes), Model::from_vec(v)
+//! // Reads the tensors ahead in the background (Prefetch::Background); also
+//! // Model::open_with(path, LoadOptions), Model::from_static(bytes), Model::from_vec(v).
+//! let model = Model::open(&path)?;
 //! let mut session = model.session(SessionOptions { context_len: 256, threads: 2, ..Default::default() })?;
 //! let opts = GenerateOptions::default()
 //!     .max_tokens(32)
@@ -104,7 +106,7 @@ pub use gguf::{GgmlType, Gguf, GgufError};
 pub use kernels::cpu_features;
 pub use memory::{memory_plan, memory_plan_for, MemoryPlan};
 pub use model::StateError;
-pub use model::{Model, ModelConfig, ModelError, State, StateOptions};
+pub use model::{LoadOptions, Model, ModelConfig, ModelError, Prefetch, State, StateOptions};
 pub use sampling::{Sampled, SamplerChain};
 pub use session::{CancelHandle, Session, SessionError, SessionOptions};
 pub use tokenizer::{Detokenizer, Tokenizer, TokenizerError};

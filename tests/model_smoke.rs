@@ -180,3 +180,42 @@ fn context_full_and_bad_input() {
     let m2 = Model::from_backing(Backing::Static(bytes)).unwrap();
     assert_eq!(m2.config(), m.config());
 }
+
+/// `Model::open_with`: read-ahead in the background or none gives the same logits; a
+/// file larger than the part asked for before parsing starts the thread, and dropping
+/// the model at once stops it; an out-of-range id in a batch is an error, not a panic,
+/// with the embedding rows asked for.
+#[test]
+fn prefetch_modes_agree() {
+    use tramontane::{LoadOptions, Prefetch};
+    let src = dir().join("llama-gqa-f32.gguf");
+    let (m, ids) = load("llama-gqa-f32");
+    let nv = m.config().n_vocab;
+    let want = all_logits(&m, &ids[..8], StateOptions::new(16));
+    // The same file followed by 9 MiB of zeros (bytes after the data are ignored).
+    let big = std::env::temp_dir().join(format!("tramontane-prefetch-{}.gguf", std::process::id()));
+    let mut bytes = std::fs::read(&src).unwrap();
+    bytes.resize(bytes.len() + (9 << 20), 0);
+    std::fs::write(&big, &bytes).unwrap();
+    for path in [&src, &big] {
+        for p in [Prefetch::None, Prefetch::Background] {
+            let m = Model::open_with(path, LoadOptions::new().prefetch(p)).unwrap();
+            assert_eq!(
+                all_logits(&m, &ids[..8], StateOptions::new(16)),
+                want,
+                "{p:?}"
+            );
+            let mut st = m.new_state(16, 1).unwrap();
+            let mut row = vec![0.0; nv];
+            let e = m
+                .eval(&mut st, &[ids[0], u32::MAX, nv as u32], &mut row)
+                .unwrap_err();
+            assert!(
+                matches!(e, Error::Model(ModelError::TokenOutOfRange { .. })),
+                "{e}"
+            );
+            drop(Model::open_with(path, LoadOptions::new().prefetch(p)).unwrap());
+        }
+    }
+    let _ = std::fs::remove_file(&big);
+}

@@ -120,6 +120,12 @@ impl<B: AsRef<[u8]>> Gguf<B> {
         self.bytes.as_ref()
     }
 
+    /// The backing bytes, by reference.
+    #[cfg(feature = "std")]
+    pub(crate) fn backing(&self) -> &B {
+        &self.bytes
+    }
+
     /// The backing bytes, by value.
     pub fn into_bytes(self) -> B {
         self.bytes

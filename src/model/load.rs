@@ -1,5 +1,11 @@
-//! Loading helpers: the file fingerprint saved states carry, and page touching with
-//! progress for [`super::Model::open_with_progress`].
+//! Loading helpers: the file fingerprint saved states carry, page touching with
+//! progress for [`super::Model::open_with_progress`], and the order in which
+//! [`super::Prefetch::Background`] asks for the tensors.
+
+#[cfg(feature = "std")]
+use alloc::vec::Vec;
+#[cfg(feature = "std")]
+use core::ops::Range;
 
 use crate::backing::Backing;
 use crate::gguf::Gguf;
@@ -27,6 +33,66 @@ pub(crate) fn fingerprint(g: &Gguf<Backing>) -> u64 {
         .min(bytes.len());
     let h = fnv1a(FNV_OFFSET, bytes.get(..head_len).unwrap_or(&[]));
     fnv1a(h, &(bytes.len() as u64).to_le_bytes())
+}
+
+/// Tensors of at most this many bytes (norms, biases) come first in [`read_order`]:
+/// loading copies them, before any layer runs.
+#[cfg(feature = "std")]
+const SMALL_TENSOR: u64 = 64 << 10;
+/// Neighbouring ranges in [`read_order`] closer than this are read as one.
+#[cfg(feature = "std")]
+const MERGE_GAP: usize = 64 << 10;
+
+/// Byte ranges of `g`'s tensor data in the order a first forward pass reads them: the
+/// small tensors (copied at load time), then every block's tensors by block number
+/// (`blk.N.*`), then the other tensors, then the output head (`output.weight`, else the
+/// tied `token_embd.weight`). With a separate output head, `token_embd.weight` is left
+/// out: only the prompt's rows of it are read. Ranges are clamped to the file and
+/// neighbours are merged.
+#[cfg(feature = "std")]
+pub(crate) fn read_order<B: AsRef<[u8]>>(g: &Gguf<B>) -> Vec<Range<usize>> {
+    // (group, block, start, end); group 0 small, 1 block, 2 other, 3 output head.
+    let len = g.bytes().len();
+    let has_output = g.tensors().any(|t| t.name == "output.weight");
+    let mut parts: Vec<(u8, usize, usize, usize)> = Vec::with_capacity(g.tensor_count());
+    for t in g.tensors() {
+        let start = g.data_offset().checked_add(t.offset);
+        let end = start.and_then(|s| s.checked_add(t.size));
+        let (Some(start), Some(end)) = (start, end) else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) else {
+            continue;
+        };
+        let end = end.min(len);
+        if start >= end {
+            continue;
+        }
+        let block = t
+            .name
+            .strip_prefix("blk.")
+            .and_then(|r| r.split('.').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        let (group, block) = match (t.name, block) {
+            ("token_embd.weight", _) if has_output => continue,
+            ("token_embd.weight" | "output.weight", _) => (3, 0),
+            _ if t.size <= SMALL_TENSOR => (0, 0),
+            (_, Some(b)) => (1, b),
+            _ => (2, 0),
+        };
+        parts.push((group, block, start, end));
+    }
+    parts.sort_unstable();
+    let mut out: Vec<Range<usize>> = Vec::with_capacity(parts.len());
+    for (_, _, start, end) in parts {
+        match out.last_mut() {
+            Some(last) if start >= last.end && start - last.end <= MERGE_GAP => {
+                last.end = end;
+            }
+            _ => out.push(start..end),
+        }
+    }
+    out
 }
 
 /// Read one byte of every 4 KiB page of `bytes` (so a mapped file is brought into
@@ -62,6 +128,98 @@ mod tests {
         assert_eq!(fnv1a(FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(FNV_OFFSET, b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[cfg(feature = "std")]
+    /// A file with the given tensors (F32 vectors of `len` values, written in this
+    /// order) and the byte range of each.
+    fn file_with(tensors: &[(&str, usize)]) -> (Gguf<Backing>, Vec<Range<usize>>) {
+        let mut w = crate::gguf::GgufWriter::new();
+        for &(name, len) in tensors {
+            let data = alloc::vec![0u8; len * 4];
+            w.add_tensor(name, crate::gguf::GgmlType::F32, &[len as u64], &data)
+                .unwrap();
+        }
+        let g = Gguf::parse(Backing::Owned(w.to_bytes().unwrap())).unwrap();
+        let ranges = tensors
+            .iter()
+            .map(|&(name, _)| {
+                let v = g.tensor(name).unwrap();
+                let start = (g.data_offset() + v.info.offset) as usize;
+                start..start + v.info.size as usize
+            })
+            .collect();
+        (g, ranges)
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn read_order_follows_the_forward_pass() {
+        const BIG: usize = 40 << 10; // 160 KiB: not a small tensor
+                                     // Tied output head: token_embd last; blocks by number, not by name order;
+                                     // small tensors first.
+        let (g, r) = file_with(&[
+            ("token_embd.weight", BIG),
+            ("blk.10.attn_q.weight", BIG),
+            ("blk.2.attn_q.weight", BIG),
+            ("blk.2.attn_norm.weight", 64),
+            ("blk.2.ffn_up.weight", BIG),
+            ("output_norm.weight", 64),
+        ]);
+        let order = read_order(&g);
+        // Small tensors first; block 2's two matrices (the norm between them) as one
+        // range, then block 10, then the head.
+        assert_eq!(
+            order,
+            alloc::vec![
+                r[3].clone(),
+                r[5].clone(),
+                r[2].start..r[4].end,
+                r[1].clone(),
+                r[0].clone()
+            ]
+        );
+        // Separate output head: token_embd is left out, the head comes last.
+        let (g, r) = file_with(&[
+            ("output.weight", BIG),
+            ("token_embd.weight", BIG),
+            ("blk.0.attn_q.weight", BIG),
+            ("rope_freqs.weight", BIG),
+        ]);
+        // (The block and rope_freqs are neighbours in the file: one range.)
+        assert_eq!(
+            read_order(&g),
+            alloc::vec![r[2].start..r[3].end, r[0].clone()]
+        );
+        // Adjacent blocks merge into one range.
+        let (g, r) = file_with(&[("blk.0.a", BIG), ("blk.0.b", BIG), ("blk.1.a", BIG)]);
+        assert_eq!(read_order(&g), alloc::vec![r[0].start..r[2].end]);
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn prefetcher_survives_odd_ranges_and_stops_on_drop() {
+        use crate::backing::Prefetcher;
+        let path = std::env::temp_dir().join(alloc::format!(
+            "tramontane-prefetcher-{}",
+            std::process::id()
+        ));
+        std::fs::write(&path, alloc::vec![7u8; 3 << 20]).unwrap();
+        let ranges = alloc::vec![
+            0..(3 << 20),
+            (1 << 20)..(3 << 20), // overlaps: past the budget of one file length
+            (5 << 20)..(6 << 20), // past the end
+            #[allow(clippy::reversed_empty_ranges)]
+            (10..5), // empty
+            usize::MAX - 1..usize::MAX,
+        ];
+        for _ in 0..2 {
+            let f = std::fs::File::open(&path).unwrap();
+            let p = Prefetcher::start(f, ranges.clone());
+            assert!(p.is_some());
+            drop(p);
+        }
+        let _ = std::fs::remove_file(&path);
     }
 
     #[cfg(feature = "std")]

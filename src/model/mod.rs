@@ -68,6 +68,68 @@ pub struct Model {
     tokenizer: Tokenizer,
     /// ggml's f16 GELU table (GELU architectures only; empty otherwise).
     gelu: ops::GeluTable,
+    /// The read-ahead thread of [`Prefetch::Background`], stopped when the model is
+    /// dropped.
+    #[cfg(feature = "std")]
+    prefetch: Option<crate::backing::Prefetcher>,
+    /// Opened with [`Prefetch::Background`]: ask for a prompt's embedding rows too.
+    #[cfg(feature = "std")]
+    advise_rows: bool,
+}
+
+/// Bytes at the start of a file asked for before it is parsed ([`Prefetch::Background`]):
+/// the header of a model with a vocabulary of 262,144 tokens takes 6.5 MB.
+#[cfg(feature = "std")]
+const HEADER_PREFETCH: usize = 8 << 20;
+
+/// How [`Model::open_with`] brings a mapped file into memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Prefetch {
+    /// Nothing ahead of use: each page is read from storage when the forward pass first
+    /// touches it (a page fault, which waits for the disk; the kernel reads some pages
+    /// around it). The least I/O when part of the file is never used.
+    None,
+    /// The default. The kernel is asked (`madvise(MADV_WILLNEED)`, 128 KiB per call, no
+    /// copy) for the first 8 MiB before the header is parsed; then a background thread
+    /// asks for the tensors in the order the first forward pass needs them: the small
+    /// norm and bias tensors, the blocks in order, then the output head, keeping at
+    /// most 32 MiB queued so that a read the model needs at once never waits long.
+    /// Before a batch of several tokens, their embedding rows are asked for all at once.
+    /// The disk works while the tokenizer is built and the first blocks compute,
+    /// instead of one page fault after the other.
+    ///
+    /// Costs: the whole file is read into the page cache at open, even if the model is
+    /// never run (`token_embd.weight` is skipped when the output head is a separate
+    /// tensor, since only the prompt's rows of it are read); one thread that only queues
+    /// reads and ends when it has gone through the file (dropping the model stops it,
+    /// waiting for at most one read). The thread checks progress by reading one byte of
+    /// each 128 KiB through its own map of the file, so the resident set briefly counts
+    /// 1/32 of the file twice, until the thread ends. A no-op outside Unix, and for
+    /// [`Model::from_static`] / [`Model::from_vec`].
+    #[default]
+    Background,
+}
+
+/// Options of [`Model::open_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// Read-ahead of the mapped file (default [`Prefetch::Background`]).
+    pub prefetch: Prefetch,
+}
+
+impl LoadOptions {
+    /// The defaults: [`Prefetch::Background`].
+    pub fn new() -> LoadOptions {
+        LoadOptions::default()
+    }
+
+    /// These options with `prefetch`.
+    pub fn prefetch(mut self, prefetch: Prefetch) -> LoadOptions {
+        self.prefetch = prefetch;
+        self
+    }
 }
 
 // Many sessions on many threads share one model.
@@ -77,10 +139,42 @@ const _: () = {
 };
 
 impl Model {
-    /// Map a GGUF file and load it.
+    /// Map a GGUF file and load it, reading the tensors ahead in the background
+    /// ([`Prefetch::Background`]; [`Model::open_with`] chooses).
     #[cfg(feature = "std")]
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Model> {
-        Model::from_backing(Backing::map_file(path)?)
+        Model::open_with(path, LoadOptions::default())
+    }
+
+    /// Map a GGUF file and load it with `options`.
+    #[cfg(feature = "std")]
+    pub fn open_with(path: impl AsRef<std::path::Path>, options: LoadOptions) -> Result<Model> {
+        let (bytes, file) = Backing::map_file_keep(path)?;
+        let background = options.prefetch == Prefetch::Background;
+        if background {
+            // The header (metadata with the vocabulary, tensor table) is parsed first:
+            // ask for it in large reads rather than one page fault after the other.
+            let head = bytes.len().min(HEADER_PREFETCH);
+            let mut at = 0;
+            while at < head {
+                let len = crate::backing::PREFETCH_CHUNK.min(head - at);
+                bytes.advise_willneed(at, len);
+                at += len;
+            }
+        }
+        let gguf = Gguf::parse(bytes)?;
+        // Started before the tensors are looked up: loading copies the small ones.
+        // (A file no larger than the part asked for above needs no thread.)
+        let prefetch = match file {
+            Some(file) if background && gguf.bytes().len() > HEADER_PREFETCH => {
+                crate::backing::Prefetcher::start(file, load::read_order(&gguf))
+            }
+            _ => None,
+        };
+        let mut model = Model::from_gguf(gguf)?;
+        model.prefetch = prefetch;
+        model.advise_rows = background;
+        Ok(model)
     }
 
     /// Load a model from bytes already in memory (a map, flash, a `Vec`).
@@ -93,8 +187,11 @@ impl Model {
     pub fn from_gguf(gguf: Gguf<Backing>) -> Result<Model> {
         let n_vocab = Weights::vocab_size(&gguf)?;
         let config = ModelConfig::from_gguf(&gguf, n_vocab)?;
-        let weights = Weights::load(&gguf, &config)?;
+        // The tokenizer (from the header, already read) before the tensors: loading
+        // copies the small ones, which [`Prefetch::Background`] asks the disk for
+        // first; they arrive while the tokenizer is built.
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let weights = Weights::load(&gguf, &config)?;
         let gelu = match config.arch.ffn_act {
             FfnActivation::GeluTanh => ops::GeluTable::new(),
             FfnActivation::Silu => ops::GeluTable::empty(),
@@ -105,6 +202,10 @@ impl Model {
             weights,
             tokenizer,
             gelu,
+            #[cfg(feature = "std")]
+            prefetch: None,
+            #[cfg(feature = "std")]
+            advise_rows: false,
         })
     }
 
@@ -184,12 +285,37 @@ impl Model {
     /// length, or [`ModelError::ContextFull`] when the cache has no room (nothing is
     /// evaluated then). Allocates nothing.
     pub fn eval(&self, state: &mut State, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
+        self.prefetch_rows(tokens);
         forward::eval(self, state, tokens, logits)
+    }
+
+    /// With [`Prefetch::Background`], ask the kernel for the embedding rows of a batch
+    /// of several tokens all at once, before the forward pass reads them one after the
+    /// other (each row not yet in memory would otherwise be a page fault that waits for
+    /// the disk alone). No allocation; ids outside the vocabulary are skipped (the
+    /// forward pass rejects them).
+    fn prefetch_rows(&self, tokens: &[u32]) {
+        #[cfg(feature = "std")]
+        if tokens.len() > 1 && self.advise_rows {
+            let e = &self.weights.token_embd;
+            for &t in tokens {
+                let start = (t as usize)
+                    .checked_mul(e.row_bytes)
+                    .and_then(|o| o.checked_add(e.range.start));
+                if let Some(start) = start.filter(|s| s.saturating_add(e.row_bytes) <= e.range.end)
+                {
+                    self.gguf.backing().advise_willneed(start, e.row_bytes);
+                }
+            }
+        }
+        #[cfg(not(feature = "std"))]
+        let _ = tokens;
     }
 
     /// Run `tokens` into the KV cache without computing logits (every batch of a prompt
     /// but the last): the checks of [`Model::eval`], without the output head.
     pub fn eval_no_logits(&self, state: &mut State, tokens: &[u32]) -> Result<()> {
+        self.prefetch_rows(tokens);
         forward::eval_no_logits(self, state, tokens)
     }
 }

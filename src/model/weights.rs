@@ -293,15 +293,22 @@ impl Weights {
                 post_ffn_norm: req_if(spec.post_norms, "post_ffw_norm.weight", d)?,
             });
         }
-        // The embedding rows are dequantized one at a time: make sure that works now.
+        // The embedding rows are dequantized one at a time: make sure that works now,
+        // on a row of zero bytes (reading the file's first row here would wait for the
+        // disk while the model is opened).
         let mut row = vec![0.0f32; d];
-        token_embd
-            .dequantize_row(g.bytes(), 0, &mut row)
-            .map_err(|_| ModelError::UnsupportedTensorType {
+        let zeros = vec![0u8; token_embd.row_bytes];
+        let zero_ref = TensorRef {
+            range: 0..token_embd.row_bytes,
+            ..token_embd.clone()
+        };
+        zero_ref.dequantize_row(&zeros, 0, &mut row).map_err(|_| {
+            ModelError::UnsupportedTensorType {
                 name: token_embd.name.clone(),
                 ty: token_embd.ty,
                 reason: "embedding rows cannot be dequantized",
-            })?;
+            }
+        })?;
         Ok(Weights {
             token_embd,
             output_norm,
