@@ -10,8 +10,12 @@
 //! cargo bench --bench kernels -- 'matvec/Q4_K'      # one type (criterion filter)
 //! ```
 //!
-//! After criterion's own report, a table of medians (GB/s of weights read, % of the
-//! measured read bandwidth, SIMD/scalar) is printed from criterion's estimates.
+//! A second group, `prefill`, times the batch matmul (64 vectors against a 2048×1024
+//! matrix, 1 thread) at every level this CPU has, for the types of the real models.
+//!
+//! After criterion's own report, tables of medians (GB/s of weights read, % of the
+//! measured read bandwidth, SIMD/scalar; prefill GMAC/s per level) are printed from
+//! criterion's estimates.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -52,23 +56,37 @@ impl Rng {
     }
 }
 
-/// One random 4096×4096 matrix of `ty` (sane f16 scales), replicated to fill
-/// [`WORKING_SET`]; returns the bytes and the size of one matrix.
-fn matrices(ty: GgmlType) -> (Vec<u8>, usize) {
-    let one = ty.row_bytes(COLS as u64).unwrap() as usize * ROWS;
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut m: Vec<u8> = (0..one).map(|_| rng.next() as u8).collect();
-    let small = half::f16::from_f32(0.01).to_le_bytes();
+/// Byte offsets of the f16 scales in a block of `ty` (none for float rows).
+fn scale_fields(ty: GgmlType) -> &'static [usize] {
     use GgmlType as T;
-    let fields: &[usize] = match ty {
+    match ty {
         T::Q4_0 | T::Q5_0 | T::Q8_0 | T::IQ4_NL | T::IQ4_XS => &[0],
         T::Q4_1 | T::Q5_1 | T::Q4_K | T::Q5_K => &[0, 2],
         T::Q2_K => &[80, 82],
         T::Q3_K => &[108],
         T::Q6_K => &[208],
         _ => &[],
-    };
-    if fields.is_empty() {
+    }
+}
+
+/// Set every block scale of random quantized bytes to a small sane f16 (0.01).
+fn sane_scales(ty: GgmlType, m: &mut [u8]) {
+    let small = half::f16::from_f32(0.01).to_le_bytes();
+    for b in m.chunks_exact_mut(ty.block_bytes() as usize) {
+        for &o in scale_fields(ty) {
+            b[o..o + 2].copy_from_slice(&small);
+        }
+    }
+}
+
+/// One random 4096×4096 matrix of `ty` (sane f16 scales), replicated to fill
+/// [`WORKING_SET`]; returns the bytes and the size of one matrix.
+fn matrices(ty: GgmlType) -> (Vec<u8>, usize) {
+    let one = ty.row_bytes(COLS as u64).unwrap() as usize * ROWS;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut m: Vec<u8> = (0..one).map(|_| rng.next() as u8).collect();
+    use GgmlType as T;
+    if scale_fields(ty).is_empty() {
         // Float rows: small finite values.
         let w = ty.block_bytes() as usize;
         for v in m.chunks_exact_mut(w) {
@@ -78,11 +96,7 @@ fn matrices(ty: GgmlType) -> (Vec<u8>, usize) {
             }
         }
     } else {
-        for b in m.chunks_exact_mut(ty.block_bytes() as usize) {
-            for &o in fields {
-                b[o..o + 2].copy_from_slice(&small);
-            }
-        }
+        sane_scales(ty, &mut m);
     }
     let copies = working_set().div_ceil(one).max(1);
     let mut all = Vec::with_capacity(copies * one);
@@ -201,6 +215,83 @@ fn bench_matvec(c: &mut Criterion) {
     g.finish();
 }
 
+const PF_ROWS: usize = 2048;
+const PF_COLS: usize = 1024;
+const PF_VECS: usize = 64;
+const PF_TYPES: [GgmlType; 5] = [
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+];
+
+/// The prefill matmul (one batch of [`PF_VECS`] vectors) at every available level.
+fn bench_prefill(c: &mut Criterion) {
+    let t1 = Threads::new(1).unwrap();
+    let mut g = c.benchmark_group("prefill");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(300));
+    for ty in PF_TYPES {
+        let one = ty.row_bytes(PF_COLS as u64).unwrap() as usize * PF_ROWS;
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut w: Vec<u8> = (0..one).map(|_| rng.next() as u8).collect();
+        sane_scales(ty, &mut w);
+        let x: Vec<f32> = (0..PF_VECS * PF_COLS)
+            .map(|_| (rng.next() % 2000) as f32 / 1000.0 - 1.0)
+            .collect();
+        let mut acts = Acts::new(PF_COLS, PF_VECS);
+        acts.quantize(act_type(ty).unwrap(), &x, PF_COLS).unwrap();
+        let mut out = vec![0.0f32; PF_VECS * PF_ROWS];
+        g.throughput(Throughput::Elements((PF_ROWS * PF_COLS * PF_VECS) as u64));
+        for level in KernelLevel::ALL {
+            let Ok(k) = kernels::kernels(level) else {
+                continue;
+            };
+            let weight = Weight {
+                name: "bench",
+                ty,
+                cols: PF_COLS,
+                rows: PF_ROWS,
+                data: &w,
+            };
+            g.bench_function(BenchmarkId::new(ty.name(), level.name()), |b| {
+                b.iter(|| {
+                    k.matmul(&weight, &acts, &mut out, &t1).unwrap();
+                    black_box(out[0])
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+/// The prefill table: GMAC/s per level, from criterion's medians.
+fn prefill_summary() {
+    let levels: Vec<KernelLevel> = KernelLevel::ALL
+        .into_iter()
+        .filter(|l| kernels::available(*l))
+        .collect();
+    println!(
+        "\n## Prefill matmul medians ({PF_VECS} vectors × {PF_ROWS}×{PF_COLS}, 1 thread, GMAC/s)\n"
+    );
+    let head: Vec<String> = levels.iter().map(|l| l.name().to_string()).collect();
+    println!("| type | {} |", head.join(" | "));
+    println!("|---|{}", "---|".repeat(levels.len()));
+    let macs = (PF_ROWS * PF_COLS * PF_VECS) as f64;
+    for ty in PF_TYPES {
+        let cells: Vec<String> = levels
+            .iter()
+            .map(|l| {
+                median_ns("prefill", ty.name(), l.name())
+                    .map_or("-".into(), |ns| format!("{:.1}", macs / ns))
+            })
+            .collect();
+        println!("| {} | {} |", ty.name(), cells.join(" | "));
+    }
+}
+
 /// Median time in ns of one benchmark, from criterion's estimates.
 fn median_ns(group: &str, func: &str, param: &str) -> Option<f64> {
     let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
@@ -272,6 +363,8 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     bench_bandwidth(&mut c);
     bench_matvec(&mut c);
+    bench_prefill(&mut c);
     c.final_summary();
     summary();
+    prefill_summary();
 }
