@@ -29,6 +29,15 @@ pub(crate) type Dot4Fn =
 /// As [`DotFn`], for each pair.
 pub(crate) type Dot2x2Fn = unsafe fn(x: [&[u8]; 2], y: [&[u8]; 2], n: usize) -> [f32; 4];
 
+/// Dot products of `out.len()` consecutive weight rows (`x`, `n` values each) with one
+/// activation row `y`, each computed exactly as [`DotFn`] would.
+///
+/// # Safety
+///
+/// As [`DotFn`]: `x` must hold exactly `out.len()` rows of `n` values of the weight type
+/// and `y` one row of `n` values of its activation type.
+pub(crate) type DotRowsFn = unsafe fn(x: &[u8], y: &[u8], n: usize, out: &mut [f32]);
+
 /// Dot products of up to 8 weight rows (`xs[..nr]`) with up to 8 activation rows
 /// (`ys[..nv]`): `out[r][v] = xs[r]·ys[v]`, each computed exactly as [`DotFn`] would;
 /// other entries of `out` are left as they are.
@@ -89,6 +98,9 @@ pub(crate) struct TypeKernels {
     /// A tile of up to 8 rows × 8 vectors for batches (work shared by rows and by
     /// vectors), used first when present; same results as `dot`.
     pub(crate) gemm: Option<GemmFn>,
+    /// The single dot over consecutive rows in one call (the decode matvec), if the
+    /// level has it for this type.
+    pub(crate) dot_rows: Option<DotRowsFn>,
 }
 
 /// Which vectors of a batch of `nv` take [`TypeKernels::batch`].
@@ -121,6 +133,7 @@ impl TypeKernels {
             dot2x2: None,
             batch: None,
             gemm: None,
+            dot_rows: None,
         }
     }
 
@@ -141,6 +154,16 @@ impl TypeKernels {
             dot2x2: None,
             batch: None,
             gemm: None,
+            dot_rows: None,
+        }
+    }
+
+    /// The same kernels with a multi-row matvec entry (see [`TypeKernels::dot_rows`]).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) const fn with_rows(self, dot_rows: DotRowsFn) -> Self {
+        TypeKernels {
+            dot_rows: Some(dot_rows),
+            ..self
         }
     }
 
@@ -403,6 +426,18 @@ impl Kernels {
         let chunk = rows.div_ceil(threads.count() * 8).max(4);
 
         if nv == 1 {
+            if let Some(dot_rows) = k.dot_rows {
+                threads.for_rows(out, chunk, |first, piece| {
+                    let xs = data
+                        .get(first * wrow..(first + piece.len()) * wrow)
+                        .unwrap_or(&[]);
+                    // SAFETY: level supported (type invariant); `xs` holds `piece.len()`
+                    // whole rows of `n` values (rows·wrow bytes checked above, first +
+                    // piece.len() ≤ rows) and `acts` one vector of the partner type.
+                    unsafe { dot_rows(xs, acts, n, piece) };
+                });
+                return Ok(());
+            }
             threads.for_rows(out, chunk, |first, piece| {
                 for (i, o) in piece.iter_mut().enumerate() {
                     let r = first + i;

@@ -60,11 +60,17 @@ pub(super) static TABLE_ZMM: Kernels = table(
 const fn table(level: KernelLevel, gemm: [GemmFn; 4]) -> Kernels {
     Kernels {
         level,
-        q4_0: TypeKernels::tiled(dot_q4_0, dot4_q4_0).with_gemm(gemm[0]),
-        q4_1: TypeKernels::tiled(dot_q4_1, dot4_q4_1),
-        q5_0: TypeKernels::tiled(dot_q5_0, dot4_q5_0).with_gemm(gemm[1]),
-        q5_1: TypeKernels::tiled(dot_q5_1, dot4_q5_1),
-        q8_0: TypeKernels::tiled(dot_q8_0, dot4_q8_0).with_gemm(gemm[2]),
+        q4_0: TypeKernels::tiled(dot_q4_0, dot4_q4_0)
+            .with_rows(rows_q4_0)
+            .with_gemm(gemm[0]),
+        q4_1: TypeKernels::tiled(dot_q4_1, dot4_q4_1).with_rows(rows_q4_1),
+        q5_0: TypeKernels::tiled(dot_q5_0, dot4_q5_0)
+            .with_rows(rows_q5_0)
+            .with_gemm(gemm[1]),
+        q5_1: TypeKernels::tiled(dot_q5_1, dot4_q5_1).with_rows(rows_q5_1),
+        q8_0: TypeKernels::tiled(dot_q8_0, dot4_q8_0)
+            .with_rows(rows_q8_0)
+            .with_gemm(gemm[2]),
         q2_k: TypeKernels::single(dot_q2_k),
         q3_k: TypeKernels::single(dot_q3_k),
         q4_k: TypeKernels::tiled(dot_q4_k, dot4_q4_k)
@@ -72,7 +78,9 @@ const fn table(level: KernelLevel, gemm: [GemmFn; 4]) -> Kernels {
         q5_k: TypeKernels::single(dot_q5_k),
         q6_k: TypeKernels::tiled(dot_q6_k, dot4_q6_k)
             .with_batch(dot4_q6_k_batch, BatchRule::AllFrom8),
-        iq4_nl: TypeKernels::tiled(dot_iq4_nl, dot4_iq4_nl).with_gemm(gemm[3]),
+        iq4_nl: TypeKernels::tiled(dot_iq4_nl, dot4_iq4_nl)
+            .with_rows(rows_iq4_nl)
+            .with_gemm(gemm[3]),
         iq4_xs: TypeKernels::single(dot_iq4_xs),
         f32: TypeKernels::single(dot_f32),
         f16: TypeKernels::single(dot_f16),
@@ -260,6 +268,10 @@ pub(super) fn d_x8<B: bytemuck::Pod>(blocks: &[B; 8]) -> __m256 {
 
 // ---------------------------------------------------------------- 32-value blocks
 
+/// The most blocks per row the multi-row entries convert the vector's scales for at
+/// once (16384 values); longer rows go through the single dot row by row.
+const ROWS_MAX_BLOCKS: usize = 512;
+
 /// The kernels of one 32-value block type against its activation blocks:
 /// `$unpack(x)` gives the block's 32 quants as bytes, `$mul(q, y)` the 8 partial i32
 /// of their products with 32 activation bytes. Generates the tile kernel for `N`
@@ -267,7 +279,7 @@ pub(super) fn d_x8<B: bytemuck::Pod>(blocks: &[B; 8]) -> __m256 {
 macro_rules! dot32 {
     (
         $(#[$doc:meta])*
-        fn $name:ident, $name4:ident, $tile:ident($X:ty, $Y:ty) {
+        fn $name:ident, $name4:ident, $rows:ident, $tile:ident($X:ty, $Y:ty) {
             unpack: $unpack:ident,
             mul: $mul:ident,
             min: $min:tt,
@@ -346,6 +358,77 @@ macro_rules! dot32 {
             r
         }
 
+        /// Consecutive rows against one vector (see `DotRowsFn`): each row exactly as
+        /// the single dot, with the vector's block scales converted once for all rows
+        /// and no call per row.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $rows(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
+            let ys = blk::<$Y>(y);
+            let nb = n / 32;
+            let wrow = nb * core::mem::size_of::<$X>();
+            let row = |r: usize| x.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]);
+            if nb > ROWS_MAX_BLOCKS || ys.len() != nb {
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = $tile::<1>(row(r), &[y])[0];
+                }
+                return;
+            }
+            let mut dy = [0.0f32; ROWS_MAX_BLOCKS];
+            let mut g = 0;
+            while g + 8 <= nb {
+                let yg = ys.get(g..g + 8).and_then(|s| <&[$Y; 8]>::try_from(s).ok());
+                if let (Some(yg), Some(d)) = (yg, dy.get_mut(g..g + 8)) {
+                    // SAFETY: `d` has room for 8 f32; `storeu` has no alignment requirement.
+                    unsafe { _mm256_storeu_ps(d.as_mut_ptr(), d_x8(yg)) };
+                }
+                g += 8;
+            }
+            let whole = g;
+            for (d, yb) in dy.iter_mut().zip(ys).skip(whole) {
+                *d = f16(yb.d);
+            }
+            for (r, o) in out.iter_mut().enumerate() {
+                let xs = blk::<$X>(row(r));
+                if xs.len() != nb {
+                    *o = $tile::<1>(row(r), &[y])[0];
+                    continue;
+                }
+                // The arithmetic of `$tile::<1>`, block for block.
+                let mut acc = _mm256_setzero_ps();
+                let mut summ = 0.0f32;
+                let mut g = 0;
+                while g + 8 <= nb {
+                    let xg = xs.get(g..g + 8).and_then(|s| <&[$X; 8]>::try_from(s).ok());
+                    let yg = ys.get(g..g + 8).and_then(|s| <&[$Y; 8]>::try_from(s).ok());
+                    let dyg = dy.get(g..g + 8).and_then(|s| <&[f32; 8]>::try_from(s).ok());
+                    let (Some(xg), Some(yg), Some(dyg)) = (xg, yg, dyg) else { break };
+                    prefetch_ahead(xg);
+                    // SAFETY: `dyg` holds 8 f32; `loadu` has no alignment requirement.
+                    let dd = _mm256_mul_ps(d_x8(xg), unsafe { _mm256_loadu_ps(dyg.as_ptr()) });
+                    for i in 0..8 {
+                        let p = _mm256_cvtepi32_ps($mul($unpack(&xg[i]), load32(&yg[i].qs, 0)));
+                        let d = _mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(i as i32));
+                        acc = _mm256_fmadd_ps(d, p, acc);
+                        if $min {
+                            summ += f16_second(&xg[i]) * f16_second(&yg[i]);
+                        }
+                    }
+                    g += 8;
+                }
+                for ((xb, yb), &dyb) in xs.iter().zip(ys).zip(&dy).skip(whole) {
+                    let p = _mm256_cvtepi32_ps($mul($unpack(xb), load32(&yb.qs, 0)));
+                    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(xb.d) * dyb), p, acc);
+                    if $min {
+                        summ += f16_second(xb) * f16_second(yb);
+                    }
+                }
+                let mut lanes = [0.0f32; 8];
+                // SAFETY: `lanes` has room for 8 f32; `storeu` has no alignment requirement.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+                *o = if $min { reduce8(lanes) + summ } else { reduce8(lanes) };
+            }
+        }
+
         /// Up to 4 vectors at once (see `Dot4Fn`).
         #[target_feature(enable = "avx2,fma,f16c")]
         fn $name4(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
@@ -418,7 +501,7 @@ fn unpack_iq4_nl(x: &BlockIQ4NL) -> __m256i {
 
 dot32! {
     /// q4_0 · q8_0.
-    fn dot_q4_0, dot4_q4_0, tile_q4_0(BlockQ4_0, BlockQ8_0) {
+    fn dot_q4_0, dot4_q4_0, rows_q4_0, tile_q4_0(BlockQ4_0, BlockQ8_0) {
         unpack: unpack_q4_0,
         mul: mul_sum_i8_pairs,
         min: false,
@@ -427,7 +510,7 @@ dot32! {
 
 dot32! {
     /// q4_1 · q8_1: `(dx·dy)·Σ + mx·sy`.
-    fn dot_q4_1, dot4_q4_1, tile_q4_1(BlockQ4_1, BlockQ8_1) {
+    fn dot_q4_1, dot4_q4_1, rows_q4_1, tile_q4_1(BlockQ4_1, BlockQ8_1) {
         unpack: unpack_q4_1,
         mul: mul_sum_us8_pairs,
         min: true,
@@ -436,7 +519,7 @@ dot32! {
 
 dot32! {
     /// q5_0 · q8_0.
-    fn dot_q5_0, dot4_q5_0, tile_q5_0(BlockQ5_0, BlockQ8_0) {
+    fn dot_q5_0, dot4_q5_0, rows_q5_0, tile_q5_0(BlockQ5_0, BlockQ8_0) {
         unpack: unpack_q5_0,
         mul: mul_sum_i8_pairs,
         min: false,
@@ -445,7 +528,7 @@ dot32! {
 
 dot32! {
     /// q5_1 · q8_1: `(dx·dy)·Σ + mx·sy`.
-    fn dot_q5_1, dot4_q5_1, tile_q5_1(BlockQ5_1, BlockQ8_1) {
+    fn dot_q5_1, dot4_q5_1, rows_q5_1, tile_q5_1(BlockQ5_1, BlockQ8_1) {
         unpack: unpack_q5_1,
         mul: mul_sum_us8_pairs,
         min: true,
@@ -455,7 +538,7 @@ dot32! {
 dot32! {
     /// q8_0 · q8_0 (weights may hold −128, activations never do: see
     /// [`mul_sum_i8_pairs`]).
-    fn dot_q8_0, dot4_q8_0, tile_q8_0(BlockQ8_0, BlockQ8_0) {
+    fn dot_q8_0, dot4_q8_0, rows_q8_0, tile_q8_0(BlockQ8_0, BlockQ8_0) {
         unpack: unpack_q8_0,
         mul: mul_sum_i8_pairs,
         min: false,
@@ -464,7 +547,7 @@ dot32! {
 
 dot32! {
     /// iq4_nl · q8_0.
-    fn dot_iq4_nl, dot4_iq4_nl, tile_iq4_nl(BlockIQ4NL, BlockQ8_0) {
+    fn dot_iq4_nl, dot4_iq4_nl, rows_iq4_nl, tile_iq4_nl(BlockIQ4NL, BlockQ8_0) {
         unpack: unpack_iq4_nl,
         mul: mul_sum_i8_pairs,
         min: false,
