@@ -340,9 +340,8 @@ fn matmul_is_thread_and_batch_invariant() {
                             let y = acts.vec_bytes(v).unwrap();
                             let single = k.vec_dot(ty, row, y, cols).unwrap();
                             let in_batch = k.vec_dot_in_batch(ty, row, y, cols, v, nv).unwrap();
-                            let scalar_in_batch = scalar
-                                .vec_dot_in_batch(ty, row, y, cols, v, nv)
-                                .unwrap();
+                            let scalar_in_batch =
+                                scalar.vec_dot_in_batch(ty, row, y, cols, v, nv).unwrap();
                             assert!(
                                 same(in_batch, scalar_in_batch),
                                 "{} {ty} batch arithmetic vs scalar (vector {v} of {nv})",
