@@ -60,15 +60,15 @@ pub(super) static TABLE_ZMM: Kernels = table(
 const fn table(level: KernelLevel, gemm: [GemmFn; 4]) -> Kernels {
     Kernels {
         level,
-        q4_0: TypeKernels::tiled(dot_q4_0, dot4_q4_0)
+        q4_0: TypeKernels::single(dot_q4_0)
             .with_rows(rows_q4_0)
             .with_gemm(gemm[0]),
         q4_1: TypeKernels::tiled(dot_q4_1, dot4_q4_1).with_rows(rows_q4_1),
-        q5_0: TypeKernels::tiled(dot_q5_0, dot4_q5_0)
+        q5_0: TypeKernels::single(dot_q5_0)
             .with_rows(rows_q5_0)
             .with_gemm(gemm[1]),
         q5_1: TypeKernels::tiled(dot_q5_1, dot4_q5_1).with_rows(rows_q5_1),
-        q8_0: TypeKernels::tiled(dot_q8_0, dot4_q8_0)
+        q8_0: TypeKernels::single(dot_q8_0)
             .with_rows(rows_q8_0)
             .with_gemm(gemm[2]),
         q2_k: TypeKernels::single(dot_q2_k),
@@ -78,7 +78,7 @@ const fn table(level: KernelLevel, gemm: [GemmFn; 4]) -> Kernels {
         q5_k: TypeKernels::single(dot_q5_k),
         q6_k: TypeKernels::tiled(dot_q6_k, dot4_q6_k)
             .with_batch(dot4_q6_k_batch, BatchRule::AllFrom8),
-        iq4_nl: TypeKernels::tiled(dot_iq4_nl, dot4_iq4_nl)
+        iq4_nl: TypeKernels::single(dot_iq4_nl)
             .with_rows(rows_iq4_nl)
             .with_gemm(gemm[3]),
         iq4_xs: TypeKernels::single(dot_iq4_xs),
@@ -272,14 +272,32 @@ pub(super) fn d_x8<B: bytemuck::Pod>(blocks: &[B; 8]) -> __m256 {
 /// once (16384 values); longer rows go through the single dot row by row.
 const ROWS_MAX_BLOCKS: usize = 512;
 
+/// The 4-vector entry (`Dot4Fn`) of a tile kernel `$tile::<N>`.
+macro_rules! dot4_entry {
+    ($(#[$doc:meta])* fn $name4:ident, $tile:ident) => {
+        $(#[$doc])*
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $name4(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
+            match nv {
+                0 => {}
+                1 => out[0] = $tile::<1>(x, &[ys[0]])[0],
+                2 => out[..2].copy_from_slice(&$tile::<2>(x, &[ys[0], ys[1]])),
+                3 => out[..3].copy_from_slice(&$tile::<3>(x, &[ys[0], ys[1], ys[2]])),
+                _ => *out = $tile::<4>(x, &ys),
+            }
+        }
+    };
+}
+
 /// The kernels of one 32-value block type against its activation blocks:
 /// `$unpack(x)` gives the block's 32 quants as bytes, `$mul(q, y)` the 8 partial i32
 /// of their products with 32 activation bytes. Generates the tile kernel for `N`
-/// vectors (each weight block unpacked once), the single dot and the 4-vector entry.
+/// vectors (each weight block unpacked once), the single dot and the multi-row entry;
+/// types without a prefill tile (`super::tiles`) also take `dot4_entry!`.
 macro_rules! dot32 {
     (
         $(#[$doc:meta])*
-        fn $name:ident, $name4:ident, $rows:ident, $tile:ident($X:ty, $Y:ty) {
+        fn $name:ident, $rows:ident, $tile:ident($X:ty, $Y:ty) {
             unpack: $unpack:ident,
             mul: $mul:ident,
             min: $min:tt,
@@ -428,18 +446,6 @@ macro_rules! dot32 {
                 *o = if $min { reduce8(lanes) + summ } else { reduce8(lanes) };
             }
         }
-
-        /// Up to 4 vectors at once (see `Dot4Fn`).
-        #[target_feature(enable = "avx2,fma,f16c")]
-        fn $name4(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
-            match nv {
-                0 => {}
-                1 => out[0] = $tile::<1>(x, &[ys[0]])[0],
-                2 => out[..2].copy_from_slice(&$tile::<2>(x, &[ys[0], ys[1]])),
-                3 => out[..3].copy_from_slice(&$tile::<3>(x, &[ys[0], ys[1], ys[2]])),
-                _ => *out = $tile::<4>(x, &ys),
-            }
-        }
     };
 }
 
@@ -501,7 +507,7 @@ fn unpack_iq4_nl(x: &BlockIQ4NL) -> __m256i {
 
 dot32! {
     /// q4_0 · q8_0.
-    fn dot_q4_0, dot4_q4_0, rows_q4_0, tile_q4_0(BlockQ4_0, BlockQ8_0) {
+    fn dot_q4_0, rows_q4_0, tile_q4_0(BlockQ4_0, BlockQ8_0) {
         unpack: unpack_q4_0,
         mul: mul_sum_i8_pairs,
         min: false,
@@ -510,16 +516,21 @@ dot32! {
 
 dot32! {
     /// q4_1 · q8_1: `(dx·dy)·Σ + mx·sy`.
-    fn dot_q4_1, dot4_q4_1, rows_q4_1, tile_q4_1(BlockQ4_1, BlockQ8_1) {
+    fn dot_q4_1, rows_q4_1, tile_q4_1(BlockQ4_1, BlockQ8_1) {
         unpack: unpack_q4_1,
         mul: mul_sum_us8_pairs,
         min: true,
     }
 }
 
+dot4_entry!(
+    /// Up to 4 vectors at once (see `Dot4Fn`).
+    fn dot4_q4_1, tile_q4_1
+);
+
 dot32! {
     /// q5_0 · q8_0.
-    fn dot_q5_0, dot4_q5_0, rows_q5_0, tile_q5_0(BlockQ5_0, BlockQ8_0) {
+    fn dot_q5_0, rows_q5_0, tile_q5_0(BlockQ5_0, BlockQ8_0) {
         unpack: unpack_q5_0,
         mul: mul_sum_i8_pairs,
         min: false,
@@ -528,17 +539,22 @@ dot32! {
 
 dot32! {
     /// q5_1 · q8_1: `(dx·dy)·Σ + mx·sy`.
-    fn dot_q5_1, dot4_q5_1, rows_q5_1, tile_q5_1(BlockQ5_1, BlockQ8_1) {
+    fn dot_q5_1, rows_q5_1, tile_q5_1(BlockQ5_1, BlockQ8_1) {
         unpack: unpack_q5_1,
         mul: mul_sum_us8_pairs,
         min: true,
     }
 }
 
+dot4_entry!(
+    /// Up to 4 vectors at once (see `Dot4Fn`).
+    fn dot4_q5_1, tile_q5_1
+);
+
 dot32! {
     /// q8_0 · q8_0 (weights may hold −128, activations never do: see
     /// [`mul_sum_i8_pairs`]).
-    fn dot_q8_0, dot4_q8_0, rows_q8_0, tile_q8_0(BlockQ8_0, BlockQ8_0) {
+    fn dot_q8_0, rows_q8_0, tile_q8_0(BlockQ8_0, BlockQ8_0) {
         unpack: unpack_q8_0,
         mul: mul_sum_i8_pairs,
         min: false,
@@ -547,7 +563,7 @@ dot32! {
 
 dot32! {
     /// iq4_nl · q8_0.
-    fn dot_iq4_nl, dot4_iq4_nl, rows_iq4_nl, tile_iq4_nl(BlockIQ4NL, BlockQ8_0) {
+    fn dot_iq4_nl, rows_iq4_nl, tile_iq4_nl(BlockIQ4NL, BlockQ8_0) {
         unpack: unpack_iq4_nl,
         mul: mul_sum_i8_pairs,
         min: false,
@@ -708,23 +724,6 @@ macro_rules! k_entries {
             /// Up to 4 vectors at once (see `Dot4Fn`).
             fn $name4, $tile
         );
-    };
-}
-
-/// The 4-vector entry (`Dot4Fn`) of a super-block tile kernel.
-macro_rules! dot4_entry {
-    ($(#[$doc:meta])* fn $name4:ident, $tile:ident) => {
-        $(#[$doc])*
-        #[target_feature(enable = "avx2,fma,f16c")]
-        fn $name4(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
-            match nv {
-                0 => {}
-                1 => out[0] = $tile::<1>(x, &[ys[0]])[0],
-                2 => out[..2].copy_from_slice(&$tile::<2>(x, &[ys[0], ys[1]])),
-                3 => out[..3].copy_from_slice(&$tile::<3>(x, &[ys[0], ys[1], ys[2]])),
-                _ => *out = $tile::<4>(x, &ys),
-            }
-        }
     };
 }
 
