@@ -24,7 +24,7 @@ use super::sizes::StateSizes;
 use super::weights::{LayerWeights, TensorRef};
 use super::{FfnActivation, Model, ModelError, RopeStyle};
 use crate::gguf::GgmlType;
-use crate::kernels::{act_type, matmul, ops as kops, Acts, Threads};
+use crate::kernels::{act_type, matmul, ops as kops, Acts, Kernels, Threads};
 use crate::Result;
 
 /// How a [`State`] is sized.
@@ -369,6 +369,9 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
     let ff = c.n_ff;
     let eps = c.rms_eps;
     let n_past = st.n_past;
+    // The kernel table of the level in use, looked up once per call.
+    let table = crate::kernels::kernels(crate::kernels::cpu_features())
+        .or_else(|_| crate::kernels::kernels(crate::kernels::KernelLevel::Scalar))?;
 
     // Token embeddings (ggml get_rows), scaled for Gemma.
     for (t, &tok) in tokens.iter().enumerate() {
@@ -393,7 +396,7 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
     };
     let mut rows_at_zero = false;
     for (il, lw) in w.layers.iter().enumerate() {
-        attention_block(m, st, il, lw, b, n_past)?;
+        attention_block(m, st, table, il, lw, b, n_past)?;
         let b = if il + 1 == n_layer && n_outputs < b {
             if n_outputs == 0 {
                 break;
@@ -446,13 +449,9 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         match c.arch.ffn_act {
             FfnActivation::Silu => {
                 // Row by row (ggml's tail rule is per row), rows split across threads.
-                let k = crate::kernels::kernels(crate::kernels::cpu_features()).ok();
                 st.threads.for_rows(g, ff, |first, row| {
                     let up = u.get(first..first + row.len()).unwrap_or(&[]);
-                    match k {
-                        Some(k) => k.swiglu_row(row, up),
-                        None => ops::swiglu_row(row, up),
-                    }
+                    table.swiglu_row(row, up);
                 });
             }
             FfnActivation::GeluTanh => m.gelu.geglu(g, u),
@@ -524,6 +523,7 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
 fn attention_block(
     m: &Model,
     st: &mut State,
+    table: &Kernels,
     il: usize,
     lw: &LayerWeights,
     b: usize,
@@ -656,6 +656,7 @@ fn attention_block(
             &st.q16,
             &mut st.ws,
             &st.threads,
+            table,
             b > 1,
         );
         for (h, dst) in st.att[t * qd..(t + 1) * qd]
@@ -727,6 +728,7 @@ fn attend(
     q16: &[u8],
     ws: &mut [f32],
     threads: &Threads,
+    table: &Kernels,
     batch: bool,
 ) {
     use crate::kernels::attn::{AttnShape, Lanes};
@@ -748,12 +750,6 @@ fn attend(
     let kq_scale = c.kq_scale;
     let f16_cache = matches!(kv.v, KvStore::F16(_));
     let lanes = if batch { Lanes::L16 } else { Lanes::L64 };
-    // The kernel table, looked up once per call (not once per head or cached key).
-    let Ok(table) = crate::kernels::kernels(crate::kernels::cpu_features())
-        .or_else(|_| crate::kernels::kernels(crate::kernels::KernelLevel::Scalar))
-    else {
-        return;
-    };
     // Tasks of whole heads, about one per thread: the heads of a task that share a KV
     // head go through the kernel together (each key and value row is read once for
     // them). Any split gives the same result.
