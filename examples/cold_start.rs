@@ -40,6 +40,10 @@ daughter, and now simply because he liked the sound of the engines. ";
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
+#[path = "../benches/common/page_cache.rs"]
+mod page_cache;
+use page_cache::drop_from_page_cache;
+
 /// One run's figures.
 #[derive(Clone, Copy, Default)]
 struct Run {
@@ -278,45 +282,4 @@ fn warm_up(path: &Path) -> Res<f64> {
     let bytes = std::fs::read(path)?;
     std::hint::black_box(bytes.len());
     Ok(1.0)
-}
-
-/// Drop `path` from the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`) and return
-/// the fraction of its pages still resident afterwards (`mincore`).
-fn drop_from_page_cache(path: &Path) -> Res<f64> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(path)?;
-    let len = f.metadata()?.len() as usize;
-    // SAFETY: a valid open descriptor; offset 0 and length 0 mean the whole file.
-    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    if rc != 0 {
-        return Err(format!("posix_fadvise: error {rc}").into());
-    }
-    if len == 0 {
-        return Ok(0.0);
-    }
-    // SAFETY: a fresh shared read-only mapping of an open file, only passed to mincore
-    // (never dereferenced) and unmapped below.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err("mmap for mincore failed".into());
-    }
-    let pages = len.div_ceil(4096);
-    let mut vec = vec![0u8; pages];
-    // SAFETY: `p` maps `len` bytes; `vec` holds one byte per 4 KiB page of that range.
-    let rc = unsafe { libc::mincore(p, len, vec.as_mut_ptr()) };
-    // SAFETY: unmapping exactly the mapping made above.
-    unsafe { libc::munmap(p, len) };
-    if rc != 0 {
-        return Err("mincore failed".into());
-    }
-    Ok(vec.iter().filter(|&&b| b & 1 != 0).count() as f64 / pages as f64)
 }
