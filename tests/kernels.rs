@@ -325,7 +325,14 @@ fn matmul_is_thread_and_batch_invariant() {
                     rows,
                     data: &w,
                 };
-                for nv in [1usize, 5, 9, 17] {
+                // Super-blocks: also 2, 3, 6 and 7 vectors (Q4_K's tile takes whole
+                // groups of 4 in the batch arithmetic and the rest in the other).
+                let nvs: &[usize] = if bs == 256 {
+                    &[1, 2, 3, 5, 6, 7, 9, 17]
+                } else {
+                    &[1, 5, 9, 17]
+                };
+                for &nv in nvs {
                     let x = random_acts(&mut rng, nv * cols, scale);
                     let mut acts = Acts::new(cols, nv);
                     acts.quantize(at, &x, cols).unwrap();

@@ -14,7 +14,7 @@
 
 use core::arch::x86_64::*;
 
-use super::tiles;
+use super::{tiles, tiles_k};
 use crate::kernels::scalar::{self, blk, k_term};
 use crate::kernels::table::{BatchRule, GemmFn, Kernels, TypeKernels};
 use crate::kernels::{reduce32, reduce8, KernelLevel};
@@ -31,6 +31,7 @@ pub(super) static TABLE: Kernels = table(
         tiles::gemm_q5_0,
         tiles::gemm_q8_0,
         tiles::gemm_iq4_nl,
+        tiles_k::gemm_q4_k,
     ],
 );
 
@@ -42,6 +43,7 @@ pub(super) static TABLE_VNNI: Kernels = table(
         tiles::gemm_q5_0_vnni,
         tiles::gemm_q8_0_vnni,
         tiles::gemm_iq4_nl_vnni,
+        tiles_k::gemm_q4_k_vnni,
     ],
 );
 
@@ -53,11 +55,12 @@ pub(super) static TABLE_ZMM: Kernels = table(
         tiles::gemm_q5_0_zmm,
         tiles::gemm_q8_0_zmm,
         tiles::gemm_iq4_nl_zmm,
+        tiles_k::gemm_q4_k_zmm,
     ],
 );
 
-/// The AVX2 kernels with the prefill tiles `gemm` of Q4_0, Q5_0, Q8_0 and IQ4_NL.
-const fn table(level: KernelLevel, gemm: [GemmFn; 4]) -> Kernels {
+/// The AVX2 kernels with the prefill tiles `gemm` of Q4_0, Q5_0, Q8_0, IQ4_NL and Q4_K.
+const fn table(level: KernelLevel, gemm: [GemmFn; 5]) -> Kernels {
     Kernels {
         level,
         q4_0: TypeKernels::single(dot_q4_0)
@@ -74,7 +77,8 @@ const fn table(level: KernelLevel, gemm: [GemmFn; 4]) -> Kernels {
         q2_k: TypeKernels::single(dot_q2_k),
         q3_k: TypeKernels::single(dot_q3_k),
         q4_k: TypeKernels::tiled(dot_q4_k, dot4_q4_k)
-            .with_batch(dot4_q4_k_batch, BatchRule::Groups4),
+            .with_batch(dot4_q4_k_batch, BatchRule::Groups4)
+            .with_gemm(gemm[4]),
         q5_k: TypeKernels::single(dot_q5_k),
         q6_k: TypeKernels::tiled(dot_q6_k, dot4_q6_k)
             .with_batch(dot4_q6_k_batch, BatchRule::AllFrom8),
@@ -676,7 +680,7 @@ fn dot_q3_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
 /// Scales and mins of a Q4_K / Q5_K block (ggml's kmask unpacking): bytes 0..8 are the
 /// scales, 8..16 the mins.
 #[inline]
-fn k4_scales(scales: &[u8; 12]) -> [u8; 16] {
+pub(super) fn k4_scales(scales: &[u8; 12]) -> [u8; 16] {
     let w = |i: usize| {
         u32::from_le_bytes([
             scales[4 * i],

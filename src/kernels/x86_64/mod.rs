@@ -6,6 +6,7 @@ use super::table::Kernels;
 mod attn;
 mod avx2;
 mod tiles;
+mod tiles_k;
 
 /// Proof that the CPU supports AVX2, FMA and F16C: only [`Avx2::detect`] makes one.
 #[derive(Clone, Copy, Debug)]
