@@ -38,24 +38,30 @@ pub(crate) type Dot2x2Fn = unsafe fn(x: [&[u8]; 2], y: [&[u8]; 2], n: usize) -> 
 /// and `y` one row of `n` values of its activation type.
 pub(crate) type DotRowsFn = unsafe fn(x: &[u8], y: &[u8], n: usize, out: &mut [f32]);
 
-/// Dot products of up to 8 weight rows (`xs[..nr]`) with up to 8 activation rows
-/// (`ys[..nv]`): `out[r][v] = xs[r]·ys[v]`, each computed exactly as [`DotFn`] would;
-/// other entries of `out` are left as they are.
+/// Dot products of up to [`GEMM_ROWS`] weight rows (`xs[..nr]`) with up to
+/// [`GEMM_TILE`] activation rows (`ys[..nv]`, vectors `v0..v0 + nv` of a batch, `v0` a
+/// multiple of 8): `out[r][v] = xs[r]·ys[v]`, each computed exactly as
+/// [`Kernels::vec_dot_in_batch`] computes it for its vector; other entries of `out` are
+/// left as they are.
 ///
 /// # Safety
 ///
-/// As [`DotFn`], for each pair; `nr ≤ 8`, `nv ≤ 8`.
+/// As [`DotFn`], for each pair; `nr ≤ GEMM_ROWS`, `nv ≤ GEMM_TILE`.
 pub(crate) type GemmFn = unsafe fn(
-    xs: &[&[u8]; GEMM_TILE],
+    xs: &[&[u8]; GEMM_ROWS],
     nr: usize,
     ys: &[&[u8]; GEMM_TILE],
     nv: usize,
     n: usize,
-    out: &mut [[f32; GEMM_TILE]; GEMM_TILE],
+    out: &mut [[f32; GEMM_TILE]; GEMM_ROWS],
 );
 
-/// Rows and vectors of a [`GemmFn`] tile.
+/// Vectors of a [`GemmFn`] tile.
 pub(crate) const GEMM_TILE: usize = 8;
+
+/// Rows of a [`GemmFn`] call: the tile's per-vector preparation (block scales,
+/// quants, offset corrections) is made once for this many rows.
+pub(crate) const GEMM_ROWS: usize = 32;
 
 /// f16 (little-endian bytes) → f32 for `min(src.len() / 2, dst.len())` values, exactly.
 ///
@@ -449,13 +455,16 @@ impl Kernels {
         let n_tasks = rows.div_ceil(chunk);
         let shared = SharedOut::new(out);
         if let Some(gemm) = k.gemm {
+            // Whole calls of GEMM_ROWS rows per task where the rows allow.
+            let chunk = chunk.next_multiple_of(GEMM_ROWS);
+            let n_tasks = rows.div_ceil(chunk);
             threads.for_tasks(n_tasks, |task| {
                 let r0 = task * chunk;
                 let r1 = (r0 + chunk).min(rows);
                 let row = |r: usize| data.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]);
-                for rb in (r0..r1).step_by(GEMM_TILE) {
-                    let nr = (r1 - rb).min(GEMM_TILE);
-                    let xs: [&[u8]; GEMM_TILE] = core::array::from_fn(|i| row(rb + i.min(nr - 1)));
+                for rb in (r0..r1).step_by(GEMM_ROWS) {
+                    let nr = (r1 - rb).min(GEMM_ROWS);
+                    let xs: [&[u8]; GEMM_ROWS] = core::array::from_fn(|i| row(rb + i.min(nr - 1)));
                     // Whole tiles of 8 vectors (6 and 4 measured slower for Q5_0, Q8_0).
                     for v0 in (0..nv).step_by(GEMM_TILE) {
                         let vn = (nv - v0).min(GEMM_TILE);
@@ -463,10 +472,10 @@ impl Kernels {
                             let v = v0 + i.min(vn - 1);
                             acts.get(v * arow..(v + 1) * arow).unwrap_or(&[])
                         });
-                        let mut res = [[0.0f32; GEMM_TILE]; GEMM_TILE];
+                        let mut res = [[0.0f32; GEMM_TILE]; GEMM_ROWS];
                         // SAFETY: level supported (type invariant); `xs[..nr]` are whole
                         // rows of `n` values (rows·wrow bytes checked above, rb + nr ≤
-                        // rows), `ys[..vn]` whole vectors of the partner type; nr, vn ≤ 8.
+                        // rows), `ys[..vn]` whole vectors of the partner type; nr ≤ 32, vn ≤ 8.
                         unsafe { gemm(&xs, nr, &ys, vn, n, &mut res) };
                         for (i, rr) in res.iter().enumerate().take(nr) {
                             for (v, val) in rr.iter().enumerate().take(vn) {

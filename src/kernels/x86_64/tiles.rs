@@ -28,8 +28,11 @@ use crate::kernels::reduce8;
 use crate::kernels::scalar::blk;
 use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ8_0, KVALUES_IQ4NL};
 
-/// Rows and vectors of one tile (the most [`super::super::table::GemmFn`] takes).
-pub(crate) const TILE: usize = 8;
+/// Vectors of one tile (the most [`super::super::table::GemmFn`] takes).
+pub(crate) const TILE: usize = crate::kernels::table::GEMM_TILE;
+
+/// Rows of one call: the vectors' preparation is shared by this many rows.
+pub(crate) const ROWS: usize = crate::kernels::table::GEMM_ROWS;
 
 /// The lanes `−B·(y_4k + … + y_4k+3)` of one activation block (`b` = B as bytes),
 /// with `maddubs` (B·y pairs: |B·y·2| ≤ 128·128·2, no saturation) and a `madd` by −1.
@@ -106,7 +109,7 @@ fn u_iq4_nl(x: &BlockIQ4NL) -> __m256i {
     _mm256_xor_si256(s_iq4_nl(x), _mm256_set1_epi8(i8::MIN))
 }
 
-/// Generates one tile kernel (`$tile::<N>`, N vectors, any rows up to [`TILE`]) and its
+/// Generates one tile kernel (`$tile::<N>`, N vectors, any rows up to [`ROWS`]) and its
 /// [`super::super::table::GemmFn`] entry `$name`.
 ///
 /// `$unpack` gives a weight block's 32 quants in the form `$lanes` multiplies; `$offset`
@@ -122,10 +125,10 @@ macro_rules! gemm32 {
         }
     ) => {
         #[target_feature(enable = $feat)]
-        fn $tile<const N: usize>(xs: &[&[u8]], ys: &[&[u8]; N], out: &mut [[f32; TILE]; TILE]) {
-            let xs = xs.get(..TILE).unwrap_or(xs);
+        fn $tile<const N: usize>(xs: &[&[u8]], ys: &[&[u8]; N], out: &mut [[f32; TILE]; ROWS]) {
+            let xs = xs.get(..ROWS).unwrap_or(xs);
             let nr = xs.len();
-            let mut xss: [&[$X]; TILE] = [&[]; TILE];
+            let mut xss: [&[$X]; ROWS] = [&[]; ROWS];
             for (d, s) in xss.iter_mut().zip(xs) {
                 *d = blk::<$X>(s);
             }
@@ -142,7 +145,7 @@ macro_rules! gemm32 {
                 .unwrap_or(0);
             let offset: u8 = $offset;
             let bvec = _mm256_set1_epi8(offset as i8);
-            let mut acc = [[_mm256_setzero_ps(); N]; TILE];
+            let mut acc = [[_mm256_setzero_ps(); N]; ROWS];
             // Per vector, once for all rows: a group's 8 block scales, quants and offset
             // corrections, in fixed-size arrays (no bounds checks, no pointer chasing in
             // the inner loop). Made once per call (zeroing them per group costs as much
@@ -222,12 +225,12 @@ macro_rules! gemm32 {
         $(#[$doc])*
         #[target_feature(enable = $feat)]
         pub(super) fn $name(
-            xs: &[&[u8]; TILE],
+            xs: &[&[u8]; ROWS],
             nr: usize,
             ys: &[&[u8]; TILE],
             nv: usize,
             _n: usize,
-            out: &mut [[f32; TILE]; TILE],
+            out: &mut [[f32; TILE]; ROWS],
         ) {
             let xs = xs.get(..nr).unwrap_or(xs);
             macro_rules! go {
@@ -329,11 +332,11 @@ macro_rules! gemm32_zmm {
             xs: &[&[u8]],
             ys: &[&[u8]; TILE],
             nv: usize,
-            out: &mut [[f32; TILE]; TILE],
+            out: &mut [[f32; TILE]; ROWS],
         ) {
-            let xs = xs.get(..TILE).unwrap_or(xs);
+            let xs = xs.get(..ROWS).unwrap_or(xs);
             let nr = xs.len();
-            let mut xss: [&[$X]; TILE] = [&[]; TILE];
+            let mut xss: [&[$X]; ROWS] = [&[]; ROWS];
             for (d, s) in xss.iter_mut().zip(xs) {
                 *d = blk::<$X>(s);
             }
@@ -353,7 +356,7 @@ macro_rules! gemm32_zmm {
                 .unwrap_or(0);
             let offset: u8 = $offset;
             let bvec = _mm256_set1_epi8(offset as i8);
-            let mut acc = [[_mm512_setzero_ps(); P]; TILE];
+            let mut acc = [[_mm512_setzero_ps(); P]; ROWS];
             // Per vector pair, once for all rows: a group's quants, corrections, scales
             // (made once per call; each group overwrites what it reads).
             let mut yq = [[_mm512_setzero_si512(); 8]; P];
@@ -428,12 +431,12 @@ macro_rules! gemm32_zmm {
         $(#[$doc])*
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         pub(super) fn $name(
-            xs: &[&[u8]; TILE],
+            xs: &[&[u8]; ROWS],
             nr: usize,
             ys: &[&[u8]; TILE],
             nv: usize,
             _n: usize,
-            out: &mut [[f32; TILE]; TILE],
+            out: &mut [[f32; TILE]; ROWS],
         ) {
             let xs = xs.get(..nr).unwrap_or(xs);
             match nv {

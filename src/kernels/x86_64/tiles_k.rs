@@ -22,7 +22,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::{f16, k4_scales, load16, load32};
-use super::tiles::TILE;
+use super::tiles::{ROWS, TILE};
 use crate::kernels::scalar::blk;
 use crate::quant::{BlockQ4K, BlockQ8K};
 
@@ -209,7 +209,7 @@ isums_vnni!(
 
 /// Generates the tile of one level and its `GemmFn` entry `$name`.
 macro_rules! gemm_q4_k {
-    ($feat:literal, $(#[$doc:meta])* fn $name:ident, $step:ident, $isums:ident) => {
+    ($feat:literal, $(#[$doc:meta])* fn $name:ident, $tile8:ident, $step:ident, $isums:ident) => {
         /// One super-block (`gr`) against `NV` vectors: `PER_PAIR` takes the fused
         /// multiply-adds per pair of sub-blocks (ggml's `gemm`), else per super-block
         /// (`gemv`).
@@ -255,12 +255,29 @@ macro_rules! gemm_q4_k {
         $(#[$doc])*
         #[target_feature(enable = $feat)]
         pub(super) fn $name(
-            xs: &[&[u8]; TILE],
+            xs: &[&[u8]; ROWS],
             nr: usize,
             ys: &[&[u8]; TILE],
             nv: usize,
             _n: usize,
-            out: &mut [[f32; TILE]; TILE],
+            out: &mut [[f32; TILE]; ROWS],
+        ) {
+            let xs = xs.get(..nr).unwrap_or(xs);
+            for (xc, oc) in xs.chunks(TILE).zip(out.chunks_mut(TILE)) {
+                let last = xc.len().saturating_sub(1);
+                let x8: [&[u8]; TILE] = core::array::from_fn(|i| xc.get(i.min(last)).copied().unwrap_or(&[]));
+                $tile8(&x8, xc.len(), ys, nv, oc);
+            }
+        }
+
+        /// 8 rows (`nr` of them wanted) of the tile.
+        #[target_feature(enable = $feat)]
+        fn $tile8(
+            xs: &[&[u8]; TILE],
+            nr: usize,
+            ys: &[&[u8]; TILE],
+            nv: usize,
+            out: &mut [[f32; TILE]],
         ) {
             let nr = nr.min(TILE);
             let nv = nv.min(TILE);
@@ -333,16 +350,16 @@ macro_rules! gemm_q4_k {
 gemm_q4_k!(
     "avx2,fma,f16c",
     /// q4_K · q8_K tile, AVX2.
-    fn gemm_q4_k, step_avx2, isums_avx2
+    fn gemm_q4_k, tile8_avx2, step_avx2, isums_avx2
 );
 gemm_q4_k!(
     "avx2,fma,f16c,avxvnni",
     /// q4_K · q8_K tile, AVX-VNNI.
-    fn gemm_q4_k_vnni, step_avxvnni, isums_avxvnni
+    fn gemm_q4_k_vnni, tile8_avxvnni, step_avxvnni, isums_avxvnni
 );
 gemm_q4_k!(
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     /// q4_K · q8_K tile, AVX-512 VNNI (256-bit registers, EVEX: 32 of them and
     /// broadcast operands).
-    fn gemm_q4_k_zmm, step_avx512, isums_avx512
+    fn gemm_q4_k_zmm, tile8_avx512, step_avx512, isums_avx512
 );
