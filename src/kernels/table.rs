@@ -40,7 +40,7 @@ pub(crate) type DotRowsFn = unsafe fn(x: &[u8], y: &[u8], n: usize, out: &mut [f
 
 /// Dot products of up to [`GEMM_ROWS`] weight rows (`xs[..nr]`) with up to
 /// [`GEMM_TILE`] activation rows (`ys[..nv]`, vectors `v0..v0 + nv` of a batch, `v0` a
-/// multiple of 8): `out[r][v] = xs[r]·ys[v]`, each computed exactly as
+/// multiple of 8): `out[v][r] = xs[r]·ys[v]`, each computed exactly as
 /// [`Kernels::vec_dot_in_batch`] computes it for its vector; other entries of `out` are
 /// left as they are.
 ///
@@ -53,7 +53,7 @@ pub(crate) type GemmFn = unsafe fn(
     ys: &[&[u8]; GEMM_TILE],
     nv: usize,
     n: usize,
-    out: &mut [[f32; GEMM_TILE]; GEMM_ROWS],
+    out: &mut [[f32; GEMM_ROWS]; GEMM_TILE],
 );
 
 /// Vectors of a [`GemmFn`] tile.
@@ -462,6 +462,8 @@ impl Kernels {
                 let r0 = task * chunk;
                 let r1 = (r0 + chunk).min(rows);
                 let row = |r: usize| data.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]);
+                // The tile writes every entry read back below.
+                let mut res = [[0.0f32; GEMM_ROWS]; GEMM_TILE];
                 for rb in (r0..r1).step_by(GEMM_ROWS) {
                     let nr = (r1 - rb).min(GEMM_ROWS);
                     let xs: [&[u8]; GEMM_ROWS] = core::array::from_fn(|i| row(rb + i.min(nr - 1)));
@@ -472,15 +474,12 @@ impl Kernels {
                             let v = v0 + i.min(vn - 1);
                             acts.get(v * arow..(v + 1) * arow).unwrap_or(&[])
                         });
-                        let mut res = [[0.0f32; GEMM_TILE]; GEMM_ROWS];
                         // SAFETY: level supported (type invariant); `xs[..nr]` are whole
                         // rows of `n` values (rows·wrow bytes checked above, rb + nr ≤
                         // rows), `ys[..vn]` whole vectors of the partner type; nr ≤ 32, vn ≤ 8.
                         unsafe { gemm(&xs, nr, &ys, vn, n, &mut res) };
-                        for (i, rr) in res.iter().enumerate().take(nr) {
-                            for (v, val) in rr.iter().enumerate().take(vn) {
-                                shared.write((v0 + v) * rows + rb + i, *val);
-                            }
+                        for (v, rv) in res.iter().enumerate().take(vn) {
+                            shared.write_run((v0 + v) * rows + rb, &rv[..nr]);
                         }
                     }
                 }
@@ -606,6 +605,18 @@ impl<'a> SharedOut<'a> {
             ptr: out.as_mut_ptr(),
             len: out.len(),
             _out: core::marker::PhantomData,
+        }
+    }
+
+    /// Store `vals` at `i..` (ignored if out of bounds, which the callers never do).
+    #[inline]
+    fn write_run(&self, i: usize, vals: &[f32]) {
+        if i.checked_add(vals.len()).is_some_and(|end| end <= self.len) {
+            // SAFETY: `i + vals.len() ≤ len`, so the run is inside the slice borrowed
+            // for 'a; no other task writes those indices (disjoint row ranges), nobody
+            // reads the slice until all tasks have finished, and `vals` (a caller's
+            // local) cannot overlap it.
+            unsafe { core::ptr::copy_nonoverlapping(vals.as_ptr(), self.ptr.add(i), vals.len()) };
         }
     }
 

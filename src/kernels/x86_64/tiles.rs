@@ -125,7 +125,7 @@ macro_rules! gemm32 {
         }
     ) => {
         #[target_feature(enable = $feat)]
-        fn $tile<const N: usize>(xs: &[&[u8]], ys: &[&[u8]; N], out: &mut [[f32; TILE]; ROWS]) {
+        fn $tile<const N: usize>(xs: &[&[u8]], ys: &[&[u8]; N], out: &mut [[f32; ROWS]; TILE]) {
             let xs = xs.get(..ROWS).unwrap_or(xs);
             let nr = xs.len();
             let mut xss: [&[$X]; ROWS] = [&[]; ROWS];
@@ -212,12 +212,14 @@ macro_rules! gemm32 {
                 }
                 g += len;
             }
-            for (o, a) in out.iter_mut().zip(&acc[..nr]) {
-                for v in 0..N {
+            for (r, a) in acc[..nr].iter().enumerate() {
+                for (o, av) in out.iter_mut().zip(a) {
                     let mut lanes = [0.0f32; 8];
                     // SAFETY: `lanes` has room for 8 f32; `storeu` needs no alignment.
-                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a[v]) };
-                    o[v] = reduce8(lanes);
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *av) };
+                    if let Some(o) = o.get_mut(r) {
+                        *o = reduce8(lanes);
+                    }
                 }
             }
         }
@@ -230,7 +232,7 @@ macro_rules! gemm32 {
             ys: &[&[u8]; TILE],
             nv: usize,
             _n: usize,
-            out: &mut [[f32; TILE]; ROWS],
+            out: &mut [[f32; ROWS]; TILE],
         ) {
             let xs = xs.get(..nr).unwrap_or(xs);
             macro_rules! go {
@@ -332,7 +334,7 @@ macro_rules! gemm32_zmm {
             xs: &[&[u8]],
             ys: &[&[u8]; TILE],
             nv: usize,
-            out: &mut [[f32; TILE]; ROWS],
+            out: &mut [[f32; ROWS]; TILE],
         ) {
             let xs = xs.get(..ROWS).unwrap_or(xs);
             let nr = xs.len();
@@ -409,7 +411,7 @@ macro_rules! gemm32_zmm {
                 }
                 g += len;
             }
-            for (o, a) in out.iter_mut().zip(&acc[..nr]) {
+            for (r, a) in acc[..nr].iter().enumerate() {
                 for p in 0..P {
                     let mut lanes = [0.0f32; 16];
                     // SAFETY: `lanes` has room for 16 f32; `storeu` needs no alignment.
@@ -419,7 +421,7 @@ macro_rules! gemm32_zmm {
                         if v < nv {
                             let mut l8 = [0.0f32; 8];
                             l8.copy_from_slice(&lanes[8 * h..8 * h + 8]);
-                            if let Some(o) = o.get_mut(v) {
+                            if let Some(o) = out.get_mut(v).and_then(|o| o.get_mut(r)) {
                                 *o = reduce8(l8);
                             }
                         }
@@ -436,7 +438,7 @@ macro_rules! gemm32_zmm {
             ys: &[&[u8]; TILE],
             nv: usize,
             _n: usize,
-            out: &mut [[f32; TILE]; ROWS],
+            out: &mut [[f32; ROWS]; TILE],
         ) {
             let xs = xs.get(..nr).unwrap_or(xs);
             match nv {

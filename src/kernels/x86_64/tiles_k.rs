@@ -260,24 +260,25 @@ macro_rules! gemm_q4_k {
             ys: &[&[u8]; TILE],
             nv: usize,
             _n: usize,
-            out: &mut [[f32; TILE]; ROWS],
+            out: &mut [[f32; ROWS]; TILE],
         ) {
             let xs = xs.get(..nr).unwrap_or(xs);
-            for (xc, oc) in xs.chunks(TILE).zip(out.chunks_mut(TILE)) {
+            for (c, xc) in xs.chunks(TILE).enumerate() {
                 let last = xc.len().saturating_sub(1);
                 let x8: [&[u8]; TILE] = core::array::from_fn(|i| xc.get(i.min(last)).copied().unwrap_or(&[]));
-                $tile8(&x8, xc.len(), ys, nv, oc);
+                $tile8(&x8, xc.len(), ys, nv, out, c * TILE);
             }
         }
 
-        /// 8 rows (`nr` of them wanted) of the tile.
+        /// 8 rows (`nr` of them wanted) of the tile, into `out[v][r0..r0 + nr]`.
         #[target_feature(enable = $feat)]
         fn $tile8(
             xs: &[&[u8]; TILE],
             nr: usize,
             ys: &[&[u8]; TILE],
             nv: usize,
-            out: &mut [[f32; TILE]],
+            out: &mut [[f32; ROWS]; TILE],
+            r0: usize,
         ) {
             let nr = nr.min(TILE);
             let nv = nv.min(TILE);
@@ -339,8 +340,8 @@ macro_rules! gemm_q4_k {
                 let r = _mm256_sub_ps(acc[v], accm[v]);
                 // SAFETY: `lanes` has room for 8 f32; `storeu` needs no alignment.
                 unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), r) };
-                for (o, l) in out.iter_mut().zip(lanes).take(nr) {
-                    o[v] = l;
+                if let Some(o) = out.get_mut(v).and_then(|o| o.get_mut(r0..r0 + nr)) {
+                    o.copy_from_slice(&lanes[..nr]);
                 }
             }
         }
