@@ -40,7 +40,7 @@ pub(crate) type DotRowsFn = unsafe fn(x: &[u8], y: &[u8], n: usize, out: &mut [f
 
 /// Dot products of up to [`GEMM_ROWS`] weight rows (`xs[..nr]`) with up to
 /// [`GEMM_TILE`] activation rows (`ys[..nv]`, vectors `v0..v0 + nv` of a batch, `v0` a
-/// multiple of 8): `out[v][r] = xs[r]·ys[v]`, each computed exactly as
+/// multiple of 16): `out[v][r] = xs[r]·ys[v]`, each computed exactly as
 /// [`Kernels::vec_dot_in_batch`] computes it for its vector; other entries of `out` are
 /// left as they are.
 ///
@@ -57,7 +57,7 @@ pub(crate) type GemmFn = unsafe fn(
 );
 
 /// Vectors of a [`GemmFn`] tile.
-pub(crate) const GEMM_TILE: usize = 8;
+pub(crate) const GEMM_TILE: usize = 16;
 
 /// Rows of a [`GemmFn`] call: the tile's per-vector preparation (block scales,
 /// quants, offset corrections) is made once for this many rows.
@@ -467,7 +467,8 @@ impl Kernels {
                 for rb in (r0..r1).step_by(GEMM_ROWS) {
                     let nr = (r1 - rb).min(GEMM_ROWS);
                     let xs: [&[u8]; GEMM_ROWS] = core::array::from_fn(|i| row(rb + i.min(nr - 1)));
-                    // Whole tiles of 8 vectors (6 and 4 measured slower for Q5_0, Q8_0).
+                    // Whole tiles of 16 vectors (the 256-bit tiles take them 8 at a time; for
+                    // those, 6 and 4 measured slower than 8).
                     for v0 in (0..nv).step_by(GEMM_TILE) {
                         let vn = (nv - v0).min(GEMM_TILE);
                         let ys: [&[u8]; GEMM_TILE] = core::array::from_fn(|i| {
@@ -476,7 +477,7 @@ impl Kernels {
                         });
                         // SAFETY: level supported (type invariant); `xs[..nr]` are whole
                         // rows of `n` values (rows·wrow bytes checked above, rb + nr ≤
-                        // rows), `ys[..vn]` whole vectors of the partner type; nr ≤ 32, vn ≤ 8.
+                        // rows), `ys[..vn]` whole vectors of the partner type; nr ≤ 32, vn ≤ 16.
                         unsafe { gemm(&xs, nr, &ys, vn, n, &mut res) };
                         for (v, rv) in res.iter().enumerate().take(vn) {
                             shared.write_run((v0 + v) * rows + rb, &rv[..nr]);

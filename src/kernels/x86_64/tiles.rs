@@ -31,6 +31,9 @@ use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ8_0, KVALUES_IQ4NL};
 /// Vectors of one tile (the most [`super::super::table::GemmFn`] takes).
 pub(crate) const TILE: usize = crate::kernels::table::GEMM_TILE;
 
+/// Vectors the 256-bit tiles take at a time.
+pub(crate) const HALF: usize = 8;
+
 /// Rows of one call: the vectors' preparation is shared by this many rows.
 pub(crate) const ROWS: usize = crate::kernels::table::GEMM_ROWS;
 
@@ -125,7 +128,7 @@ macro_rules! gemm32 {
         }
     ) => {
         #[target_feature(enable = $feat)]
-        fn $tile<const N: usize>(xs: &[&[u8]], ys: &[&[u8]; N], out: &mut [[f32; ROWS]; TILE]) {
+        fn $tile<const N: usize>(xs: &[&[u8]], ys: &[&[u8]; N], out: &mut [[f32; ROWS]]) {
             let xs = xs.get(..ROWS).unwrap_or(xs);
             let nr = xs.len();
             let mut xss: [&[$X]; ROWS] = [&[]; ROWS];
@@ -235,23 +238,26 @@ macro_rules! gemm32 {
             out: &mut [[f32; ROWS]; TILE],
         ) {
             let xs = xs.get(..nr).unwrap_or(xs);
-            macro_rules! go {
-                ($k:literal) => {{
-                    let mut y: [&[u8]; $k] = [&[]; $k];
-                    y.copy_from_slice(&ys[..$k]);
-                    $tile::<$k>(xs, &y, out)
-                }};
-            }
-            match nv {
-                0 => {}
-                1 => go!(1),
-                2 => go!(2),
-                3 => go!(3),
-                4 => go!(4),
-                5 => go!(5),
-                6 => go!(6),
-                7 => go!(7),
-                _ => go!(8),
+            let nv = nv.min(TILE);
+            for v0 in (0..nv).step_by(HALF) {
+                let (ys, out) = (&ys[v0..], &mut out[v0..]);
+                macro_rules! go {
+                    ($k:literal) => {{
+                        let mut y: [&[u8]; $k] = [&[]; $k];
+                        y.copy_from_slice(&ys[..$k]);
+                        $tile::<$k>(xs, &y, out)
+                    }};
+                }
+                match nv - v0 {
+                    1 => go!(1),
+                    2 => go!(2),
+                    3 => go!(3),
+                    4 => go!(4),
+                    5 => go!(5),
+                    6 => go!(6),
+                    7 => go!(7),
+                    _ => go!(8),
+                }
             }
         }
     };
@@ -446,7 +452,11 @@ macro_rules! gemm32_zmm {
                 1 | 2 => $tile::<1>(xs, ys, nv, out),
                 3 | 4 => $tile::<2>(xs, ys, nv, out),
                 5 | 6 => $tile::<3>(xs, ys, nv, out),
-                _ => $tile::<4>(xs, ys, nv, out),
+                7 | 8 => $tile::<4>(xs, ys, nv, out),
+                9 | 10 => $tile::<5>(xs, ys, nv, out),
+                11 | 12 => $tile::<6>(xs, ys, nv, out),
+                13 | 14 => $tile::<7>(xs, ys, nv, out),
+                _ => $tile::<8>(xs, ys, nv, out),
             }
         }
     };

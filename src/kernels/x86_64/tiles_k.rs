@@ -22,7 +22,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::{f16, k4_scales, load16, load32};
-use super::tiles::{ROWS, TILE};
+use super::tiles::{HALF, ROWS, TILE};
 use crate::kernels::scalar::blk;
 use crate::quant::{BlockQ4K, BlockQ8K};
 
@@ -88,12 +88,12 @@ fn transpose8(rows: [__m256i; 8]) -> [__m256i; 8] {
 /// Interleave super-block `i` of the 8 rows into `gr`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn build(xs: &[&[BlockQ4K]; TILE], i: usize, gr: &mut Group) {
-    let mut sc = [[0i32; TILE]; 8];
-    let mut mins = [[0i32; TILE]; 4];
-    let mut d = [0.0f32; TILE];
-    let mut dmin = [0.0f32; TILE];
-    let mut rows = [&ZERO_Q4K; TILE];
+fn build(xs: &[&[BlockQ4K]; HALF], i: usize, gr: &mut Group) {
+    let mut sc = [[0i32; HALF]; 8];
+    let mut mins = [[0i32; HALF]; 4];
+    let mut d = [0.0f32; HALF];
+    let mut dmin = [0.0f32; HALF];
+    let mut rows = [&ZERO_Q4K; HALF];
     for (r, x) in xs.iter().enumerate() {
         let x = x.get(i).unwrap_or(&ZERO_Q4K);
         rows[r] = x;
@@ -263,30 +263,35 @@ macro_rules! gemm_q4_k {
             out: &mut [[f32; ROWS]; TILE],
         ) {
             let xs = xs.get(..nr).unwrap_or(xs);
-            for (c, xc) in xs.chunks(TILE).enumerate() {
+            let nv = nv.min(TILE);
+            for (c, xc) in xs.chunks(HALF).enumerate() {
                 let last = xc.len().saturating_sub(1);
-                let x8: [&[u8]; TILE] = core::array::from_fn(|i| xc.get(i.min(last)).copied().unwrap_or(&[]));
-                $tile8(&x8, xc.len(), ys, nv, out, c * TILE);
+                let x8: [&[u8]; HALF] =
+                    core::array::from_fn(|i| xc.get(i.min(last)).copied().unwrap_or(&[]));
+                for v0 in (0..nv).step_by(HALF) {
+                    let y8: [&[u8]; HALF] = core::array::from_fn(|i| ys[(v0 + i).min(nv - 1)]);
+                    $tile8(&x8, xc.len(), &y8, (nv - v0).min(HALF), &mut out[v0..], c * HALF);
+                }
             }
         }
 
         /// 8 rows (`nr` of them wanted) of the tile, into `out[v][r0..r0 + nr]`.
         #[target_feature(enable = $feat)]
         fn $tile8(
-            xs: &[&[u8]; TILE],
+            xs: &[&[u8]; HALF],
             nr: usize,
-            ys: &[&[u8]; TILE],
+            ys: &[&[u8]; HALF],
             nv: usize,
-            out: &mut [[f32; ROWS]; TILE],
+            out: &mut [[f32; ROWS]],
             r0: usize,
         ) {
-            let nr = nr.min(TILE);
-            let nv = nv.min(TILE);
-            let mut xss: [&[BlockQ4K]; TILE] = [&[]; TILE];
+            let nr = nr.min(HALF);
+            let nv = nv.min(HALF);
+            let mut xss: [&[BlockQ4K]; HALF] = [&[]; HALF];
             for (d, s) in xss.iter_mut().zip(xs) {
                 *d = blk::<BlockQ4K>(s);
             }
-            let mut yss: [&[BlockQ8K]; TILE] = [&[]; TILE];
+            let mut yss: [&[BlockQ8K]; HALF] = [&[]; HALF];
             for (d, s) in yss.iter_mut().zip(ys) {
                 *d = blk::<BlockQ8K>(s);
             }
@@ -299,8 +304,8 @@ macro_rules! gemm_q4_k {
             // Vectors in whole groups of 4 take the batch arithmetic (the caller's
             // tiles start at multiples of 8, so these are the batch's own groups of 4).
             let n_batch = nv - nv % 4;
-            let mut acc = [_mm256_setzero_ps(); TILE];
-            let mut accm = [_mm256_setzero_ps(); TILE];
+            let mut acc = [_mm256_setzero_ps(); HALF];
+            let mut accm = [_mm256_setzero_ps(); HALF];
             let mut gr = Group {
                 q: [_mm256_setzero_si256(); 32],
                 sc: [_mm256_setzero_si256(); 8],
@@ -336,7 +341,7 @@ macro_rules! gemm_q4_k {
                 }
             }
             for v in 0..nv {
-                let mut lanes = [0.0f32; TILE];
+                let mut lanes = [0.0f32; HALF];
                 let r = _mm256_sub_ps(acc[v], accm[v]);
                 // SAFETY: `lanes` has room for 8 f32; `storeu` needs no alignment.
                 unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), r) };
