@@ -326,9 +326,10 @@ fn matmul_is_thread_and_batch_invariant() {
                     data: &w,
                 };
                 // Super-blocks: also 2, 3, 6 and 7 vectors (Q4_K's tile takes whole
-                // groups of 4 in the batch arithmetic and the rest in the other).
+                // groups of 4 in the batch arithmetic and the rest in the other), and
+                // 8 or more with tails of 4 and 7 (Q6_K's batch-only tile).
                 let nvs: &[usize] = if bs == 256 {
-                    &[1, 2, 3, 5, 6, 7, 9, 17]
+                    &[1, 2, 3, 5, 6, 7, 8, 9, 12, 15, 17]
                 } else {
                     &[1, 5, 9, 17]
                 };

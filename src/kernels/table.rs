@@ -99,6 +99,9 @@ pub(crate) struct TypeKernels {
     /// A tile of up to 8 rows × 8 vectors for batches (work shared by rows and by
     /// vectors), used first when present; same results as `dot`.
     pub(crate) gemm: Option<GemmFn>,
+    /// `gemm` computes only the `batch` arithmetic: it is used only for batches whose
+    /// every vector takes it ([`BatchRule::applies_to_all`]).
+    pub(crate) gemm_batch_only: bool,
     /// The single dot over consecutive rows in one call (the decode matvec), if the
     /// level has it for this type.
     pub(crate) dot_rows: Option<DotRowsFn>,
@@ -123,6 +126,15 @@ impl BatchRule {
             BatchRule::AllFrom8 => nv >= 8,
         }
     }
+
+    /// Whether every vector of a batch of `nv` uses the batch kernel.
+    #[inline]
+    pub(crate) fn applies_to_all(self, nv: usize) -> bool {
+        match self {
+            BatchRule::Groups4 => nv >= 4 && nv.is_multiple_of(4),
+            BatchRule::AllFrom8 => nv >= 8,
+        }
+    }
 }
 
 impl TypeKernels {
@@ -134,6 +146,7 @@ impl TypeKernels {
             dot2x2: None,
             batch: None,
             gemm: None,
+            gemm_batch_only: false,
             dot_rows: None,
         }
     }
@@ -155,6 +168,7 @@ impl TypeKernels {
             dot2x2: None,
             batch: None,
             gemm: None,
+            gemm_batch_only: false,
             dot_rows: None,
         }
     }
@@ -173,6 +187,17 @@ impl TypeKernels {
     pub(crate) const fn with_gemm(self, gemm: GemmFn) -> Self {
         TypeKernels {
             gemm: Some(gemm),
+            ..self
+        }
+    }
+
+    /// The same kernels with a prefill tile that computes the `batch` arithmetic alone
+    /// (see [`TypeKernels::gemm_batch_only`]).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) const fn with_batch_gemm(self, gemm: GemmFn) -> Self {
+        TypeKernels {
+            gemm: Some(gemm),
+            gemm_batch_only: true,
             ..self
         }
     }
@@ -454,7 +479,12 @@ impl Kernels {
 
         let n_tasks = rows.div_ceil(chunk);
         let shared = SharedOut::new(out);
-        if let Some(gemm) = k.gemm {
+        // A batch-only tile, for batches whose vectors all take the batch arithmetic
+        // (Q6_K: 8 or more); the others go the way below, vector by vector.
+        let gemm = k.gemm.filter(|_| {
+            !k.gemm_batch_only || k.batch.is_some_and(|(_, rule)| rule.applies_to_all(nv))
+        });
+        if let Some(gemm) = gemm {
             // Whole calls of GEMM_ROWS rows per task where the rows allow.
             let chunk = chunk.next_multiple_of(GEMM_ROWS);
             let n_tasks = rows.div_ceil(chunk);

@@ -14,7 +14,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{tiles, tiles_k};
+use super::{tiles, tiles_k, tiles_q6k};
 use crate::kernels::scalar::{self, blk, k_term};
 use crate::kernels::table::{BatchRule, GemmFn, Kernels, TypeKernels};
 use crate::kernels::{reduce32, reduce8, KernelLevel};
@@ -32,6 +32,7 @@ pub(super) static TABLE: Kernels = table(
         tiles::gemm_q8_0,
         tiles::gemm_iq4_nl,
         tiles_k::gemm_q4_k,
+        tiles_q6k::gemm_q6_k,
     ],
 );
 
@@ -44,6 +45,7 @@ pub(super) static TABLE_VNNI: Kernels = table(
         tiles::gemm_q8_0_vnni,
         tiles::gemm_iq4_nl_vnni,
         tiles_k::gemm_q4_k_vnni,
+        tiles_q6k::gemm_q6_k_vnni,
     ],
 );
 
@@ -56,11 +58,13 @@ pub(super) static TABLE_ZMM: Kernels = table(
         tiles::gemm_q8_0_zmm,
         tiles::gemm_iq4_nl_zmm,
         tiles_k::gemm_q4_k_zmm,
+        tiles_q6k::gemm_q6_k_zmm,
     ],
 );
 
-/// The AVX2 kernels with the prefill tiles `gemm` of Q4_0, Q5_0, Q8_0, IQ4_NL and Q4_K.
-const fn table(level: KernelLevel, gemm: [GemmFn; 5]) -> Kernels {
+/// The AVX2 kernels with the prefill tiles `gemm` of Q4_0, Q5_0, Q8_0, IQ4_NL, Q4_K and
+/// Q6_K (batches of 8 or more).
+const fn table(level: KernelLevel, gemm: [GemmFn; 6]) -> Kernels {
     Kernels {
         level,
         q4_0: TypeKernels::single(dot_q4_0)
@@ -81,7 +85,8 @@ const fn table(level: KernelLevel, gemm: [GemmFn; 5]) -> Kernels {
             .with_gemm(gemm[4]),
         q5_k: TypeKernels::single(dot_q5_k),
         q6_k: TypeKernels::tiled(dot_q6_k, dot4_q6_k)
-            .with_batch(dot4_q6_k_batch, BatchRule::AllFrom8),
+            .with_batch(dot4_q6_k_batch, BatchRule::AllFrom8)
+            .with_batch_gemm(gemm[5]),
         iq4_nl: TypeKernels::single(dot_iq4_nl)
             .with_rows(rows_iq4_nl)
             .with_gemm(gemm[3]),

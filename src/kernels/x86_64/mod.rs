@@ -7,6 +7,7 @@ mod attn;
 mod avx2;
 mod tiles;
 mod tiles_k;
+mod tiles_q6k;
 
 /// Proof that the CPU supports AVX2, FMA and F16C: only [`Avx2::detect`] makes one.
 #[derive(Clone, Copy, Debug)]

@@ -53,7 +53,7 @@ const ZERO_Q4K: BlockQ4K = BlockQ4K {
 /// 8 × 8 transpose of 32-bit words: `out[g]` lane `r` = `rows[r]` lane `g`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn transpose8(rows: [__m256i; 8]) -> [__m256i; 8] {
+pub(super) fn transpose8(rows: [__m256i; 8]) -> [__m256i; 8] {
     let [r0, r1, r2, r3, r4, r5, r6, r7] = rows;
     // [r0g0 r1g0 r0g1 r1g1 | r0g4 r1g4 r0g5 r1g5], [.. g2 g3 | .. g6 g7]
     let t0 = _mm256_unpacklo_epi32(r0, r1);
@@ -123,7 +123,7 @@ fn build(xs: &[&[BlockQ4K]; HALF], i: usize, gr: &mut Group) {
 
 /// Activation bytes `4k..4k+4` of a Q8_K block as one i32 (to broadcast).
 #[inline(always)]
-fn y4(y: &BlockQ8K, k: usize) -> i32 {
+pub(super) fn y4(y: &BlockQ8K, k: usize) -> i32 {
     let w: &[[u8; 4]; 64] = bytemuck::cast_ref(&y.qs);
     i32::from_le_bytes(w[k & 63])
 }
