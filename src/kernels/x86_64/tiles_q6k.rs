@@ -22,7 +22,7 @@
 
 use core::arch::x86_64::*;
 
-use super::avx2::{f16, load32};
+use super::avx2::{f16, load16, load32};
 use super::tiles::{HALF, ROWS, TILE};
 use super::tiles_k::{transpose8, y4};
 use crate::kernels::scalar::blk;
@@ -57,28 +57,36 @@ const ZERO_Q6K: BlockQ6K = BlockQ6K {
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn build(xs: &[&[BlockQ6K]; HALF], i: usize, gr: &mut Group) {
-    let mut sc = [[0i32; HALF]; 16];
-    let mut sc2 = [[0i32; HALF]; 16];
-    let mut scb = [[0i32; HALF]; 8];
     let mut d = [0.0f32; HALF];
     let mut rows = [&ZERO_Q6K; HALF];
-    // An i16 pair (`lo`, `hi`) as one i32.
-    let pair = |lo: i8, hi: i8| (i32::from(lo) & 0xffff) | (i32::from(hi) << 16);
     for (r, x) in xs.iter().enumerate() {
         let x = x.get(i).unwrap_or(&ZERO_Q6K);
         rows[r] = x;
-        for (j, &s) in x.scales.iter().enumerate() {
-            if let (Some(a), Some(b)) = (sc.get_mut(j), sc2.get_mut(j)) {
-                a[r] = i32::from(s);
-                b[r] = pair(s, s);
-            }
-        }
-        for (m, s) in x.scales.chunks_exact(2).enumerate() {
-            if let (Some(a), [lo, hi]) = (scb.get_mut(m), s) {
-                a[r] = pair(*lo, *hi);
-            }
-        }
         d[r] = f16(x.d);
+    }
+    gr.d = _mm256_castsi256_ps(load32(&d, 0));
+    // Scales: `st[g]`, lane `r`: scales `4g..4g + 4` of row `r` (g < 4), each byte then
+    // sign-extended to its own i32 (shift left, arithmetic shift right).
+    let st = transpose8(core::array::from_fn(|r| {
+        _mm256_zextsi128_si256(load16(&rows[r].scales, 0))
+    }));
+    for g in 0..4 {
+        let w = st[g];
+        let sc = [
+            _mm256_srai_epi32::<24>(_mm256_slli_epi32::<24>(w)),
+            _mm256_srai_epi32::<24>(_mm256_slli_epi32::<16>(w)),
+            _mm256_srai_epi32::<24>(_mm256_slli_epi32::<8>(w)),
+            _mm256_srai_epi32::<24>(w),
+        ];
+        // i16 pairs: the low half of `lo`, the low half of `hi` above it.
+        let pair =
+            |lo: __m256i, hi: __m256i| _mm256_blend_epi16::<0xaa>(lo, _mm256_slli_epi32::<16>(hi));
+        for (b, s) in sc.into_iter().enumerate() {
+            gr.sc[(4 * g + b) & 15] = s;
+            gr.sc2[(4 * g + b) & 15] = pair(s, s);
+        }
+        gr.scb[(2 * g) & 7] = pair(sc[0], sc[1]);
+        gr.scb[(2 * g + 1) & 7] = pair(sc[2], sc[3]);
     }
     let m4 = _mm256_set1_epi8(0x0f);
     let m30 = _mm256_set1_epi8(0x30);
@@ -114,16 +122,6 @@ fn build(xs: &[&[BlockQ6K]; HALF], i: usize, gr: &mut Group) {
             }
         }
     }
-    for (dst, src) in gr.sc.iter_mut().zip(&sc) {
-        *dst = load32(src, 0);
-    }
-    for (dst, src) in gr.sc2.iter_mut().zip(&sc2) {
-        *dst = load32(src, 0);
-    }
-    for (dst, src) in gr.scb.iter_mut().zip(&scb) {
-        *dst = load32(src, 0);
-    }
-    gr.d = _mm256_castsi256_ps(load32(&d, 0));
 }
 
 /// Pair `m` of a Q8_K block's 16 block sums, `(bsum_2m, bsum_2m+1)` as one i32.
