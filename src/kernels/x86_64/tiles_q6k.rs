@@ -70,8 +70,7 @@ fn build(xs: &[&[BlockQ6K]; HALF], i: usize, gr: &mut Group) {
     let st = transpose8(core::array::from_fn(|r| {
         _mm256_zextsi128_si256(load16(&rows[r].scales, 0))
     }));
-    for g in 0..4 {
-        let w = st[g];
+    for (g, &w) in st.iter().enumerate().take(4) {
         let sc = [
             _mm256_srai_epi32::<24>(_mm256_slli_epi32::<24>(w)),
             _mm256_srai_epi32::<24>(_mm256_slli_epi32::<16>(w)),
