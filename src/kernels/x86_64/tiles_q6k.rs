@@ -238,30 +238,28 @@ macro_rules! gemm_q6_k {
                 let last = xc.len().saturating_sub(1);
                 let x8: [&[u8]; HALF] =
                     core::array::from_fn(|i| xc.get(i.min(last)).copied().unwrap_or(&[]));
-                for v0 in (0..nv).step_by(HALF) {
-                    let y8: [&[u8]; HALF] = core::array::from_fn(|i| ys[(v0 + i).min(nv - 1)]);
-                    $tile8(&x8, xc.len(), &y8, (nv - v0).min(HALF), &mut out[v0..], c * HALF);
-                }
+                $tile8(&x8, xc.len(), ys, nv, out, c * HALF);
             }
         }
 
-        /// 8 rows (`nr` of them wanted) of the tile, into `out[v][r0..r0 + nr]`.
+        /// 8 rows (`nr` of them wanted) of the tile against all its vectors (one
+        /// interleaving of the rows per super-block), into `out[v][r0..r0 + nr]`.
         #[target_feature(enable = $feat)]
         fn $tile8(
             xs: &[&[u8]; HALF],
             nr: usize,
-            ys: &[&[u8]; HALF],
+            ys: &[&[u8]; TILE],
             nv: usize,
-            out: &mut [[f32; ROWS]],
+            out: &mut [[f32; ROWS]; TILE],
             r0: usize,
         ) {
             let nr = nr.min(HALF);
-            let nv = nv.min(HALF);
+            let nv = nv.min(TILE);
             let mut xss: [&[BlockQ6K]; HALF] = [&[]; HALF];
             for (d, s) in xss.iter_mut().zip(xs) {
                 *d = blk::<BlockQ6K>(s);
             }
-            let mut yss: [&[BlockQ8K]; HALF] = [&[]; HALF];
+            let mut yss: [&[BlockQ8K]; TILE] = [&[]; TILE];
             for (d, s) in yss.iter_mut().zip(ys) {
                 *d = blk::<BlockQ8K>(s);
             }
@@ -271,7 +269,7 @@ macro_rules! gemm_q6_k {
                 .chain(yss[..nv].iter().map(|y| y.len()))
                 .min()
                 .unwrap_or(0);
-            let mut acc = [_mm256_setzero_ps(); HALF];
+            let mut acc = [_mm256_setzero_ps(); TILE];
             let mut gr = Group {
                 q: [_mm256_setzero_si256(); 64],
                 sc: [_mm256_setzero_si256(); 16],
