@@ -404,7 +404,6 @@ fn norm_rows(threads: &Threads, x: &mut [f32], n_vecs: usize, width: usize, w: &
 }
 
 /// `out` row `i` ← RMSNorm of `x` row `i` times `w`, for `n` rows of `width`.
-#[allow(clippy::too_many_arguments)]
 fn norm_rows_to(
     threads: &Threads,
     out: &mut [f32],
@@ -528,7 +527,8 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
                 table.swiglu_row(row, up(t))
             }),
             FfnActivation::GeluTanh => par_rows(&st.threads, &mut st.gate, b, ff, |t, row| {
-                m.gelu.geglu(row, up(t))
+                m.gelu
+                    .geglu_with(|x, h| table.f32_to_f16_row(x, h), row, up(t))
             }),
         }
         trace(st, "ffn_gate_par", il, b, ff, &st.gate);
