@@ -420,11 +420,30 @@ fn norm_rows_to(
     });
 }
 
-/// `x` row `i` += `y` row `i` (the residual connection).
-fn add_rows(threads: &Threads, x: &mut [f32], y: &[f32], n: usize, width: usize) {
-    par_rows(threads, x, n, width, |i, row| {
-        ops::add(row, y.get(i * width..(i + 1) * width).unwrap_or(&[]));
-    });
+/// The residual connection of the first `n` rows: `proj ← rms_norm(proj) · w` (Gemma's
+/// post-norms, if `w` is given), then `x += proj`, in one parallel section.
+fn norm_add_rows(st: &mut State, w: Option<&[f32]>, n: usize, width: usize, eps: f32) {
+    if width == 0 {
+        return;
+    }
+    let per = rows_per_task(&st.threads, n);
+    let len = n.saturating_mul(width);
+    let (Some(x), Some(proj)) = (st.x.get_mut(..len), st.proj.get_mut(..len)) else {
+        return;
+    };
+    st.threads.for_chunks2(
+        n.div_ceil(per),
+        (x, per * width),
+        (proj, per * width),
+        |_, x, proj| {
+            for (x, p) in x.chunks_exact_mut(width).zip(proj.chunks_exact_mut(width)) {
+                if let Some(w) = w {
+                    ops::rms_norm(p, Some(w), eps);
+                }
+                ops::add(x, p);
+            }
+        },
+    );
 }
 
 fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()> {
@@ -545,11 +564,10 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         )?;
         add_bias(&st.threads, &mut st.proj, b, d, lw.ffn_down_b.as_ref());
         trace(st, "ffn_out", il, b, d, &st.proj);
-        if let Some(pn) = &lw.post_ffn_norm {
-            norm_rows(&st.threads, &mut st.proj, b, d, pn, eps);
+        norm_add_rows(st, lw.post_ffn_norm.as_deref(), b, d, eps);
+        if lw.post_ffn_norm.is_some() {
             trace(st, "ffn_post_norm", il, b, d, &st.proj);
         }
-        add_rows(&st.threads, &mut st.x, &st.proj, b, d);
         trace(st, "l_out", il, b, d, &st.x);
     }
 
@@ -774,15 +792,27 @@ fn attention_block(
     let span_lo = window.map_or(0, |w| (n_past + 1).saturating_sub(w));
     let span_hi = n_past + b; // exclusive
     let (from, to) = (st.kv.row(il, span_lo), st.kv.row(il, span_hi));
-    for (store, buf) in [(&st.kv.k, &mut st.kf), (&st.kv.v, &mut st.vf)] {
-        if let KvStore::F16(bytes) = store {
-            let src = bytes.get(2 * from..2 * to).unwrap_or(&[]);
-            let dst = buf.get_mut(..to - from).unwrap_or(&mut []);
-            st.threads.for_rows(dst, kvd * 64, |start, piece| {
-                let s = src.get(2 * start..2 * (start + piece.len())).unwrap_or(&[]);
-                kops::f16_to_f32_row(s, piece);
-            });
-        }
+    if let (KvStore::F16(kc), KvStore::F16(vc)) = (&st.kv.k, &st.kv.v) {
+        let (ks, vs) = (
+            kc.get(2 * from..2 * to).unwrap_or(&[]),
+            vc.get(2 * from..2 * to).unwrap_or(&[]),
+        );
+        let (kd, vd) = (
+            st.kf.get_mut(..to - from).unwrap_or(&mut []),
+            st.vf.get_mut(..to - from).unwrap_or(&mut []),
+        );
+        let piece = kvd * 64;
+        st.threads.for_chunks2(
+            (to - from).div_ceil(piece.max(1)),
+            (kd, piece),
+            (vd, piece),
+            |task, kd, vd| {
+                let at = 2 * task * piece;
+                let len = 2 * kd.len();
+                kops::f16_to_f32_row(ks.get(at..at + len).unwrap_or(&[]), kd);
+                kops::f16_to_f32_row(vs.get(at..at + len).unwrap_or(&[]), vd);
+            },
+        );
     }
     if b > 1 {
         // One parallel section for the batch: tasks of consecutive queries.
@@ -847,11 +877,10 @@ fn attention_block(
     )?;
     add_bias(&st.threads, &mut st.proj, b, d, lw.bo.as_ref());
     trace(st, "attn_out", il, b, d, &st.proj);
-    if let Some(pn) = &lw.post_attn_norm {
-        norm_rows(&st.threads, &mut st.proj, b, d, pn, eps);
+    norm_add_rows(st, lw.post_attn_norm.as_deref(), b, d, eps);
+    if lw.post_attn_norm.is_some() {
         trace(st, "attn_post_norm", il, b, d, &st.proj);
     }
-    add_rows(&st.threads, &mut st.x, &st.proj, b, d);
     Ok(())
 }
 
