@@ -3,7 +3,9 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::KernelError;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use super::{KernelError, Threads};
 use crate::gguf::GgmlType;
 use crate::quant::{self, BlockQ8K, BlockQ8_0, BlockQ8_1};
 
@@ -50,6 +52,18 @@ impl Acts {
     ///
     /// `ty` must be an activation type and `cols` a multiple of its block size.
     pub fn quantize(&mut self, ty: GgmlType, x: &[f32], cols: usize) -> Result<(), KernelError> {
+        self.quantize_on(ty, x, cols, &Threads::single())
+    }
+
+    /// [`Acts::quantize`] with the rows split across `threads` (each row is quantized
+    /// alone, so the bytes are the same for any split).
+    pub(crate) fn quantize_on(
+        &mut self,
+        ty: GgmlType,
+        x: &[f32],
+        cols: usize,
+        threads: &Threads,
+    ) -> Result<(), KernelError> {
         let row_bytes = act_row_bytes(ty, cols)?;
         if cols > self.max_cols {
             return Err(KernelError::Capacity {
@@ -95,9 +109,24 @@ impl Acts {
                 .saturating_mul(self.max_vecs)
                 .saturating_mul(4),
         })?;
-        if cols > 0 {
-            for (x, dst) in x.chunks_exact(cols).zip(bytes.chunks_exact_mut(row_bytes)) {
-                quantize_into(ty, x, dst)?;
+        if cols > 0 && row_bytes > 0 {
+            // Whole rows per task, about four tasks per thread; one task (one row, one
+            // thread) runs inline.
+            let rows = n_vecs.div_ceil(4 * threads.count()).max(1);
+            let failed = AtomicBool::new(false);
+            threads.for_chunks(bytes, rows * row_bytes, |start, piece| {
+                let x = x.get(start / row_bytes * cols..).unwrap_or(&[]);
+                for (x, dst) in x.chunks_exact(cols).zip(piece.chunks_exact_mut(row_bytes)) {
+                    if quantize_into(ty, x, dst).is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                }
+            });
+            if failed.load(Ordering::Relaxed) {
+                // The first failing row again, on this thread, for its error.
+                for (x, dst) in x.chunks_exact(cols).zip(bytes.chunks_exact_mut(row_bytes)) {
+                    quantize_into(ty, x, dst)?;
+                }
             }
         }
         self.ty = ty;

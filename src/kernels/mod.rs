@@ -64,6 +64,7 @@ pub(crate) mod attn;
 mod level;
 pub mod ops;
 pub(crate) mod scalar;
+mod split;
 mod table;
 mod threads;
 

@@ -16,6 +16,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::config::ModelConfig;
 use super::kv::{KvCache, KvStore, KvType};
@@ -83,7 +84,8 @@ pub struct State {
     up: Vec<f32>,
     /// One token's queries as f16 bytes `[n_head·hd·2]` (f16 cache only).
     q16: Vec<u8>,
-    /// Per-head attention scratch `[n_head][ws_chunk(hd, n_ctx)]`: output, scores, lanes.
+    /// Attention scratch: `[n_head][ws_chunk(hd, n_ctx)]` for one token (output, scores,
+    /// lanes per head), and for a batch one slot of `ws_batch` per thread.
     ws: Vec<f32>,
     /// The layer's cached keys over the attention span, as f32 `[n_ctx][kv]`
     /// (f16 cache only: each row is converted once per layer call, not once per query
@@ -91,8 +93,11 @@ pub struct State {
     kf: Vec<f32>,
     /// The same for the values.
     vf: Vec<f32>,
-    /// RoPE `(cos, sin)` of one position `[n_rot/2]`.
+    /// RoPE `(cos, sin)` of the batch's positions `[max_batch][n_rot/2]`.
     rope: Vec<(f32, f32)>,
+    /// The RoPE parameters (`base`, `scale` bits) `rope` holds angles for in the current
+    /// [`Model::eval`] batch, if any.
+    rope_for: Option<(u32, u32)>,
     /// Shape fingerprint of the model the state was made for.
     shape: [usize; 6],
     /// Intermediate-tensor probe (debugging parity with llama.cpp), see [`State::set_trace`].
@@ -244,10 +249,15 @@ pub(crate) fn new_state(m: &Model, o: StateOptions) -> Result<State> {
         kf: vec![0.0; s.vf],
         vf: vec![0.0; s.vf],
         rope: vec![(0.0, 0.0); s.rope],
+        rope_for: None,
         shape: shape_of(c),
         trace: None,
     })
 }
+
+/// Fewest logits per task of the final soft-capping (smaller pieces are not worth a
+/// parallel section).
+const SOFTCAP_MIN: usize = 16 * 1024;
 
 /// Where the logits of a batch go.
 enum Out<'a> {
@@ -337,7 +347,7 @@ fn project(
     })?;
     let x = x.get(..n_vecs * w.cols).unwrap_or(x);
     if *key != Some(ty) {
-        acts.quantize(ty, x, w.cols)?;
+        acts.quantize_on(ty, x, w.cols, threads)?;
         *key = Some(ty);
     }
     let n_out = (n_vecs * w.rows).min(out.len());
@@ -346,18 +356,94 @@ fn project(
     Ok(())
 }
 
-fn add_bias(x: &mut [f32], n_vecs: usize, width: usize, b: Option<&Vec<f32>>) {
-    if let Some(b) = b {
-        for row in x.chunks_exact_mut(width).take(n_vecs) {
-            ops::add(row, b);
-        }
+/// Fewest rows for which a per-row step of a batch is split across threads; fewer (one
+/// decoded token) run on the caller's thread, without a parallel section.
+const PAR_MIN_ROWS: usize = 4;
+
+/// Rows per task of a per-row step over `n` rows: about four tasks per thread, or all
+/// rows in one task (run inline) below [`PAR_MIN_ROWS`].
+fn rows_per_task(threads: &Threads, n: usize) -> usize {
+    if n < PAR_MIN_ROWS {
+        n.max(1)
+    } else {
+        n.div_ceil(4 * threads.count()).max(1)
     }
 }
 
-fn norm_rows(x: &mut [f32], n_vecs: usize, width: usize, w: &[f32], eps: f32) {
-    for row in x.chunks_exact_mut(width).take(n_vecs) {
-        ops::rms_norm(row, Some(w), eps);
+/// `f(row index, row)` for the first `n` rows of `width` values of `buf`, the rows split
+/// across the threads (every row is computed alone, so any split gives the same bits).
+fn par_rows(
+    threads: &Threads,
+    buf: &mut [f32],
+    n: usize,
+    width: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
+    if width == 0 {
+        return;
     }
+    let len = n.saturating_mul(width).min(buf.len());
+    let per = rows_per_task(threads, n);
+    threads.for_rows(&mut buf[..len], per * width, |first, piece| {
+        for (i, row) in piece.chunks_exact_mut(width).enumerate() {
+            f(first / width + i, row);
+        }
+    });
+}
+
+fn add_bias(threads: &Threads, x: &mut [f32], n_vecs: usize, width: usize, b: Option<&Vec<f32>>) {
+    if let Some(b) = b {
+        par_rows(threads, x, n_vecs, width, |_, row| ops::add(row, b));
+    }
+}
+
+fn norm_rows(threads: &Threads, x: &mut [f32], n_vecs: usize, width: usize, w: &[f32], eps: f32) {
+    par_rows(threads, x, n_vecs, width, |_, row| {
+        ops::rms_norm(row, Some(w), eps)
+    });
+}
+
+/// `out` row `i` ← RMSNorm of `x` row `i` times `w`, for `n` rows of `width`.
+fn norm_rows_to(
+    threads: &Threads,
+    out: &mut [f32],
+    x: &[f32],
+    n: usize,
+    width: usize,
+    w: &[f32],
+    eps: f32,
+) {
+    par_rows(threads, out, n, width, |i, row| {
+        if let Some(src) = x.get(i * width..(i + 1) * width) {
+            ops::rms_norm_to(row, src, w, eps);
+        }
+    });
+}
+
+/// The residual connection of the first `n` rows: `proj ← rms_norm(proj) · w` (Gemma's
+/// post-norms, if `w` is given), then `x += proj`, in one parallel section.
+fn norm_add_rows(st: &mut State, w: Option<&[f32]>, n: usize, width: usize, eps: f32) {
+    if width == 0 {
+        return;
+    }
+    let per = rows_per_task(&st.threads, n);
+    let len = n.saturating_mul(width);
+    let (Some(x), Some(proj)) = (st.x.get_mut(..len), st.proj.get_mut(..len)) else {
+        return;
+    };
+    st.threads.for_chunks2(
+        n.div_ceil(per),
+        (x, per * width),
+        (proj, per * width),
+        |_, x, proj| {
+            for (x, p) in x.chunks_exact_mut(width).zip(proj.chunks_exact_mut(width)) {
+                if let Some(w) = w {
+                    ops::rms_norm(p, Some(w), eps);
+                }
+                ops::add(x, p);
+            }
+        },
+    );
 }
 
 fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()> {
@@ -369,16 +455,30 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
     let ff = c.n_ff;
     let eps = c.rms_eps;
     let n_past = st.n_past;
+    st.rope_for = None;
     // The kernel table of the level in use, looked up once per call.
     let table = crate::kernels::kernels(crate::kernels::cpu_features())
         .or_else(|_| crate::kernels::kernels(crate::kernels::KernelLevel::Scalar))?;
 
-    // Token embeddings (ggml get_rows), scaled for Gemma.
-    for (t, &tok) in tokens.iter().enumerate() {
-        let row = st.x.get_mut(t * d..(t + 1) * d).unwrap_or(&mut []);
+    // Token embeddings (ggml get_rows), scaled for Gemma, rows split across threads.
+    let embed = |t: usize, row: &mut [f32]| -> Result<()> {
+        let tok = tokens.get(t).copied().unwrap_or(0);
         w.token_embd.dequantize_row(bytes, tok as usize, row)?;
         if let Some(s) = c.embed_scale {
             row.iter_mut().for_each(|v| *v *= s);
+        }
+        Ok(())
+    };
+    let failed = AtomicBool::new(false);
+    par_rows(&st.threads, &mut st.x, b, d, |t, row| {
+        if embed(t, row).is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+    });
+    if failed.load(Ordering::Relaxed) {
+        // Again on this thread, for the error.
+        for (t, row) in st.x.chunks_exact_mut(d).take(b).enumerate() {
+            embed(t, row)?;
         }
     }
 
@@ -411,14 +511,7 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         trace(st, "sa_out", il, b, d, &st.x);
 
         // Feed-forward.
-        for t in 0..b {
-            ops::rms_norm_to(
-                &mut st.xn[t * d..(t + 1) * d],
-                &st.x[t * d..(t + 1) * d],
-                &lw.ffn_norm,
-                eps,
-            );
-        }
+        norm_rows_to(&st.threads, &mut st.xn, &st.x, b, d, &lw.ffn_norm, eps);
         trace(st, "ffn_norm", il, b, d, &st.xn);
         let mut key = None;
         project(
@@ -431,7 +524,7 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
             &mut st.up,
             &st.threads,
         )?;
-        add_bias(&mut st.up, b, ff, lw.ffn_up_b.as_ref());
+        add_bias(&st.threads, &mut st.up, b, ff, lw.ffn_up_b.as_ref());
         project(
             &mut st.acts,
             &mut key,
@@ -442,19 +535,20 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
             &mut st.gate,
             &st.threads,
         )?;
-        add_bias(&mut st.gate, b, ff, lw.ffn_gate_b.as_ref());
+        add_bias(&st.threads, &mut st.gate, b, ff, lw.ffn_gate_b.as_ref());
         trace(st, "ffn_up", il, b, ff, &st.up);
         trace(st, "ffn_gate", il, b, ff, &st.gate);
-        let (g, u) = (&mut st.gate[..b * ff], &st.up[..b * ff]);
+        // Row by row (ggml's tail rule is per row), rows split across threads.
+        let u = &st.up[..b * ff];
+        let up = |t: usize| u.get(t * ff..(t + 1) * ff).unwrap_or(&[]);
         match c.arch.ffn_act {
-            FfnActivation::Silu => {
-                // Row by row (ggml's tail rule is per row), rows split across threads.
-                st.threads.for_rows(g, ff, |first, row| {
-                    let up = u.get(first..first + row.len()).unwrap_or(&[]);
-                    table.swiglu_row(row, up);
-                });
-            }
-            FfnActivation::GeluTanh => m.gelu.geglu(g, u),
+            FfnActivation::Silu => par_rows(&st.threads, &mut st.gate, b, ff, |t, row| {
+                table.swiglu_row(row, up(t))
+            }),
+            FfnActivation::GeluTanh => par_rows(&st.threads, &mut st.gate, b, ff, |t, row| {
+                m.gelu
+                    .geglu_with(|x, h| table.f32_to_f16_row(x, h), row, up(t))
+            }),
         }
         trace(st, "ffn_gate_par", il, b, ff, &st.gate);
         let mut key = None;
@@ -468,13 +562,12 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
             &mut st.proj,
             &st.threads,
         )?;
-        add_bias(&mut st.proj, b, d, lw.ffn_down_b.as_ref());
+        add_bias(&st.threads, &mut st.proj, b, d, lw.ffn_down_b.as_ref());
         trace(st, "ffn_out", il, b, d, &st.proj);
-        if let Some(pn) = &lw.post_ffn_norm {
-            norm_rows(&mut st.proj, b, d, pn, eps);
+        norm_add_rows(st, lw.post_ffn_norm.as_deref(), b, d, eps);
+        if lw.post_ffn_norm.is_some() {
             trace(st, "ffn_post_norm", il, b, d, &st.proj);
         }
-        ops::add(&mut st.x[..b * d], &st.proj[..b * d]);
         trace(st, "l_out", il, b, d, &st.x);
     }
 
@@ -489,14 +582,16 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         Out::All(l) => (0..b, l),
     };
     let n_out = rows.len();
-    for (i, r) in rows.enumerate() {
-        ops::rms_norm_to(
-            &mut st.xn[i * d..(i + 1) * d],
-            &st.x[r * d..(r + 1) * d],
-            &w.output_norm,
-            eps,
-        );
-    }
+    let x_rows = st.x.get(rows.start * d..).unwrap_or(&[]);
+    norm_rows_to(
+        &st.threads,
+        &mut st.xn,
+        x_rows,
+        n_out,
+        d,
+        &w.output_norm,
+        eps,
+    );
     trace(st, "result_norm", usize::MAX, n_out, d, &st.xn);
     let mut key = None;
     project(
@@ -509,12 +604,17 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         dst,
         &st.threads,
     )?;
-    add_bias(dst, n_out, c.n_vocab, w.output_b.as_ref());
+    add_bias(&st.threads, dst, n_out, c.n_vocab, w.output_b.as_ref());
     if let Some(cap) = c.final_logit_softcap {
+        // Element-wise, in pieces across the threads (a vocabulary of 262,144 values
+        // takes a millisecond on one thread).
         let inv = 1.0 / cap;
-        for v in dst.iter_mut() {
-            *v = ops::tanhf(*v * inv) * cap;
-        }
+        let piece = dst.len().div_ceil(4 * st.threads.count()).max(SOFTCAP_MIN);
+        st.threads.for_rows(dst, piece, |_, part| {
+            for v in part.iter_mut() {
+                *v = ops::tanhf(*v * inv) * cap;
+            }
+        });
     }
     st.n_past += b;
     Ok(())
@@ -535,14 +635,7 @@ fn attention_block(
     let (qd, kvd, hd) = (c.q_dim(), c.kv_dim(), c.head_dim);
     let eps = c.rms_eps;
 
-    for t in 0..b {
-        ops::rms_norm_to(
-            &mut st.xn[t * d..(t + 1) * d],
-            &st.x[t * d..(t + 1) * d],
-            &lw.attn_norm,
-            eps,
-        );
-    }
+    norm_rows_to(&st.threads, &mut st.xn, &st.x, b, d, &lw.attn_norm, eps);
     trace(st, "attn_norm", il, b, d, &st.xn);
     let mut key = None;
     project(
@@ -575,75 +668,182 @@ fn attention_block(
         &mut st.v,
         &st.threads,
     )?;
-    add_bias(&mut st.q, b, qd, lw.bq.as_ref());
-    add_bias(&mut st.k, b, kvd, lw.bk.as_ref());
-    add_bias(&mut st.v, b, kvd, lw.bv.as_ref());
+    add_bias(&st.threads, &mut st.q, b, qd, lw.bq.as_ref());
+    add_bias(&st.threads, &mut st.k, b, kvd, lw.bk.as_ref());
+    add_bias(&st.threads, &mut st.v, b, kvd, lw.bv.as_ref());
 
     trace(st, "Vcur", il, b, kvd, &st.v);
     trace(st, "Qmm", il, b, qd, &st.q);
     trace(st, "Kmm", il, b, kvd, &st.k);
     // QK-norm (per head, before RoPE).
     if let Some(qn) = &lw.q_norm {
-        norm_rows(&mut st.q, b * c.n_head, hd, qn, eps);
+        norm_rows(&st.threads, &mut st.q, b * c.n_head, hd, qn, eps);
         trace(st, "Qcur_normed", il, b, qd, &st.q);
     }
     if let Some(kn) = &lw.k_norm {
-        norm_rows(&mut st.k, b * c.n_head_kv, hd, kn, eps);
+        norm_rows(&st.threads, &mut st.k, b * c.n_head_kv, hd, kn, eps);
         trace(st, "Kcur_normed", il, b, kvd, &st.k);
     }
 
-    // RoPE, then Gemma's query scale, then into the cache.
+    // RoPE, then Gemma's query scale, then into the cache; tokens split across threads.
     let (base, scale) = c.rope_params(il);
     let neox = c.arch.rope == RopeStyle::Neox;
     let freqs = m.weights.rope_freqs.as_deref();
-    for t in 0..b {
-        let pos = n_past + t;
-        ops::rope_cache(&mut st.rope, pos, c.n_rot, base, scale, freqs);
-        for head in st.q[t * qd..(t + 1) * qd].chunks_exact_mut(hd) {
-            ops::rope_head(head, &st.rope, neox);
+    let nr = c.n_rot / 2;
+    // The angles of the batch's positions, `[b][n_rot/2]`, computed once per call for
+    // each set of RoPE parameters (Gemma's local and global layers have two).
+    let params = (base.to_bits(), scale.to_bits());
+    if nr > 0 && st.rope_for != Some(params) {
+        let per = rows_per_task(&st.threads, b);
+        let rope = st.rope.get_mut(..b * nr).unwrap_or(&mut []);
+        st.threads.for_chunks(rope, per * nr, |first, piece| {
+            for (i, cs) in piece.chunks_exact_mut(nr).enumerate() {
+                let pos = n_past + first / nr + i;
+                ops::rope_cache(cs, pos, c.n_rot, base, scale, freqs);
+            }
+        });
+        st.rope_for = Some(params);
+    }
+    // The query scale goes with RoPE unless the probe wants the queries before it.
+    let q_scale = c.q_scale.filter(|_| st.trace.is_none());
+    let per = rows_per_task(&st.threads, b);
+    let rope = &st.rope;
+    st.threads.for_chunks2(
+        b.div_ceil(per),
+        (st.q.get_mut(..b * qd).unwrap_or(&mut []), per * qd),
+        (st.k.get_mut(..b * kvd).unwrap_or(&mut []), per * kvd),
+        |task, q, k| {
+            let rows = q.chunks_exact_mut(qd).zip(k.chunks_exact_mut(kvd));
+            for (i, (q, k)) in rows.enumerate() {
+                let t = task * per + i;
+                let cs = rope.get(t * nr..(t + 1) * nr).unwrap_or(&[]);
+                for head in q.chunks_exact_mut(hd) {
+                    ops::rope_head(head, cs, neox);
+                }
+                for head in k.chunks_exact_mut(hd) {
+                    ops::rope_head(head, cs, neox);
+                }
+                if let Some(s) = q_scale {
+                    q.iter_mut().for_each(|v| *v *= s);
+                }
+            }
+        },
+    );
+    // Into the cache: positions n_past.. of the layer are one run of rows.
+    let (from, to) = (st.kv.row(il, n_past), st.kv.row(il, n_past + b));
+    let (k_rows, v_rows) = (&st.k[..b * kvd], &st.v[..b * kvd]);
+    let n_tasks = b.div_ceil(per);
+    fn rows_from(rows: &[f32], at: usize) -> &[f32] {
+        rows.get(at..).unwrap_or(&[])
+    }
+    let src = |rows, task: usize| rows_from(rows, task * per * kvd);
+    match (&mut st.kv.k, &mut st.kv.v) {
+        (KvStore::F16(kc), KvStore::F16(vc)) => st.threads.for_chunks2(
+            n_tasks,
+            (
+                kc.get_mut(2 * from..2 * to).unwrap_or(&mut []),
+                2 * per * kvd,
+            ),
+            (
+                vc.get_mut(2 * from..2 * to).unwrap_or(&mut []),
+                2 * per * kvd,
+            ),
+            |task, kd, vd| {
+                kops::f32_to_f16_row(src(k_rows, task), kd);
+                kops::f32_to_f16_row(src(v_rows, task), vd);
+            },
+        ),
+        (KvStore::F32(kc), KvStore::F32(vc)) => st.threads.for_chunks2(
+            n_tasks,
+            (kc.get_mut(from..to).unwrap_or(&mut []), per * kvd),
+            (vc.get_mut(from..to).unwrap_or(&mut []), per * kvd),
+            |task, kd, vd| {
+                for (d, s) in kd.iter_mut().zip(src(k_rows, task)) {
+                    *d = *s;
+                }
+                for (d, s) in vd.iter_mut().zip(src(v_rows, task)) {
+                    *d = *s;
+                }
+            },
+        ),
+        (k, v) => {
+            for t in 0..b {
+                let at = from + t * kvd;
+                k.store(at, &k_rows[t * kvd..(t + 1) * kvd]);
+                v.store(at, &v_rows[t * kvd..(t + 1) * kvd]);
+            }
         }
-        for head in st.k[t * kvd..(t + 1) * kvd].chunks_exact_mut(hd) {
-            ops::rope_head(head, &st.rope, neox);
-        }
-        let at = st.kv.row(il, pos);
-        st.kv.k.store(at, &st.k[t * kvd..(t + 1) * kvd]);
-        st.kv.v.store(at, &st.v[t * kvd..(t + 1) * kvd]);
     }
 
     trace(st, "Qcur", il, b, qd, &st.q);
     trace(st, "Kcur", il, b, kvd, &st.k);
-    // Gemma's query scale, after RoPE (llama.cpp's `ggml_scale` of Qcur).
-    if let Some(s) = c.q_scale {
-        st.q[..b * qd].iter_mut().for_each(|v| *v *= s);
+    // Gemma's query scale, after RoPE (llama.cpp's `ggml_scale` of Qcur), here if the
+    // probe kept it apart.
+    if let (Some(s), true) = (c.q_scale, q_scale.is_none()) {
+        par_rows(&st.threads, &mut st.q, b, qd, |_, row| {
+            row.iter_mut().for_each(|v| *v *= s)
+        });
     }
 
-    // Causal attention, one token at a time, heads in parallel. With an f16 cache the
-    // keys and values of the whole span the batch attends to are converted to f32 once
-    // per layer call (not once per query position and head).
+    // Causal attention. With an f16 cache the keys and values of the whole span the
+    // batch attends to are converted to f32 once per layer call (not once per query
+    // position and head).
     let window = if c.is_swa(il) { c.sliding_window } else { None };
     let span_lo = window.map_or(0, |w| (n_past + 1).saturating_sub(w));
     let span_hi = n_past + b; // exclusive
     let (from, to) = (st.kv.row(il, span_lo), st.kv.row(il, span_hi));
-    for (store, buf) in [(&st.kv.k, &mut st.kf), (&st.kv.v, &mut st.vf)] {
-        if let KvStore::F16(bytes) = store {
-            let src = bytes.get(2 * from..2 * to).unwrap_or(&[]);
-            let dst = buf.get_mut(..to - from).unwrap_or(&mut []);
-            st.threads.for_rows(dst, kvd * 64, |start, piece| {
-                let s = src.get(2 * start..2 * (start + piece.len())).unwrap_or(&[]);
-                kops::f16_to_f32_row(s, piece);
-            });
-        }
+    if let (KvStore::F16(kc), KvStore::F16(vc)) = (&st.kv.k, &st.kv.v) {
+        let (ks, vs) = (
+            kc.get(2 * from..2 * to).unwrap_or(&[]),
+            vc.get(2 * from..2 * to).unwrap_or(&[]),
+        );
+        let (kd, vd) = (
+            st.kf.get_mut(..to - from).unwrap_or(&mut []),
+            st.vf.get_mut(..to - from).unwrap_or(&mut []),
+        );
+        let piece = kvd * 64;
+        st.threads.for_chunks2(
+            (to - from).div_ceil(piece.max(1)),
+            (kd, piece),
+            (vd, piece),
+            |task, kd, vd| {
+                let at = 2 * task * piece;
+                let len = 2 * kd.len();
+                kops::f16_to_f32_row(ks.get(at..at + len).unwrap_or(&[]), kd);
+                kops::f16_to_f32_row(vs.get(at..at + len).unwrap_or(&[]), vd);
+            },
+        );
     }
-    let chunk = ws_chunk(hd, st.kv.n_ctx).unwrap_or(0);
-    for t in 0..b {
-        let pos = n_past + t;
-        let q_tok = &st.q[t * qd..(t + 1) * qd];
+    if b > 1 {
+        // One parallel section for the batch: tasks of consecutive queries.
+        let span = Span {
+            il,
+            pos: n_past,
+            window,
+            span_lo,
+        };
+        let att = st.att.get_mut(..b * qd).unwrap_or(&mut []);
+        attend_batch(
+            c,
+            &st.kv,
+            (&st.kf, &st.vf),
+            span,
+            &st.q[..b * qd],
+            att,
+            &mut st.ws,
+            &st.threads,
+            table,
+        );
+    } else {
+        // One token: its heads in parallel.
+        let chunk = ws_chunk(hd, st.kv.n_ctx).unwrap_or(0);
+        let q_tok = &st.q[..qd];
         if let KvStore::F16(_) = st.kv.k {
             kops::f32_to_f16_row(q_tok, &mut st.q16);
         }
         let span = Span {
             il,
-            pos,
+            pos: n_past,
             window,
             span_lo,
         };
@@ -657,12 +857,8 @@ fn attention_block(
             &mut st.ws,
             &st.threads,
             table,
-            b > 1,
         );
-        for (h, dst) in st.att[t * qd..(t + 1) * qd]
-            .chunks_exact_mut(hd)
-            .enumerate()
-        {
+        for (h, dst) in st.att[..qd].chunks_exact_mut(hd).enumerate() {
             dst.copy_from_slice(&st.ws[h * chunk..h * chunk + hd]);
         }
     }
@@ -679,13 +875,12 @@ fn attention_block(
         &mut st.proj,
         &st.threads,
     )?;
-    add_bias(&mut st.proj, b, d, lw.bo.as_ref());
+    add_bias(&st.threads, &mut st.proj, b, d, lw.bo.as_ref());
     trace(st, "attn_out", il, b, d, &st.proj);
-    if let Some(pn) = &lw.post_attn_norm {
-        norm_rows(&mut st.proj, b, d, pn, eps);
+    norm_add_rows(st, lw.post_attn_norm.as_deref(), b, d, eps);
+    if lw.post_attn_norm.is_some() {
         trace(st, "attn_post_norm", il, b, d, &st.proj);
     }
-    ops::add(&mut st.x[..b * d], &st.proj[..b * d]);
     Ok(())
 }
 
@@ -713,9 +908,9 @@ pub(crate) fn ws_chunk(hd: usize, n_ctx: usize) -> Option<usize> {
 /// without flash attention: `K·Q` with Q rounded to the cache type, the scaled scores,
 /// a softmax with ggml's vectorised `expf` summed in chunks of 16 (aligned on cache
 /// positions) into an f64, the probabilities rounded to the cache type, and `KQ·V` as
-/// one dot product per output value over the cache positions. A batch (`batch`) sums
-/// the dot products in 16 lanes, one token in 64, as llama.cpp's two code paths do
-/// (the kernels are in [`crate::kernels::attn`]). `kvf` holds the span's keys and
+/// one dot product per output value over the cache positions, summed in 64 lanes as
+/// llama.cpp does for one token ([`attend_batch`] for a batch; the kernels are in
+/// [`crate::kernels::attn`]). `kvf` holds the span's keys and
 /// values as f32 (f16 cache only). Head `h` writes its output to
 /// `ws[h·chunk .. h·chunk + hd]`.
 #[allow(clippy::too_many_arguments)]
@@ -729,7 +924,6 @@ fn attend(
     ws: &mut [f32],
     threads: &Threads,
     table: &Kernels,
-    batch: bool,
 ) {
     use crate::kernels::attn::{AttnShape, Lanes};
     let Span {
@@ -749,7 +943,7 @@ fn attend(
     };
     let kq_scale = c.kq_scale;
     let f16_cache = matches!(kv.v, KvStore::F16(_));
-    let lanes = if batch { Lanes::L16 } else { Lanes::L64 };
+    let lanes = Lanes::L64;
     // Tasks of whole heads, about one per thread: the heads of a task that share a KV
     // head go through the kernel together (each key and value row is read once for
     // them). Any split gives the same result.
@@ -799,6 +993,108 @@ fn attend(
             j0 = j1;
         }
     });
+}
+
+/// Attention of the `b` queries of a batch (positions `span.pos ..`, the rows of `q`)
+/// into `att`, as [`attend`] does for each (the same kernel, with the dot products
+/// summed in 16 lanes as llama.cpp does for a batch). One parallel section: tasks of
+/// consecutive queries, the costliest (latest, attending to the most keys) first, each
+/// running all its heads, the heads that share a KV head through the kernel together.
+/// A task holds one slot of `ws` (`group` scratch blocks, [`ws_batch`]) while it runs.
+/// Each (query, head) is computed alone, so any split gives the same bits.
+#[allow(clippy::too_many_arguments)]
+fn attend_batch(
+    c: &ModelConfig,
+    kv: &KvCache,
+    kvf: (&[f32], &[f32]),
+    span: Span,
+    q: &[f32],
+    att: &mut [f32],
+    ws: &mut [f32],
+    threads: &Threads,
+    table: &Kernels,
+) {
+    use crate::kernels::attn::{AttnShape, Lanes};
+    let Span {
+        il,
+        pos: pos0,
+        window,
+        span_lo,
+    } = span;
+    let (hd, qd, kvd) = (c.head_dim, c.q_dim(), c.kv_dim());
+    let n_ctx = kv.n_ctx;
+    let (Some(chunk), Some(group)) = (
+        ws_chunk(hd, n_ctx).filter(|&c| c > 0),
+        c.n_head.checked_div(c.n_head_kv),
+    ) else {
+        return;
+    };
+    if qd == 0 || group == 0 {
+        return;
+    }
+    let f16_cache = matches!(kv.v, KvStore::F16(_));
+    let b = att.len() / qd;
+    // About sixteen tasks per thread: claimed costliest first, they even out the causal
+    // work (the last query attends to b times as many keys as the first).
+    let per = b.div_ceil(16 * threads.count()).max(1);
+    threads.for_chunks_scratch(att, per * qd, (ws, group * chunk), |first, out, slot| {
+        let t0 = first / qd;
+        for (i, out) in out.chunks_exact_mut(qd).enumerate() {
+            let t = t0 + i;
+            let pos = pos0 + t;
+            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let Some(q_tok) = q.get(t * qd..(t + 1) * qd) else {
+                return;
+            };
+            for kvh in 0..c.n_head_kv {
+                let h0 = kvh * group;
+                // Each head's query as f32 into its block; with an f16 cache rounded to
+                // f16 first (through the block's lane area), as for one token.
+                for (j, blk) in slot.chunks_exact_mut(chunk).enumerate() {
+                    let h = h0 + j;
+                    let src = q_tok.get(h * hd..(h + 1) * hd).unwrap_or(&[]);
+                    let Some((head, rest)) = blk.split_at_mut_checked(2 * hd) else {
+                        return;
+                    };
+                    let dst = head.get_mut(hd..).unwrap_or(&mut []);
+                    if let KvStore::F16(_) = kv.k {
+                        let tmp: &mut [u8] =
+                            bytemuck::cast_slice_mut(rest.get_mut(..hd).unwrap_or(&mut []));
+                        table.f32_to_f16_row(src, tmp);
+                        table.f16_to_f32_row(tmp.get(..2 * hd).unwrap_or(&[]), dst);
+                    } else {
+                        dst.copy_from_slice(src);
+                    }
+                }
+                let at_conv = (lo - span_lo) * kvd + kvh * hd;
+                let at_cache = kv.row(il, lo) + kvh * hd;
+                let shape = AttnShape {
+                    heads: group,
+                    hd,
+                    n_ctx,
+                    n_keys: pos + 1 - lo,
+                    first: lo,
+                    stride: kvd,
+                    lanes: Lanes::L16,
+                    exact: f16_cache,
+                    scale: c.kq_scale,
+                };
+                let k = head_rows(&kv.k, kvf.0, at_conv, at_cache);
+                let v = head_rows(&kv.v, kvf.1, at_conv, at_cache);
+                table.attn_heads(&shape, k, v, slot);
+                let dst = out.get_mut(h0 * hd..(h0 + group) * hd).unwrap_or(&mut []);
+                for (d, blk) in dst.chunks_exact_mut(hd).zip(slot.chunks_exact(chunk)) {
+                    d.copy_from_slice(blk.get(..hd).unwrap_or(&[]));
+                }
+            }
+        }
+    });
+}
+
+/// Values of one slot of [`attend_batch`]'s scratch: a scratch block for each query head
+/// of a KV head.
+pub(crate) fn ws_batch(c: &ModelConfig, n_ctx: usize) -> Option<usize> {
+    ws_chunk(c.head_dim, n_ctx)?.checked_mul(c.n_head.checked_div(c.n_head_kv)?)
 }
 
 /// A head's first cached row, and all after it: from `conv` (the span converted to f32)

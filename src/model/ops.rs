@@ -169,7 +169,8 @@ impl GeluTable {
     }
 
     /// ggml's `ggml_vec_geglu_f32`: 0 below −10, `x` above 10, the table in between
-    /// (the input rounded to f16).
+    /// (the input rounded to f16). The reference for [`GeluTable::geglu_with`].
+    #[cfg(test)]
     #[inline]
     pub fn gelu(&self, x: f32) -> f32 {
         if x <= -10.0 {
@@ -182,10 +183,34 @@ impl GeluTable {
         }
     }
 
-    /// `gate ← gelu(gate) · up` (ggml `geglu_split`).
+    /// `gate ← gelu(gate) · up` (ggml `geglu_split`), one value at a time: the reference
+    /// for [`GeluTable::geglu_with`].
+    #[cfg(test)]
     pub fn geglu(&self, gate: &mut [f32], up: &[f32]) {
         for (g, &u) in gate.iter_mut().zip(up) {
             *g = if *g <= -10.0 { 0.0 } else { self.gelu(*g) * u };
+        }
+    }
+
+    /// [`GeluTable::geglu`] with the inputs rounded to f16 by `to_f16` (the kernel
+    /// table's row conversion, 64 values at a time) instead of one at a time: the same
+    /// table entries, so the same results (a NaN input gives a NaN either way).
+    pub fn geglu_with(&self, to_f16: impl Fn(&[f32], &mut [u8]), gate: &mut [f32], up: &[f32]) {
+        const N: usize = 64;
+        let mut bits = [0u8; 2 * N];
+        for (g, u) in gate.chunks_mut(N).zip(up.chunks(N)) {
+            to_f16(g, &mut bits);
+            for ((g, &u), h) in g.iter_mut().zip(u).zip(bits.chunks_exact(2)) {
+                let x = *g;
+                *g = if x <= -10.0 {
+                    0.0
+                } else if x >= 10.0 {
+                    x * u
+                } else {
+                    let i = usize::from(u16::from_le_bytes([h[0], h[1]]));
+                    self.0.get(i).copied().unwrap_or(0.0) * u
+                };
+            }
         }
     }
 }
@@ -256,5 +281,16 @@ mod tests {
         }
         assert_eq!(t.gelu(-10.0), 0.0);
         assert_eq!(t.gelu(12.0), 12.0);
+    }
+
+    #[test]
+    fn geglu_with_row_conversion_gives_the_same_bits() {
+        let t = GeluTable::new();
+        let g: Vec<f32> = (0..301).map(|i| (i as f32 - 150.0) * 0.0731).collect();
+        let u: Vec<f32> = (0..301).map(|i| 1.0 + i as f32 * 0.01).collect();
+        let (mut a, mut b) = (g.clone(), g.clone());
+        t.geglu(&mut a, &u);
+        t.geglu_with(crate::kernels::ops::f32_to_f16_row, &mut b, &u);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
     }
 }

@@ -34,12 +34,13 @@ pub(crate) struct StateSizes {
     pub(crate) ff: usize,
     /// Bytes of one token's queries as f16: `q_dim · 2`.
     pub(crate) q16_bytes: usize,
-    /// Per-head attention scratch `[n_head][ws_chunk(head_dim, n_ctx)]`.
+    /// Attention scratch: the larger of `[n_head][ws_chunk(head_dim, n_ctx)]` (one
+    /// token) and, for batches, `[threads][ws_batch]` (a slot per thread).
     pub(crate) ws: usize,
     /// Cached keys of one layer as f32 `[n_ctx][kv_dim]` (f16 cache only, else 0); as
     /// many for the values.
     pub(crate) vf: usize,
-    /// RoPE `(cos, sin)` pairs of one position: `n_rot / 2`.
+    /// RoPE `(cos, sin)` pairs of a batch's positions: `batch · n_rot / 2`.
     pub(crate) rope: usize,
 }
 
@@ -90,6 +91,20 @@ impl StateSizes {
             super::forward::ws_chunk(c.head_dim, o.n_ctx).ok_or(ModelError::SessionSize {
                 what: "attention scratch",
             })?;
+        // A batch's attention runs one task per thread at a time, each in its own slot.
+        let ws_batch = if b > 1 {
+            let slot = super::forward::ws_batch(c, o.n_ctx).ok_or(ModelError::SessionSize {
+                what: "attention scratch",
+            })?;
+            let threads = if cfg!(feature = "parallel") {
+                o.threads.max(1)
+            } else {
+                1
+            };
+            mul(threads, slot, "attention scratch")?
+        } else {
+            0
+        };
         let s = StateSizes {
             batch: b,
             kv_values,
@@ -100,12 +115,12 @@ impl StateSizes {
             kv_batch: mul(b, kv_dim, "scratch buffer")?,
             ff: mul(b, c.n_ff, "scratch buffer")?,
             q16_bytes: mul(q_dim, 2, "scratch buffer")?,
-            ws: mul(c.n_head, ws_row, "attention scratch")?,
+            ws: mul(c.n_head, ws_row, "attention scratch")?.max(ws_batch),
             vf: match o.kv_type {
                 KvType::F16 => mul(o.n_ctx, kv_dim, "attention scratch")?,
                 KvType::F32 => 0,
             },
-            rope: c.n_rot / 2,
+            rope: mul(b, c.n_rot / 2, "scratch buffer")?,
         };
         // Every buffer's byte size must fit a Vec, and so must their sum.
         s.kv_bytes()?;
