@@ -14,9 +14,9 @@
 
 use core::arch::x86_64::*;
 
-use super::tiles;
+use super::{rows, tiles};
 use crate::kernels::scalar::{self, blk, k_term};
-use crate::kernels::table::{BatchRule, GemmFn, Kernels, TypeKernels};
+use crate::kernels::table::{BatchRule, DotRowsFn, GemmFn, Kernels, TypeKernels};
 use crate::kernels::{reduce32, reduce8, KernelLevel};
 use crate::quant::{
     BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K,
@@ -32,6 +32,7 @@ pub(super) static TABLE: Kernels = table(
         tiles::gemm_q8_0,
         tiles::gemm_iq4_nl,
     ],
+    [rows_q4_0, rows_q5_0, rows_q8_0, rows_iq4_nl],
 );
 
 /// The AVX-VNNI table: the AVX2 one with the VNNI prefill tiles.
@@ -42,6 +43,12 @@ pub(super) static TABLE_VNNI: Kernels = table(
         tiles::gemm_q5_0_vnni,
         tiles::gemm_q8_0_vnni,
         tiles::gemm_iq4_nl_vnni,
+    ],
+    [
+        rows::rows_q4_0_vnni,
+        rows::rows_q5_0_vnni,
+        rows::rows_q8_0_vnni,
+        rows::rows_iq4_nl_vnni,
     ],
 );
 
@@ -54,22 +61,29 @@ pub(super) static TABLE_ZMM: Kernels = table(
         tiles::gemm_q8_0_zmm,
         tiles::gemm_iq4_nl_zmm,
     ],
+    [
+        rows::rows_q4_0_zmm,
+        rows::rows_q5_0_zmm,
+        rows::rows_q8_0_zmm,
+        rows::rows_iq4_nl_zmm,
+    ],
 );
 
-/// The AVX2 kernels with the prefill tiles `gemm` of Q4_0, Q5_0, Q8_0 and IQ4_NL.
-const fn table(level: KernelLevel, gemm: [GemmFn; 4]) -> Kernels {
+/// The AVX2 kernels with the prefill tiles `gemm` and the decode entries `rows` of Q4_0,
+/// Q5_0, Q8_0 and IQ4_NL.
+const fn table(level: KernelLevel, gemm: [GemmFn; 4], rows: [DotRowsFn; 4]) -> Kernels {
     Kernels {
         level,
         q4_0: TypeKernels::single(dot_q4_0)
-            .with_rows(rows_q4_0)
+            .with_rows(rows[0])
             .with_gemm(gemm[0]),
         q4_1: TypeKernels::tiled(dot_q4_1, dot4_q4_1).with_rows(rows_q4_1),
         q5_0: TypeKernels::single(dot_q5_0)
-            .with_rows(rows_q5_0)
+            .with_rows(rows[1])
             .with_gemm(gemm[1]),
         q5_1: TypeKernels::tiled(dot_q5_1, dot4_q5_1).with_rows(rows_q5_1),
         q8_0: TypeKernels::single(dot_q8_0)
-            .with_rows(rows_q8_0)
+            .with_rows(rows[2])
             .with_gemm(gemm[2]),
         q2_k: TypeKernels::single(dot_q2_k),
         q3_k: TypeKernels::single(dot_q3_k),
@@ -79,7 +93,7 @@ const fn table(level: KernelLevel, gemm: [GemmFn; 4]) -> Kernels {
         q6_k: TypeKernels::tiled(dot_q6_k, dot4_q6_k)
             .with_batch(dot4_q6_k_batch, BatchRule::AllFrom8),
         iq4_nl: TypeKernels::single(dot_iq4_nl)
-            .with_rows(rows_iq4_nl)
+            .with_rows(rows[3])
             .with_gemm(gemm[3]),
         iq4_xs: TypeKernels::single(dot_iq4_xs),
         f32: TypeKernels::single(dot_f32),
@@ -144,7 +158,7 @@ const PREFETCH_AHEAD: usize = 2048;
 /// Prefetch the cache lines `PREFETCH_AHEAD` bytes past `v` (usually the next row of
 /// the matrix: rows are contiguous).
 #[inline(always)]
-fn prefetch_ahead<T>(v: *const T) {
+pub(super) fn prefetch_ahead<T>(v: *const T) {
     if PREFETCH_AHEAD == 0 {
         return;
     }
@@ -380,7 +394,7 @@ macro_rules! dot32 {
         /// the single dot, with the vector's block scales converted once for all rows
         /// and no call per row.
         #[target_feature(enable = "avx2,fma,f16c")]
-        fn $rows(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
+        pub(super) fn $rows(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
             let ys = blk::<$Y>(y);
             let nb = n / 32;
             let wrow = nb * core::mem::size_of::<$X>();

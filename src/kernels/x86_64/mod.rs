@@ -5,6 +5,7 @@ use super::table::Kernels;
 
 mod attn;
 mod avx2;
+mod rows;
 mod tiles;
 
 /// Proof that the CPU supports AVX2, FMA and F16C: only [`Avx2::detect`] makes one.
