@@ -22,13 +22,20 @@ use crate::kernels::reduce8;
 use crate::kernels::scalar::blk;
 use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ8_0, KVALUES_IQ4NL};
 
-/// The most blocks per row these entries take (4096 values: every matrix of the
-/// models in view but the down projections of the K-quant files, which are not 32-value
-/// blocks); longer rows go to the AVX2 entry.
-const MAX_BLOCKS: usize = 128;
+/// The most blocks per row these entries take (2048 values: every 32-value-block
+/// matrix of the models in view; the per-call tables stay small); longer rows go to
+/// the AVX2 entry.
+const MAX_BLOCKS: usize = 64;
 
 /// Rows computed together.
 const ROWS: usize = 4;
+
+/// Elements `g..g + 8` of `s` as an array (no closure: closures inside the
+/// target-feature entries are not inlined into the generic `Option` helpers).
+#[inline(always)]
+fn group8<T>(s: &[T], g: usize) -> Option<&[T; 8]> {
+    s.get(g..g + 8)?.try_into().ok()
+}
 
 /// The lanes `−B·Σ4 y` of one activation block (`b` = B as bytes), with `maddubs`
 /// (|B·y·2| ≤ 128·127·2: no saturation) and a `madd` by −1.
@@ -133,7 +140,7 @@ macro_rules! rows32 {
             let mut corr = [_mm256_setzero_si256(); MAX_BLOCKS];
             let mut g = 0;
             while g + 8 <= nb {
-                let yg = ys.get(g..g + 8).and_then(|s| <&[BlockQ8_0; 8]>::try_from(s).ok());
+                let yg = group8(ys, g);
                 if let (Some(yg), Some(d)) = (yg, dy.get_mut(g..g + 8)) {
                     // SAFETY: `d` has room for 8 f32; `storeu` has no alignment requirement.
                     unsafe { _mm256_storeu_ps(d.as_mut_ptr(), d_x8(yg)) };
@@ -157,8 +164,11 @@ macro_rules! rows32 {
             for (q, o) in (&mut quads).enumerate() {
                 let r = q * ROWS;
                 let xs = blk::<$X>(x.get(r * wrow..(r + ROWS) * wrow).unwrap_or(&[]));
-                let xs: [&[$X]; ROWS] =
-                    core::array::from_fn(|j| xs.get(j * nb..(j + 1) * nb).unwrap_or(&[]));
+                let mut rows: [&[$X]; ROWS] = [&[]; ROWS];
+                for (j, d) in rows.iter_mut().enumerate() {
+                    *d = xs.get(j * nb..(j + 1) * nb).unwrap_or(&[]);
+                }
+                let xs = rows;
                 let res = rows_n::<ROWS>(&xs, ys, dy, corr, whole);
                 o.copy_from_slice(&res);
             }
@@ -179,28 +189,28 @@ macro_rules! rows32 {
             ) -> [f32; R] {
                 let nb = dy.len();
                 let mut res = [0.0f32; R];
-                if xs.iter().any(|x| x.len() != nb) || ys.len() != nb || corr.len() != nb {
+                if ys.len() != nb || corr.len() != nb {
                     return res;
+                }
+                for x in xs {
+                    if x.len() != nb {
+                        return res;
+                    }
                 }
                 let mut acc = [_mm256_setzero_ps(); R];
                 let mut g = 0;
                 while g + 8 <= whole {
-                    let yg = ys.get(g..g + 8).and_then(|s| <&[BlockQ8_0; 8]>::try_from(s).ok());
-                    let dyg = dy.get(g..g + 8).and_then(|s| <&[f32; 8]>::try_from(s).ok());
-                    let cg = corr.get(g..g + 8).and_then(|s| <&[__m256i; 8]>::try_from(s).ok());
+                    let yg = group8(ys, g);
+                    let dyg = group8(dy, g);
+                    let cg = group8(corr, g);
                     let (Some(yg), Some(dyg), Some(cg)) = (yg, dyg, cg) else {
                         break;
                     };
-                    let group = |j: usize| {
-                        xs.get(j)
-                            .and_then(|x| x.get(g..g + 8))
-                            .and_then(|s| <&[$X; 8]>::try_from(s).ok())
-                    };
-                    let Some(first) = group(0) else { return res };
+                    let Some(first) = group8(xs[0], g) else { return res };
                     let mut xgs: [&[$X; 8]; R] = [first; R];
                     let mut dd = [[0.0f32; 8]; R];
                     for j in 0..R {
-                        let Some(xg) = group(j) else { return res };
+                        let Some(xg) = group8(xs[j], g) else { return res };
                         super::avx2::prefetch_ahead(xg);
                         xgs[j] = xg;
                         // SAFETY: `dyg` and `dd[j]` hold 8 f32; `loadu`/`storeu` have no
