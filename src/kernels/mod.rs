@@ -76,7 +76,7 @@ pub mod aarch64;
 
 pub use acts::Acts;
 pub use level::{available, best_level, cpu_features, select};
-pub use table::{kernels, Kernels};
+pub use table::{kernels, Kernels, MULTI_MAX};
 pub use threads::Threads;
 
 /// A SIMD level, from the portable scalar code up.

@@ -582,6 +582,135 @@ impl Kernels {
     }
 }
 
+/// The most matrices [`Kernels::matvec_multi`] takes in one call.
+pub const MULTI_MAX: usize = 3;
+
+impl Kernels {
+    /// Several matrices against the same vectors in one parallel section: `outs[i] =
+    /// ws[i] · x`, each exactly as [`Kernels::matmul`] computes it (same results, any
+    /// thread count). For one vector (the decode matvec) the row chunks of all matrices
+    /// are handed out as the tasks of one job, which saves the pool's hand-off and the
+    /// wait for the slowest thread per matrix; batches go through `matmul` one matrix
+    /// after the other. At most [`MULTI_MAX`] matrices (one output slice each), all
+    /// with the activation type of `x`.
+    pub fn matvec_multi(
+        &self,
+        ws: &[Weight<'_>],
+        x: &Acts,
+        outs: &mut [&mut [f32]],
+        threads: &Threads,
+    ) -> Result<(), KernelError> {
+        let n = ws.len();
+        check_len("outputs of one multi-matvec", n, outs.len())?;
+        if n > MULTI_MAX {
+            return Err(KernelError::Length {
+                what: "matrices of one multi-matvec",
+                expected: MULTI_MAX,
+                got: n,
+            });
+        }
+        let fused = x.n_vecs() == 1 && threads.count() > 1;
+        if !fused {
+            for (w, out) in ws.iter().zip(outs.iter_mut()) {
+                self.matmul(w, x, out, threads)?;
+            }
+            return Ok(());
+        }
+        // The checks of `matmul`, per matrix; then each matrix's chunks as tasks.
+        let mut plan = [Part::EMPTY; MULTI_MAX];
+        let mut n_tasks = 0usize;
+        for ((w, out), p) in ws.iter().zip(outs.iter_mut()).zip(plan.iter_mut()) {
+            let (k, at) = self.checked(w.ty)?;
+            if x.ty() != at {
+                return Err(KernelError::ActType {
+                    weight: w.ty,
+                    expected: at,
+                    got: x.ty(),
+                });
+            }
+            check_len("activation columns", w.cols, x.cols())?;
+            let wrow = row_bytes(w.ty, w.cols)?;
+            let wbytes = wrow.checked_mul(w.rows).ok_or(KernelError::Overflow {
+                what: "weight bytes",
+            })?;
+            check_len("weight bytes", wbytes, w.data.len())?;
+            check_len("output length", w.rows, out.len())?;
+            let chunk = w.rows.div_ceil(threads.count() * 8).max(4);
+            let tasks = w.rows.div_ceil(chunk);
+            *p = Part {
+                k: Some(k),
+                data: w.data,
+                cols: w.cols,
+                wrow,
+                chunk,
+                first_task: n_tasks,
+                end_task: n_tasks + tasks,
+                out: SharedOut::new(out),
+            };
+            n_tasks += tasks;
+        }
+        let acts = x.bytes();
+        let plan = &plan[..n];
+        threads.for_tasks(n_tasks, |task| {
+            let Some(p) = plan.iter().find(|p| task < p.end_task) else {
+                return;
+            };
+            let Some(k) = p.k else { return };
+            let first = (task - p.first_task) * p.chunk;
+            let end = (first + p.chunk).min(p.out.len);
+            let n = p.cols;
+            // SAFETY: tasks own disjoint row ranges of their matrix (task indices are
+            // claimed once), so no two live pieces overlap; see `SharedOut::piece`.
+            let Some(piece) = (unsafe { p.out.piece(first, end) }) else {
+                return;
+            };
+            let xs = p.data.get(first * p.wrow..end * p.wrow).unwrap_or(&[]);
+            if let Some(dot_rows) = k.dot_rows {
+                // SAFETY: level supported (type invariant); `xs` holds `piece.len()`
+                // whole rows of `n` values (rows·wrow bytes checked above, end ≤ rows)
+                // and `acts` one vector of the partner type.
+                unsafe { dot_rows(xs, acts, n, piece) };
+                return;
+            }
+            for (o, xr) in piece.iter_mut().zip(xs.chunks_exact(p.wrow)) {
+                // SAFETY: level supported (type invariant); `xr` is a whole row of `n`
+                // values and `acts` one vector of `n` values of the partner type.
+                *o = unsafe { (k.dot)(xr, acts, n) };
+            }
+        });
+        Ok(())
+    }
+}
+
+/// One matrix of [`Kernels::matvec_multi`]: its kernels, bytes, row chunks and tasks.
+struct Part<'a> {
+    k: Option<&'a TypeKernels>,
+    data: &'a [u8],
+    cols: usize,
+    wrow: usize,
+    chunk: usize,
+    first_task: usize,
+    end_task: usize,
+    out: SharedOut<'a>,
+}
+
+impl Part<'_> {
+    const EMPTY: Part<'static> = Part {
+        k: None,
+        data: &[],
+        cols: 0,
+        wrow: 0,
+        chunk: 1,
+        first_task: 0,
+        end_task: 0,
+        out: SharedOut {
+            ptr: core::ptr::null_mut(),
+            len: 0,
+            _out: core::marker::PhantomData,
+        },
+    };
+}
+
 // ---------------------------------------------------------------- attention
 // (kept apart from the matmul code above; the kernels are in `attn.rs`)
 
@@ -649,6 +778,22 @@ impl<'a> SharedOut<'a> {
             // local) cannot overlap it.
             unsafe { core::ptr::copy_nonoverlapping(vals.as_ptr(), self.ptr.add(i), vals.len()) };
         }
+    }
+
+    /// Elements `[start, end)` as a slice, or `None` if the range is not inside.
+    ///
+    /// # Safety
+    ///
+    /// No other live piece or `write` may touch the same elements (the callers hand
+    /// each range to one task only).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn piece(&self, start: usize, end: usize) -> Option<&mut [f32]> {
+        if start >= end || end > self.len {
+            return None;
+        }
+        // SAFETY: start < end ≤ len, so the range lies inside the slice borrowed for 'a
+        // (non-null: len > 0); exclusivity is the caller's contract.
+        Some(unsafe { core::slice::from_raw_parts_mut(self.ptr.add(start), end - start) })
     }
 
     /// Store `v` at `i` (ignored if out of bounds, which the callers never do).

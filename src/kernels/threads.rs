@@ -123,14 +123,32 @@ mod pool {
         /// `*const Job` of the current job, type-erased to a thin pointer to a fat one.
         job: AtomicPtr<&'static Job<'static>>,
         n_tasks: AtomicUsize,
-        next_task: AtomicUsize,
-        /// Workers still inside the current job.
-        busy: AtomicUsize,
+        /// On its own cache lines: every task claim writes it, and the fields above
+        /// are read by every waiting worker.
+        next_task: Line<AtomicUsize>,
+        /// Workers still inside the current job (its own lines, as `next_task`).
+        busy: Line<AtomicUsize>,
         panicked: AtomicBool,
         stop: AtomicBool,
+        /// Workers asleep (or about to sleep) on `wake`: `run` skips the lock and the
+        /// wake-up call (a system call) when none is.
+        sleepers: AtomicUsize,
+        /// Whether the caller is asleep (or about to sleep) on `done`.
+        waiting: AtomicBool,
         lock: Mutex<()>,
         wake: Condvar,
         done: Condvar,
+    }
+
+    /// A value alone on its cache lines (128 bytes: adjacent-line prefetch pairs them).
+    #[repr(align(128))]
+    struct Line<T>(T);
+
+    impl<T> core::ops::Deref for Line<T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.0
+        }
     }
 
     pub(super) struct Pool {
@@ -164,10 +182,12 @@ mod pool {
                 epoch: AtomicUsize::new(0),
                 job: AtomicPtr::new(core::ptr::null_mut()),
                 n_tasks: AtomicUsize::new(0),
-                next_task: AtomicUsize::new(0),
-                busy: AtomicUsize::new(0),
+                next_task: Line(AtomicUsize::new(0)),
+                busy: Line(AtomicUsize::new(0)),
                 panicked: AtomicBool::new(false),
                 stop: AtomicBool::new(false),
+                sleepers: AtomicUsize::new(0),
+                waiting: AtomicBool::new(false),
                 lock: Mutex::new(()),
                 wake: Condvar::new(),
                 done: Condvar::new(),
@@ -204,9 +224,14 @@ mod pool {
             s.busy.store(self.workers.len(), Ordering::Release);
             s.job
                 .store(slot_ptr as *mut &'static Job<'static>, Ordering::Release);
-            {
+            // A worker about to sleep announces it in `sleepers` and then reads the
+            // epoch, under the lock; here the epoch is bumped and then `sleepers` read.
+            // Both sides use SeqCst, so either the worker sees the new epoch (and does
+            // not sleep) or this sees the sleeper (and wakes it under the lock, which
+            // the sleeper holds from its check until it waits: no lost wake-up).
+            s.epoch.fetch_add(1, Ordering::SeqCst);
+            if s.sleepers.load(Ordering::SeqCst) != 0 {
                 let _g = s.lock.lock().unwrap_or_else(|p| p.into_inner());
-                s.epoch.fetch_add(1, Ordering::AcqRel);
                 s.wake.notify_all();
             }
             s.work(job);
@@ -217,10 +242,13 @@ mod pool {
                     spins += 1;
                     core::hint::spin_loop();
                 } else {
+                    // The same handshake as for `sleepers` above, with `waiting`.
                     let g = s.lock.lock().unwrap_or_else(|p| p.into_inner());
-                    if s.busy.load(Ordering::Acquire) != 0 {
+                    s.waiting.store(true, Ordering::SeqCst);
+                    if s.busy.load(Ordering::SeqCst) != 0 {
                         let _g = s.done.wait(g).unwrap_or_else(|p| p.into_inner());
                     }
+                    s.waiting.store(false, Ordering::SeqCst);
                 }
             }
             s.job.store(core::ptr::null_mut(), Ordering::Release);
@@ -246,9 +274,11 @@ mod pool {
                     core::hint::spin_loop();
                 } else {
                     let g = s.lock.lock().unwrap_or_else(|p| p.into_inner());
-                    if s.epoch.load(Ordering::Acquire) == seen {
+                    s.sleepers.fetch_add(1, Ordering::SeqCst);
+                    if s.epoch.load(Ordering::SeqCst) == seen {
                         let _g = s.wake.wait(g).unwrap_or_else(|p| p.into_inner());
                     }
+                    s.sleepers.fetch_sub(1, Ordering::SeqCst);
                 }
             }
             if s.stop.load(Ordering::Acquire) {
@@ -266,7 +296,7 @@ mod pool {
                     s.panicked.store(true, Ordering::Release);
                 }
             }
-            if s.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if s.busy.fetch_sub(1, Ordering::SeqCst) == 1 && s.waiting.load(Ordering::SeqCst) {
                 let _g = s.lock.lock().unwrap_or_else(|p| p.into_inner());
                 s.done.notify_all();
             }

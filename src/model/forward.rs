@@ -356,6 +356,48 @@ fn project(
     Ok(())
 }
 
+/// [`project`] for matrices that share their input (`x`, quantized once): q/k/v, or
+/// up/gate. One token goes through [`Kernels::matvec_multi`], one parallel section for
+/// all of them; batches, or matrices with different activation types, through
+/// `project` one after the other. The same results either way.
+#[allow(clippy::too_many_arguments)]
+fn project_multi<const N: usize>(
+    acts: &mut Acts,
+    key: &mut Option<GgmlType>,
+    x: &[f32],
+    n_vecs: usize,
+    ws: [&TensorRef; N],
+    bytes: &[u8],
+    mut outs: [&mut [f32]; N],
+    threads: &Threads,
+    table: &Kernels,
+) -> Result<()> {
+    let ty = act_type(ws[0].ty);
+    if n_vecs != 1 || N > crate::kernels::MULTI_MAX || ws.iter().any(|w| act_type(w.ty) != ty) {
+        for (w, out) in ws.into_iter().zip(outs) {
+            project(acts, key, x, n_vecs, w, bytes, out, threads)?;
+        }
+        return Ok(());
+    }
+    let ty = ty.ok_or(ModelError::UnsupportedTensorType {
+        name: alloc::string::String::new(),
+        ty: ws[0].ty,
+        reason: "no kernel",
+    })?;
+    let cols = ws[0].cols;
+    if *key != Some(ty) {
+        acts.quantize(ty, x.get(..cols).unwrap_or(x), cols)?;
+        *key = Some(ty);
+    }
+    let views = ws.map(|w| w.view(bytes));
+    for (o, w) in outs.iter_mut().zip(ws) {
+        let n = w.rows.min(o.len());
+        *o = &mut core::mem::take(o)[..n];
+    }
+    table.matvec_multi(&views, acts, &mut outs, threads)?;
+    Ok(())
+}
+
 /// Fewest rows for which a per-row step of a batch is split across threads; fewer (one
 /// decoded token) run on the caller's thread, without a parallel section.
 const PAR_MIN_ROWS: usize = 4;
@@ -514,27 +556,18 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         norm_rows_to(&st.threads, &mut st.xn, &st.x, b, d, &lw.ffn_norm, eps);
         trace(st, "ffn_norm", il, b, d, &st.xn);
         let mut key = None;
-        project(
+        project_multi(
             &mut st.acts,
             &mut key,
             &st.xn,
             b,
-            &lw.ffn_up,
+            [&lw.ffn_up, &lw.ffn_gate],
             bytes,
-            &mut st.up,
+            [&mut st.up, &mut st.gate],
             &st.threads,
+            table,
         )?;
         add_bias(&st.threads, &mut st.up, b, ff, lw.ffn_up_b.as_ref());
-        project(
-            &mut st.acts,
-            &mut key,
-            &st.xn,
-            b,
-            &lw.ffn_gate,
-            bytes,
-            &mut st.gate,
-            &st.threads,
-        )?;
         add_bias(&st.threads, &mut st.gate, b, ff, lw.ffn_gate_b.as_ref());
         trace(st, "ffn_up", il, b, ff, &st.up);
         trace(st, "ffn_gate", il, b, ff, &st.gate);
@@ -638,35 +671,16 @@ fn attention_block(
     norm_rows_to(&st.threads, &mut st.xn, &st.x, b, d, &lw.attn_norm, eps);
     trace(st, "attn_norm", il, b, d, &st.xn);
     let mut key = None;
-    project(
+    project_multi(
         &mut st.acts,
         &mut key,
         &st.xn,
         b,
-        &lw.wq,
+        [&lw.wq, &lw.wk, &lw.wv],
         bytes,
-        &mut st.q,
+        [&mut st.q, &mut st.k, &mut st.v],
         &st.threads,
-    )?;
-    project(
-        &mut st.acts,
-        &mut key,
-        &st.xn,
-        b,
-        &lw.wk,
-        bytes,
-        &mut st.k,
-        &st.threads,
-    )?;
-    project(
-        &mut st.acts,
-        &mut key,
-        &st.xn,
-        b,
-        &lw.wv,
-        bytes,
-        &mut st.v,
-        &st.threads,
+        table,
     )?;
     add_bias(&st.threads, &mut st.q, b, qd, lw.bq.as_ref());
     add_bias(&st.threads, &mut st.k, b, kvd, lw.bk.as_ref());

@@ -14,9 +14,9 @@
 
 use core::arch::x86_64::*;
 
-use super::{tiles, tiles_k, tiles_q6k};
+use super::{rows, tiles, tiles_k, tiles_q6k};
 use crate::kernels::scalar::{self, blk, k_term};
-use crate::kernels::table::{BatchRule, GemmFn, Kernels, TypeKernels};
+use crate::kernels::table::{BatchRule, DotRowsFn, GemmFn, Kernels, TypeKernels};
 use crate::kernels::{reduce32, reduce8, KernelLevel};
 use crate::quant::{
     BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K,
@@ -34,6 +34,7 @@ pub(super) static TABLE: Kernels = table(
         tiles_k::gemm_q4_k,
         tiles_q6k::gemm_q6_k,
     ],
+    [rows_q4_0, rows_q5_0, rows_q8_0, rows_iq4_nl],
 );
 
 /// The AVX-VNNI table: the AVX2 one with the VNNI prefill tiles.
@@ -46,6 +47,12 @@ pub(super) static TABLE_VNNI: Kernels = table(
         tiles::gemm_iq4_nl_vnni,
         tiles_k::gemm_q4_k_vnni,
         tiles_q6k::gemm_q6_k_vnni,
+    ],
+    [
+        rows::rows_q4_0_vnni,
+        rows::rows_q5_0_vnni,
+        rows::rows_q8_0_vnni,
+        rows::rows_iq4_nl_vnni,
     ],
 );
 
@@ -60,23 +67,30 @@ pub(super) static TABLE_ZMM: Kernels = table(
         tiles_k::gemm_q4_k_zmm,
         tiles_q6k::gemm_q6_k_zmm,
     ],
+    [
+        rows::rows_q4_0_zmm,
+        rows::rows_q5_0_zmm,
+        rows::rows_q8_0_zmm,
+        rows::rows_iq4_nl_zmm,
+    ],
 );
 
 /// The AVX2 kernels with the prefill tiles `gemm` of Q4_0, Q5_0, Q8_0, IQ4_NL, Q4_K and
-/// Q6_K (batches of 8 or more).
-const fn table(level: KernelLevel, gemm: [GemmFn; 6]) -> Kernels {
+/// Q6_K (batches of 8 or more), and the decode entries `rows` of Q4_0, Q5_0, Q8_0 and
+/// IQ4_NL.
+const fn table(level: KernelLevel, gemm: [GemmFn; 6], rows: [DotRowsFn; 4]) -> Kernels {
     Kernels {
         level,
         q4_0: TypeKernels::single(dot_q4_0)
-            .with_rows(rows_q4_0)
+            .with_rows(rows[0])
             .with_gemm(gemm[0]),
         q4_1: TypeKernels::tiled(dot_q4_1, dot4_q4_1).with_rows(rows_q4_1),
         q5_0: TypeKernels::single(dot_q5_0)
-            .with_rows(rows_q5_0)
+            .with_rows(rows[1])
             .with_gemm(gemm[1]),
         q5_1: TypeKernels::tiled(dot_q5_1, dot4_q5_1).with_rows(rows_q5_1),
         q8_0: TypeKernels::single(dot_q8_0)
-            .with_rows(rows_q8_0)
+            .with_rows(rows[2])
             .with_gemm(gemm[2]),
         q2_k: TypeKernels::single(dot_q2_k),
         q3_k: TypeKernels::single(dot_q3_k),
@@ -88,7 +102,7 @@ const fn table(level: KernelLevel, gemm: [GemmFn; 6]) -> Kernels {
             .with_batch(dot4_q6_k_batch, BatchRule::AllFrom8)
             .with_batch_gemm(gemm[5]),
         iq4_nl: TypeKernels::single(dot_iq4_nl)
-            .with_rows(rows_iq4_nl)
+            .with_rows(rows[3])
             .with_gemm(gemm[3]),
         iq4_xs: TypeKernels::single(dot_iq4_xs),
         f32: TypeKernels::single(dot_f32),
@@ -153,7 +167,7 @@ const PREFETCH_AHEAD: usize = 2048;
 /// Prefetch the cache lines `PREFETCH_AHEAD` bytes past `v` (usually the next row of
 /// the matrix: rows are contiguous).
 #[inline(always)]
-fn prefetch_ahead<T>(v: *const T) {
+pub(super) fn prefetch_ahead<T>(v: *const T) {
     if PREFETCH_AHEAD == 0 {
         return;
     }
@@ -389,7 +403,7 @@ macro_rules! dot32 {
         /// the single dot, with the vector's block scales converted once for all rows
         /// and no call per row.
         #[target_feature(enable = "avx2,fma,f16c")]
-        fn $rows(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
+        pub(super) fn $rows(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
             let ys = blk::<$Y>(y);
             let nb = n / 32;
             let wrow = nb * core::mem::size_of::<$X>();

@@ -5,6 +5,7 @@ use super::table::Kernels;
 
 mod attn;
 mod avx2;
+mod rows;
 mod tiles;
 mod tiles_k;
 mod tiles_q6k;

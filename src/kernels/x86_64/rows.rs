@@ -1,0 +1,295 @@
+//! Decode matvec entries (`DotRowsFn`: consecutive weight rows against one vector) of
+//! the 32-value block types for the VNNI levels.
+//!
+//! Each output is computed exactly as the single dot product of [`super::avx2`]: per
+//! block, 8 exact i32 lane sums (lane `k` = products `4k..4k+3`), converted to f32,
+//! `acc_k = fma(dx·dy, lane_k, acc_k)` block after block, then `reduce8`. Only the way
+//! the integer lane sums are obtained differs, as in the prefill tiles
+//! ([`super::tiles`]): the weight quants are taken as unsigned bytes `q + B` and one
+//! `vpdpbusd` adds `Σ4 (q + B)·y` onto the lanes `−B·Σ4 y`, exactly `Σ4 q·y`. The
+//! vector's corrections and block scales are computed once per call for all rows,
+//! which leaves per weight block an unpack, one `vpdpbusd`, one conversion and one
+//! multiply-add (the AVX2 entry spends four more instructions on the sign trick).
+//!
+//! At the AVX-512 level the Q5_0 fifth bits go through a mask register (one masked
+//! byte add) and the nibbles come from a broadcast load and one variable shift, which
+//! keeps the shuffle port free.
+
+use core::arch::x86_64::*;
+
+use super::avx2::{bytes_from_bits, d_x8, f16, load16, load32};
+use crate::kernels::reduce8;
+use crate::kernels::scalar::blk;
+use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ8_0, KVALUES_IQ4NL};
+
+/// The most blocks per row these entries take (2048 values: every 32-value-block
+/// matrix of the models in view; the per-call tables stay small); longer rows go to
+/// the AVX2 entry.
+const MAX_BLOCKS: usize = 64;
+
+/// Rows computed together.
+const ROWS: usize = 4;
+
+/// Elements `g..g + 8` of `s` as an array (no closure: closures inside the
+/// target-feature entries are not inlined into the generic `Option` helpers).
+#[inline(always)]
+fn group8<T>(s: &[T], g: usize) -> Option<&[T; 8]> {
+    s.get(g..g + 8)?.try_into().ok()
+}
+
+/// The lanes `−B·Σ4 y` of one activation block (`b` = B as bytes), with `maddubs`
+/// (|B·y·2| ≤ 128·127·2: no saturation) and a `madd` by −1.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn neg_offset(b: __m256i, y: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(b, y), _mm256_set1_epi16(-1))
+}
+
+/// The 32 nibbles of 16 bytes (low nibbles in bytes 0..16, high in 16..32) without a
+/// shuffle-port instruction: a broadcast load and one variable shift.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn nibbles_b(qs: &[u8; 16]) -> __m256i {
+    let both = _mm256_broadcastsi128_si256(load16(qs, 0));
+    let shifted = _mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4));
+    _mm256_and_si256(shifted, _mm256_set1_epi8(0x0f))
+}
+
+/// Q4_0 as unsigned quants `0..16` (offset 8).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn u_q4_0(x: &BlockQ4_0) -> __m256i {
+    nibbles_b(&x.qs)
+}
+
+/// Q5_0 as unsigned quants `0..32` (offset 16), fifth bits as bytes (AVX-VNNI).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn u_q5_0(x: &BlockQ5_0) -> __m256i {
+    let hi = _mm256_and_si256(bytes_from_bits(x.qh()), _mm256_set1_epi8(0x10));
+    _mm256_or_si256(nibbles_b(&x.qs), hi)
+}
+
+/// Q5_0 as unsigned quants `0..32` (offset 16), fifth bits through a mask register.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+#[inline]
+fn u_q5_0_k(x: &BlockQ5_0) -> __m256i {
+    let n = nibbles_b(&x.qs);
+    _mm256_mask_add_epi8(n, x.qh(), n, _mm256_set1_epi8(0x10))
+}
+
+/// Q8_0 as unsigned quants + 128 (offset 128).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn u_q8_0(x: &BlockQ8_0) -> __m256i {
+    _mm256_xor_si256(load32(&x.qs, 0), _mm256_set1_epi8(i8::MIN))
+}
+
+/// IQ4_NL as unsigned values + 128 (offset 128).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn u_iq4_nl(x: &BlockIQ4NL) -> __m256i {
+    let table = _mm256_broadcastsi128_si256(load16(&KVALUES_IQ4NL, 0));
+    let v = _mm256_shuffle_epi8(table, nibbles_b(&x.qs));
+    _mm256_xor_si256(v, _mm256_set1_epi8(i8::MIN))
+}
+
+/// AVX-VNNI: `corr + Σ4 q·y` per lane (unsigned `q`, signed `y`).
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+#[inline]
+fn dp_vnni(corr: __m256i, q: __m256i, y: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(corr, q, y)
+}
+
+/// AVX-512 VNNI (VL): the same on 256-bit registers.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+fn dp_zmm(corr: __m256i, q: __m256i, y: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(corr, q, y)
+}
+
+/// Generates one `DotRowsFn` entry: `$unpack` gives a weight block's quants + `$offset`
+/// as unsigned bytes, `$dp` the lanes, `$fallback` takes rows longer than
+/// [`MAX_BLOCKS`] (or malformed lengths).
+macro_rules! rows32 {
+    (
+        $feat:literal,
+        $(#[$doc:meta])*
+        fn $name:ident($X:ty) {
+            unpack: $unpack:ident,
+            dp: $dp:ident,
+            offset: $offset:expr,
+            fallback: $fallback:path,
+        }
+    ) => {
+        $(#[$doc])*
+        #[target_feature(enable = $feat)]
+        pub(super) fn $name(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
+            let ys = blk::<BlockQ8_0>(y);
+            let nb = n / 32;
+            let wrow = nb * core::mem::size_of::<$X>();
+            if nb > MAX_BLOCKS || ys.len() != nb || x.len() < out.len() * wrow {
+                // (This function's features include the fallback's, so the call is safe.)
+                $fallback(x, y, n, out);
+                return;
+            }
+            let offset: u8 = $offset;
+            let bvec = _mm256_set1_epi8(offset as i8);
+            // Per vector, once for all rows: block scales and offset corrections.
+            let mut dy = [0.0f32; MAX_BLOCKS];
+            let mut corr = [_mm256_setzero_si256(); MAX_BLOCKS];
+            let mut g = 0;
+            while g + 8 <= nb {
+                let yg = group8(ys, g);
+                if let (Some(yg), Some(d)) = (yg, dy.get_mut(g..g + 8)) {
+                    // SAFETY: `d` has room for 8 f32; `storeu` has no alignment requirement.
+                    unsafe { _mm256_storeu_ps(d.as_mut_ptr(), d_x8(yg)) };
+                }
+                g += 8;
+            }
+            let whole = g;
+            for (d, yb) in dy.iter_mut().zip(ys).skip(whole) {
+                *d = f16(yb.d);
+            }
+            for (c, yb) in corr.iter_mut().zip(ys) {
+                *c = neg_offset(bvec, load32(&yb.qs, 0));
+            }
+            let dy = &dy[..nb];
+            let corr = &corr[..nb];
+            // Rows go through in fours: each row keeps its own accumulator and its own
+            // order of blocks, and the four independent chains of multiply-adds hide
+            // each other's latency (one chain alone waits on every `fma`).
+            let r0 = out.len() - out.len() % ROWS;
+            let mut quads = out.chunks_exact_mut(ROWS);
+            for (q, o) in (&mut quads).enumerate() {
+                let r = q * ROWS;
+                let xs = blk::<$X>(x.get(r * wrow..(r + ROWS) * wrow).unwrap_or(&[]));
+                let mut rows: [&[$X]; ROWS] = [&[]; ROWS];
+                for (j, d) in rows.iter_mut().enumerate() {
+                    *d = xs.get(j * nb..(j + 1) * nb).unwrap_or(&[]);
+                }
+                let xs = rows;
+                let res = rows_n::<ROWS>(&xs, ys, dy, corr, whole);
+                o.copy_from_slice(&res);
+            }
+            for (r, o) in out.iter_mut().enumerate().skip(r0) {
+                let xs = [blk::<$X>(x.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]))];
+                *o = rows_n::<1>(&xs, ys, dy, corr, whole)[0];
+            }
+
+            /// `R` rows (each `nb` blocks, else its result is 0) against the vector.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            fn rows_n<const R: usize>(
+                xs: &[&[$X]; R],
+                ys: &[BlockQ8_0],
+                dy: &[f32],
+                corr: &[__m256i],
+                whole: usize,
+            ) -> [f32; R] {
+                let nb = dy.len();
+                let mut res = [0.0f32; R];
+                if ys.len() != nb || corr.len() != nb {
+                    return res;
+                }
+                for x in xs {
+                    if x.len() != nb {
+                        return res;
+                    }
+                }
+                let mut acc = [_mm256_setzero_ps(); R];
+                let mut g = 0;
+                while g + 8 <= whole {
+                    let yg = group8(ys, g);
+                    let dyg = group8(dy, g);
+                    let cg = group8(corr, g);
+                    let (Some(yg), Some(dyg), Some(cg)) = (yg, dyg, cg) else {
+                        break;
+                    };
+                    let Some(first) = group8(xs[0], g) else { return res };
+                    let mut xgs: [&[$X; 8]; R] = [first; R];
+                    let mut dd = [[0.0f32; 8]; R];
+                    for j in 0..R {
+                        let Some(xg) = group8(xs[j], g) else { return res };
+                        super::avx2::prefetch_ahead(xg);
+                        xgs[j] = xg;
+                        // SAFETY: `dyg` and `dd[j]` hold 8 f32; `loadu`/`storeu` have no
+                        // alignment requirement.
+                        unsafe {
+                            let p = _mm256_mul_ps(d_x8(xg), _mm256_loadu_ps(dyg.as_ptr()));
+                            _mm256_storeu_ps(dd[j].as_mut_ptr(), p);
+                        }
+                    }
+                    for i in 0..8 {
+                        let y = load32(&yg[i].qs, 0);
+                        for j in 0..R {
+                            let l = $dp(cg[i], $unpack(&xgs[j][i]), y);
+                            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dd[j][i]), _mm256_cvtepi32_ps(l), acc[j]);
+                        }
+                    }
+                    g += 8;
+                }
+                for b in whole..nb {
+                    let (Some(yb), Some(&dyb), Some(&c)) = (ys.get(b), dy.get(b), corr.get(b)) else {
+                        break;
+                    };
+                    let y = load32(&yb.qs, 0);
+                    for j in 0..R {
+                        let Some(xb) = xs[j].get(b) else { return res };
+                        let l = $dp(c, $unpack(xb), y);
+                        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(f16(xb.d) * dyb), _mm256_cvtepi32_ps(l), acc[j]);
+                    }
+                }
+                for (o, a) in res.iter_mut().zip(&acc) {
+                    let mut lanes = [0.0f32; 8];
+                    // SAFETY: `lanes` has room for 8 f32; `storeu` has no alignment
+                    // requirement.
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *a) };
+                    *o = reduce8(lanes);
+                }
+                res
+            }
+        }
+    };
+}
+
+rows32! {
+    "avx2,fma,f16c,avxvnni",
+    /// q4_0 · q8_0 rows, AVX-VNNI.
+    fn rows_q4_0_vnni(BlockQ4_0) { unpack: u_q4_0, dp: dp_vnni, offset: 8, fallback: super::avx2::rows_q4_0, }
+}
+rows32! {
+    "avx2,fma,f16c,avxvnni",
+    /// q5_0 · q8_0 rows, AVX-VNNI.
+    fn rows_q5_0_vnni(BlockQ5_0) { unpack: u_q5_0, dp: dp_vnni, offset: 16, fallback: super::avx2::rows_q5_0, }
+}
+rows32! {
+    "avx2,fma,f16c,avxvnni",
+    /// q8_0 · q8_0 rows, AVX-VNNI (quants + 128).
+    fn rows_q8_0_vnni(BlockQ8_0) { unpack: u_q8_0, dp: dp_vnni, offset: 128, fallback: super::avx2::rows_q8_0, }
+}
+rows32! {
+    "avx2,fma,f16c,avxvnni",
+    /// iq4_nl · q8_0 rows, AVX-VNNI (values + 128).
+    fn rows_iq4_nl_vnni(BlockIQ4NL) { unpack: u_iq4_nl, dp: dp_vnni, offset: 128, fallback: super::avx2::rows_iq4_nl, }
+}
+rows32! {
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    /// q4_0 · q8_0 rows, AVX-512 VNNI.
+    fn rows_q4_0_zmm(BlockQ4_0) { unpack: u_q4_0, dp: dp_zmm, offset: 8, fallback: super::avx2::rows_q4_0, }
+}
+rows32! {
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    /// q5_0 · q8_0 rows, AVX-512 VNNI (fifth bits through a mask register).
+    fn rows_q5_0_zmm(BlockQ5_0) { unpack: u_q5_0_k, dp: dp_zmm, offset: 16, fallback: super::avx2::rows_q5_0, }
+}
+rows32! {
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    /// q8_0 · q8_0 rows, AVX-512 VNNI (quants + 128).
+    fn rows_q8_0_zmm(BlockQ8_0) { unpack: u_q8_0, dp: dp_zmm, offset: 128, fallback: super::avx2::rows_q8_0, }
+}
+rows32! {
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    /// iq4_nl · q8_0 rows, AVX-512 VNNI (values + 128).
+    fn rows_iq4_nl_zmm(BlockIQ4NL) { unpack: u_iq4_nl, dp: dp_zmm, offset: 128, fallback: super::avx2::rows_iq4_nl, }
+}
