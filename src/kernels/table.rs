@@ -410,6 +410,19 @@ impl Kernels {
         Ok((k, at))
     }
 
+    /// [`Self::checked`], and the activations `got` must be of the weight's partner type.
+    fn checked_for(&self, ty: GgmlType, got: GgmlType) -> Result<&TypeKernels, KernelError> {
+        let (k, at) = self.checked(ty)?;
+        if got != at {
+            return Err(KernelError::ActType {
+                weight: ty,
+                expected: at,
+                got,
+            });
+        }
+        Ok(k)
+    }
+
     /// [`super::matmul`] with this table.
     pub fn matmul(
         &self,
@@ -418,14 +431,7 @@ impl Kernels {
         out: &mut [f32],
         threads: &Threads,
     ) -> Result<(), KernelError> {
-        let (k, at) = self.checked(w.ty)?;
-        if x.ty() != at {
-            return Err(KernelError::ActType {
-                weight: w.ty,
-                expected: at,
-                got: x.ty(),
-            });
-        }
+        let k = self.checked_for(w.ty, x.ty())?;
         let n = w.cols;
         if x.n_vecs() > 0 {
             check_len("activation columns", n, x.cols())?;
@@ -620,14 +626,7 @@ impl Kernels {
         let mut plan = [Part::EMPTY; MULTI_MAX];
         let mut n_tasks = 0usize;
         for ((w, out), p) in ws.iter().zip(outs.iter_mut()).zip(plan.iter_mut()) {
-            let (k, at) = self.checked(w.ty)?;
-            if x.ty() != at {
-                return Err(KernelError::ActType {
-                    weight: w.ty,
-                    expected: at,
-                    got: x.ty(),
-                });
-            }
+            let k = self.checked_for(w.ty, x.ty())?;
             check_len("activation columns", w.cols, x.cols())?;
             let wrow = row_bytes(w.ty, w.cols)?;
             let wbytes = wrow.checked_mul(w.rows).ok_or(KernelError::Overflow {

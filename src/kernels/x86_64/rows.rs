@@ -18,6 +18,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::{bytes_from_bits, d_x8, f16, load16, load32};
+use super::tiles::{neg_offset, u_q8_0};
 use crate::kernels::reduce8;
 use crate::kernels::scalar::blk;
 use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ8_0, KVALUES_IQ4NL};
@@ -35,14 +36,6 @@ const ROWS: usize = 4;
 #[inline(always)]
 fn group8<T>(s: &[T], g: usize) -> Option<&[T; 8]> {
     s.get(g..g + 8)?.try_into().ok()
-}
-
-/// The lanes `−B·Σ4 y` of one activation block (`b` = B as bytes), with `maddubs`
-/// (|B·y·2| ≤ 128·127·2: no saturation) and a `madd` by −1.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn neg_offset(b: __m256i, y: __m256i) -> __m256i {
-    _mm256_madd_epi16(_mm256_maddubs_epi16(b, y), _mm256_set1_epi16(-1))
 }
 
 /// The 32 nibbles of 16 bytes (low nibbles in bytes 0..16, high in 16..32) without a
@@ -76,13 +69,6 @@ fn u_q5_0(x: &BlockQ5_0) -> __m256i {
 fn u_q5_0_k(x: &BlockQ5_0) -> __m256i {
     let n = nibbles_b(&x.qs);
     _mm256_mask_add_epi8(n, x.qh(), n, _mm256_set1_epi8(0x10))
-}
-
-/// Q8_0 as unsigned quants + 128 (offset 128).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn u_q8_0(x: &BlockQ8_0) -> __m256i {
-    _mm256_xor_si256(load32(&x.qs, 0), _mm256_set1_epi8(i8::MIN))
 }
 
 /// IQ4_NL as unsigned values + 128 (offset 128).

@@ -41,7 +41,7 @@ pub(crate) const ROWS: usize = crate::kernels::table::GEMM_ROWS;
 /// with `maddubs` (B·y pairs: |B·y·2| ≤ 128·128·2, no saturation) and a `madd` by −1.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn neg_offset(b: __m256i, y: __m256i) -> __m256i {
+pub(super) fn neg_offset(b: __m256i, y: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(b, y), _mm256_set1_epi16(-1))
 }
 
@@ -93,7 +93,7 @@ fn s_q8_0(x: &BlockQ8_0) -> __m256i {
 /// Q8_0 as unsigned quants + 128 (offset 128; for `vpdpbusd`, which does not saturate).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn u_q8_0(x: &BlockQ8_0) -> __m256i {
+pub(super) fn u_q8_0(x: &BlockQ8_0) -> __m256i {
     _mm256_xor_si256(load32(&x.qs, 0), _mm256_set1_epi8(i8::MIN))
 }
 

@@ -207,6 +207,49 @@ isums_vnni!(
     _mm256_dpbusd_epi32
 );
 
+/// The rows of a call (`xs[..nr]`) in groups of 8 (the last repeated to fill a group):
+/// `f(rows, how many of them are wanted, index of the first)`.
+#[inline(always)]
+pub(super) fn by_8_rows(
+    xs: &[&[u8]; ROWS],
+    nr: usize,
+    mut f: impl FnMut(&[&[u8]; HALF], usize, usize),
+) {
+    let xs = xs.get(..nr).unwrap_or(xs);
+    for (c, xc) in xs.chunks(HALF).enumerate() {
+        let last = xc.len().saturating_sub(1);
+        let x8: [&[u8]; HALF] =
+            core::array::from_fn(|i| xc.get(i.min(last)).copied().unwrap_or(&[]));
+        f(&x8, xc.len(), c * HALF);
+    }
+}
+
+/// The super-blocks of 8 weight rows (of type `X`) and of the vectors, and how many
+/// super-blocks all of the wanted ones have (`nr` rows, `nv` vectors).
+#[inline(always)]
+pub(super) fn k_blocks<'a, X: bytemuck::Pod>(
+    xs: &[&'a [u8]; HALF],
+    nr: usize,
+    ys: &[&'a [u8]; TILE],
+    nv: usize,
+) -> ([&'a [X]; HALF], [&'a [BlockQ8K]; TILE], usize) {
+    let mut xss: [&[X]; HALF] = [&[]; HALF];
+    for (d, s) in xss.iter_mut().zip(xs) {
+        *d = blk::<X>(s);
+    }
+    let mut yss: [&[BlockQ8K]; TILE] = [&[]; TILE];
+    for (d, s) in yss.iter_mut().zip(ys) {
+        *d = blk::<BlockQ8K>(s);
+    }
+    let nb = xss[..nr.clamp(1, HALF)]
+        .iter()
+        .map(|x| x.len())
+        .chain(yss[..nv.min(TILE)].iter().map(|y| y.len()))
+        .min()
+        .unwrap_or(0);
+    (xss, yss, nb)
+}
+
 /// Generates the tile of one level and its `GemmFn` entry `$name`.
 macro_rules! gemm_q4_k {
     ($feat:literal, $(#[$doc:meta])* fn $name:ident, $tile8:ident, $step:ident, $isums:ident) => {
@@ -262,14 +305,8 @@ macro_rules! gemm_q4_k {
             _n: usize,
             out: &mut [[f32; ROWS]; TILE],
         ) {
-            let xs = xs.get(..nr).unwrap_or(xs);
             let nv = nv.min(TILE);
-            for (c, xc) in xs.chunks(HALF).enumerate() {
-                let last = xc.len().saturating_sub(1);
-                let x8: [&[u8]; HALF] =
-                    core::array::from_fn(|i| xc.get(i.min(last)).copied().unwrap_or(&[]));
-                $tile8(&x8, xc.len(), ys, nv, out, c * HALF);
-            }
+            by_8_rows(xs, nr, |x8, n8, r0| $tile8(x8, n8, ys, nv, out, r0));
         }
 
         /// 8 rows (`nr` of them wanted) of the tile against all its vectors (one
@@ -285,20 +322,7 @@ macro_rules! gemm_q4_k {
         ) {
             let nr = nr.min(HALF);
             let nv = nv.min(TILE);
-            let mut xss: [&[BlockQ4K]; HALF] = [&[]; HALF];
-            for (d, s) in xss.iter_mut().zip(xs) {
-                *d = blk::<BlockQ4K>(s);
-            }
-            let mut yss: [&[BlockQ8K]; TILE] = [&[]; TILE];
-            for (d, s) in yss.iter_mut().zip(ys) {
-                *d = blk::<BlockQ8K>(s);
-            }
-            let nb = xss[..nr.max(1)]
-                .iter()
-                .map(|x| x.len())
-                .chain(yss[..nv].iter().map(|y| y.len()))
-                .min()
-                .unwrap_or(0);
+            let (xss, yss, nb) = k_blocks::<BlockQ4K>(xs, nr, ys, nv);
             // Vectors in whole groups of 4 take the batch arithmetic (the caller's
             // tiles start at multiples of 8, so these are the batch's own groups of 4).
             let n_batch = nv - nv % 4;

@@ -24,8 +24,7 @@ use core::arch::x86_64::*;
 
 use super::avx2::{f16, load16, load32};
 use super::tiles::{HALF, ROWS, TILE};
-use super::tiles_k::{transpose8, y4};
-use crate::kernels::scalar::blk;
+use super::tiles_k::{by_8_rows, k_blocks, transpose8, y4};
 use crate::quant::{BlockQ6K, BlockQ8K};
 
 /// Super-block `i` of 8 rows, one row per 32-bit lane.
@@ -232,14 +231,8 @@ macro_rules! gemm_q6_k {
             _n: usize,
             out: &mut [[f32; ROWS]; TILE],
         ) {
-            let xs = xs.get(..nr).unwrap_or(xs);
             let nv = nv.min(TILE);
-            for (c, xc) in xs.chunks(HALF).enumerate() {
-                let last = xc.len().saturating_sub(1);
-                let x8: [&[u8]; HALF] =
-                    core::array::from_fn(|i| xc.get(i.min(last)).copied().unwrap_or(&[]));
-                $tile8(&x8, xc.len(), ys, nv, out, c * HALF);
-            }
+            by_8_rows(xs, nr, |x8, n8, r0| $tile8(x8, n8, ys, nv, out, r0));
         }
 
         /// 8 rows (`nr` of them wanted) of the tile against all its vectors (one
@@ -255,20 +248,7 @@ macro_rules! gemm_q6_k {
         ) {
             let nr = nr.min(HALF);
             let nv = nv.min(TILE);
-            let mut xss: [&[BlockQ6K]; HALF] = [&[]; HALF];
-            for (d, s) in xss.iter_mut().zip(xs) {
-                *d = blk::<BlockQ6K>(s);
-            }
-            let mut yss: [&[BlockQ8K]; TILE] = [&[]; TILE];
-            for (d, s) in yss.iter_mut().zip(ys) {
-                *d = blk::<BlockQ8K>(s);
-            }
-            let nb = xss[..nr.max(1)]
-                .iter()
-                .map(|x| x.len())
-                .chain(yss[..nv].iter().map(|y| y.len()))
-                .min()
-                .unwrap_or(0);
+            let (xss, yss, nb) = k_blocks::<BlockQ6K>(xs, nr, ys, nv);
             let mut acc = [_mm256_setzero_ps(); TILE];
             let mut gr = Group {
                 q: [_mm256_setzero_si256(); 64],
