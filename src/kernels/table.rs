@@ -96,8 +96,9 @@ pub(crate) struct TypeKernels {
     /// The dot product llama.cpp's x86 code uses for some vectors of a batch, with
     /// other float arithmetic than for one vector (see [`BatchRule`]).
     pub(crate) batch: Option<(Dot4Fn, BatchRule)>,
-    /// A tile of up to 8 rows × 8 vectors for batches (work shared by rows and by
-    /// vectors), used first when present; same results as `dot`.
+    /// A tile of up to [`GEMM_ROWS`] rows × [`GEMM_TILE`] vectors for batches (work
+    /// shared by rows and by vectors), used first when present; same results as
+    /// [`Kernels::vec_dot_in_batch`].
     pub(crate) gemm: Option<GemmFn>,
     /// `gemm` computes only the `batch` arithmetic: it is used only for batches whose
     /// every vector takes it ([`BatchRule::applies_to_all`]).

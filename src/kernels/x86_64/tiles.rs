@@ -1,5 +1,6 @@
 //! Prefill tiles for the 32-value block types (Q4_0, Q5_0, Q8_0, IQ4_NL against Q8_0):
-//! up to 8 weight rows × up to 8 activation vectors per call.
+//! up to 32 weight rows × up to 16 activation vectors per call (the 256-bit tiles take
+//! the vectors 8 at a time).
 //!
 //! Each output is computed exactly as the single dot product of [`super::avx2`] (and the
 //! scalar twin) computes it: per block, 8 exact i32 lane sums (lane `k` = products
