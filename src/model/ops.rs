@@ -192,7 +192,7 @@ impl GeluTable {
         }
     }
 
-    /// [`GeluTable::geglu`] with the inputs rounded to f16 by `to_f16` (the kernel
+    /// `GeluTable::geglu` (kept for the tests) with the inputs rounded to f16 by `to_f16` (the kernel
     /// table's row conversion, 64 values at a time) instead of one at a time: the same
     /// table entries, so the same results (a NaN input gives a NaN either way).
     pub fn geglu_with(&self, to_f16: impl Fn(&[f32], &mut [u8]), gate: &mut [f32], up: &[f32]) {
