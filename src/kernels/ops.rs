@@ -219,22 +219,7 @@ pub use super::vec_dot_f16;
 /// Written without branches (selects only), so that a loop over it vectorises.
 #[inline(always)]
 pub fn v_expf(x: f32) -> f32 {
-    use super::scalar::fma;
-    let c = |bits: u32| f32::from_bits(bits);
-    let r = c(0x4b40_0000); // 0x1.8p23
-    let z = fma(x, c(0x3fb8_aa3b), r);
-    let n = z - r;
-    let b = fma(-n, c(0x35bf_be8e), fma(-n, c(0x3f31_7200), x));
-    let u = b * b;
-    let j = fma(
-        fma(
-            fma(c(0x3c07_2010), b, c(0x3d2b_9f17)),
-            u,
-            fma(c(0x3e2a_af33), b, c(0x3eff_fedb)),
-        ),
-        u,
-        fma(c(0x3f7f_fff6), b, 1.0),
-    );
+    let (n, j) = exp_parts(x);
     // `scalef(j, n)`: j·2^n rounded once (n is an integer here; the clamp only keeps
     // the exponent in range for the lanes that the selects below replace).
     let k = if n > 193.0 {
@@ -253,6 +238,29 @@ pub fn v_expf(x: f32) -> f32 {
     } else {
         r
     }
+}
+
+/// `x = n·ln 2 + b`: the integer `n` (as f32) and the polynomial `j ≈ e^b` of
+/// [`v_expf`], before the scaling by `2^n`.
+#[inline(always)]
+fn exp_parts(x: f32) -> (f32, f32) {
+    use super::scalar::fma;
+    let c = |bits: u32| f32::from_bits(bits);
+    let r = c(0x4b40_0000); // 0x1.8p23
+    let z = fma(x, c(0x3fb8_aa3b), r);
+    let n = z - r;
+    let b = fma(-n, c(0x35bf_be8e), fma(-n, c(0x3f31_7200), x));
+    let u = b * b;
+    let j = fma(
+        fma(
+            fma(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+            u,
+            fma(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+        ),
+        u,
+        fma(c(0x3f7f_fff6), b, 1.0),
+    );
+    (n, j)
 }
 
 /// 2^k as f64 for |k| ≤ 193 (exact).
@@ -294,24 +302,10 @@ mod tests {
         assert!((x[3] - 0.8413).abs() < 1e-3);
     }
 
-    /// `v_expf` as first written (with branches): the select form must equal it.
+    /// `v_expf` as first written (with branches where it now selects): the select form
+    /// must equal it.
     fn v_expf_branchy(x: f32) -> f32 {
-        use crate::kernels::scalar::fma;
-        let c = |bits: u32| f32::from_bits(bits);
-        let r = c(0x4b40_0000);
-        let z = fma(x, c(0x3fb8_aa3b), r);
-        let n = z - r;
-        let b = fma(-n, c(0x35bf_be8e), fma(-n, c(0x3f31_7200), x));
-        let u = b * b;
-        let j = fma(
-            fma(
-                fma(c(0x3c07_2010), b, c(0x3d2b_9f17)),
-                u,
-                fma(c(0x3e2a_af33), b, c(0x3eff_fedb)),
-            ),
-            u,
-            fma(c(0x3f7f_fff6), b, 1.0),
-        );
+        let (n, j) = exp_parts(x);
         let an = if n < 0.0 { -n } else { n };
         if an > 192.0 {
             return if n <= 0.0 { 0.0 } else { f32::INFINITY };

@@ -454,9 +454,7 @@ impl Kernels {
         let acts = x.bytes();
         let rows = w.rows;
         let data = w.data;
-        // Rows per task: enough tasks to balance threads, few enough to keep the
-        // per-task overhead small. Any split gives the same result.
-        let chunk = rows.div_ceil(threads.count() * 8).max(4);
+        let chunk = task_rows(rows, threads);
 
         if nv == 1 {
             if let Some(dot_rows) = k.dot_rows {
@@ -484,7 +482,6 @@ impl Kernels {
             return Ok(());
         }
 
-        let n_tasks = rows.div_ceil(chunk);
         let shared = SharedOut::new(out);
         // A batch-only tile, for batches whose vectors all take the batch arithmetic
         // (Q6_K: 8 or more); the others go the way below, vector by vector.
@@ -524,7 +521,7 @@ impl Kernels {
             });
             return Ok(());
         }
-        threads.for_tasks(n_tasks, |task| {
+        threads.for_tasks(rows.div_ceil(chunk), |task| {
             let r0 = task * chunk;
             let r1 = (r0 + chunk).min(rows);
             // Row blocks so that a few weight rows stay in L1 while all vectors pass.
@@ -635,7 +632,7 @@ impl Kernels {
             })?;
             check_len("weight bytes", wbytes, w.data.len())?;
             check_len("output length", w.rows, out.len())?;
-            let chunk = w.rows.div_ceil(threads.count() * 8).max(4);
+            let chunk = task_rows(w.rows, threads);
             let tasks = w.rows.div_ceil(chunk);
             *p = Part {
                 k: Some(k),
@@ -728,6 +725,12 @@ impl Kernels {
         // docs); the kernel bounds every access by the slices' lengths.
         unsafe { (self.attn.heads)(s, k, v, ws) }
     }
+}
+
+/// Rows per task of a matmul over `rows` rows: enough tasks to balance the threads, few
+/// enough to keep the per-task overhead small. Any split gives the same result.
+fn task_rows(rows: usize, threads: &Threads) -> usize {
+    rows.div_ceil(threads.count() * 8).max(4)
 }
 
 /// Weight rows processed together in the prefill matmul.
