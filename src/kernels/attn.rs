@@ -5,12 +5,13 @@
 //! table ([`AttnKernels`]).
 //!
 //! The body is written once, as plain Rust over fixed-size lane arrays, and
-//! instantiated twice: the portable entry below ([`SCALAR`]) and, on x86-64, a copy
-//! compiled with AVX2/FMA/F16C enabled (`x86_64/attn.rs`), which the compiler
-//! vectorises, plus one hand-written AVX2 step ([`Dot4x16`]). Both run the same
-//! operations in the same order (Rust never contracts or reassociates float
-//! operations), so every level gives the same bits; `tests` checks them against the
-//! straightforward loops.
+//! instantiated three times: the portable entry below ([`SCALAR`]) and, on x86-64, two
+//! copies compiled with AVX2/FMA/F16C and with AVX-512 enabled (`x86_64/attn.rs`),
+//! which the compiler vectorises. A level may bring its own inner steps ([`Dot4x16`]):
+//! the `K·Q` dot products of 4 heads with one key or 4 keys, and one lane of `KQ·V`.
+//! Every copy runs the same operations in the same order (Rust never contracts or
+//! reassociates float operations), so every level gives the same bits; `tests` checks
+//! them against the straightforward loops.
 //!
 //! Layout: the keys (values) of a KV head are rows of `hd` f32 values, row `i` starting
 //! at `i · stride` (a layer's cache rows hold all KV heads: `stride = kv_dim`). Row `i`
@@ -346,102 +347,126 @@ pub(crate) fn softmax(scores: &mut [f32], first: usize, round: bool) {
     }
 }
 
-/// Rows of one lane added in one pass over its accumulator row in [`kqv_heads`].
-const KQV_G: usize = 4;
-
 /// `KQ·V` of the heads whose scratch blocks (`block` values each) make up `ws`: each
 /// head's probabilities (its scores) times the value rows, into its lanes, reduced into
 /// its output.
 ///
 /// Lane `l` sums the rows `i ≡ l − first (mod L)` in index order: rows
-/// `start(l) + m·L` for m = 0, 1, … Its rows `m .. m + KQV_G` are added in one pass over
-/// the lane's accumulator row (in that order for every value), so the accumulators are
-/// loaded and stored once per KQV_G rows; and those rows, once loaded, serve every head.
+/// `start(l) + m·L` for m = 0, 1, … The work goes by chunks of the head dimension (16
+/// values, then 8, then 1 at the tail) and by up to 4 heads: for one lane, the chunk's
+/// accumulators of those heads stay in registers over all of the lane's rows, and each
+/// value row, once loaded, serves every head. The chunk's lane sums are then stored in
+/// each head's lane area and reduced there ([`reduce_lane_rows`]). Same operations in
+/// the same order as summing lane by lane, row by row.
 #[inline(always)]
-fn kqv_heads<const L: usize, const EXACT: bool, const FUSE: bool>(
+fn kqv_heads<const L: usize, const EXACT: bool, const FUSE: bool, D: Dot4x16>(
+    d: &D,
     ws: &mut [f32],
     block: usize,
     s: &AttnShape,
     v: &[f32],
 ) {
-    let (hd, n, stride) = (s.hd, s.n_keys, s.stride);
-    let (sc0, acc0) = (2 * hd, 2 * hd + s.n_ctx);
-    let Some(lanes_len) = L.checked_mul(hd) else {
-        return;
-    };
-    for b in ws.chunks_exact_mut(block) {
-        if let Some(acc) = b.get_mut(acc0..acc0 + lanes_len) {
-            acc.iter_mut().for_each(|a| *a = 0.0);
-        }
-    }
-    let vrow = |i: usize| {
-        if i >= n {
-            return None;
-        }
-        let at = i.checked_mul(stride)?;
-        v.get(at..at.checked_add(hd)?)
-    };
-    let start = |l: usize| (l + L - s.first % L) % L;
-    let rounds = n.div_ceil(L);
-    for m in (0..rounds).step_by(KQV_G) {
-        for l in 0..L {
-            let i = start(l) + m * L;
-            let rows = [vrow(i), vrow(i + L), vrow(i + 2 * L), vrow(i + 3 * L)];
-            for b in ws.chunks_exact_mut(block) {
-                let Some((head, acc)) = b.split_at_mut_checked(acc0) else {
-                    return;
-                };
-                let scores = head.get(sc0..sc0 + n).unwrap_or(&[]);
-                let Some(lane) = acc.get_mut(l * hd..(l + 1) * hd) else {
-                    return;
-                };
-                let pr = |g: usize| scores.get(i + g * L).copied().unwrap_or(0.0);
-                if let [Some(r0), Some(r1), Some(r2), Some(r3)] = rows {
-                    let (p0, p1, p2, p3) = (pr(0), pr(1), pr(2), pr(3));
-                    for ((((a, &x0), &x1), &x2), &x3) in
-                        lane.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3)
-                    {
-                        let t = step::<EXACT, FUSE>(*a, p0, x0);
-                        let t = step::<EXACT, FUSE>(t, p1, x1);
-                        let t = step::<EXACT, FUSE>(t, p2, x2);
-                        *a = step::<EXACT, FUSE>(t, p3, x3);
-                    }
-                } else {
-                    for (g, r) in rows.iter().enumerate() {
-                        let Some(r) = r else {
-                            break;
-                        };
-                        let p = pr(g);
-                        for (a, &x) in lane.iter_mut().zip(*r) {
-                            *a = step::<EXACT, FUSE>(*a, p, x);
-                        }
-                    }
-                }
+    let hd = s.hd;
+    let nh = ws.len() / block.max(1);
+    let mut c0 = 0;
+    while c0 < hd {
+        let w = match hd - c0 {
+            r if r >= 64 && D::WIDE => 64,
+            r if r >= 16 => 16,
+            r if r >= 8 => 8,
+            _ => 1,
+        };
+        let mut h = 0;
+        while h < nh {
+            let hn = (nh - h).min(4);
+            let hn = if hn == 3 { 2 } else { hn };
+            let Some(part) = ws.get_mut(h * block..(h + hn) * block) else {
+                return;
+            };
+            let args = (part, block, s, v, c0);
+            let done = match (hn, w) {
+                (4, 64) => kqv_chunk::<L, 4, 64, EXACT, FUSE, D>(d, args),
+                (4, 16) => kqv_chunk::<L, 4, 16, EXACT, FUSE, D>(d, args),
+                (4, 8) => kqv_chunk::<L, 4, 8, EXACT, FUSE, D>(d, args),
+                (4, _) => kqv_chunk::<L, 4, 1, EXACT, FUSE, D>(d, args),
+                (2, 64) => kqv_chunk::<L, 2, 64, EXACT, FUSE, D>(d, args),
+                (2, 16) => kqv_chunk::<L, 2, 16, EXACT, FUSE, D>(d, args),
+                (2, 8) => kqv_chunk::<L, 2, 8, EXACT, FUSE, D>(d, args),
+                (2, _) => kqv_chunk::<L, 2, 1, EXACT, FUSE, D>(d, args),
+                (_, 64) => kqv_chunk::<L, 1, 64, EXACT, FUSE, D>(d, args),
+                (_, 16) => kqv_chunk::<L, 1, 16, EXACT, FUSE, D>(d, args),
+                (_, 8) => kqv_chunk::<L, 1, 8, EXACT, FUSE, D>(d, args),
+                _ => kqv_chunk::<L, 1, 1, EXACT, FUSE, D>(d, args),
+            };
+            if done.is_none() {
+                return;
             }
+            h += hn;
         }
-    }
-    for b in ws.chunks_exact_mut(block) {
-        let Some((o, rest)) = b.split_at_mut_checked(hd) else {
-            return;
-        };
-        let Some(acc) = rest.get_mut(acc0 - hd..acc0 - hd + lanes_len) else {
-            return;
-        };
-        reduce_lane_rows::<L>(acc, hd);
-        if let (Some(r), true) = (acc.get(..hd), o.len() == hd) {
-            o.copy_from_slice(r);
-        }
+        c0 += w;
     }
 }
 
-/// Reduce `L` lane rows of `hd` values into row 0: the additions of [`reduce_lanes`] on
+/// [`kqv_heads`] for the `H` heads of `ws` (`H` scratch blocks) and the `W` values
+/// `c0 .. c0 + W` of the head dimension: every lane's sums, then their reduction into
+/// the heads' outputs. `None` if a slice is not all there (the callers never pass such).
+#[inline(always)]
+fn kqv_chunk<
+    const L: usize,
+    const H: usize,
+    const W: usize,
+    const EXACT: bool,
+    const FUSE: bool,
+    D: Dot4x16,
+>(
+    d: &D,
+    (ws, block, s, v, c0): (&mut [f32], usize, &AttnShape, &[f32], usize),
+) -> Option<()> {
+    let (hd, n, stride) = (s.hd, s.n_keys, s.stride);
+    let (sc0, acc0) = (2 * hd, 2 * hd + s.n_ctx);
+    let mut blocks = ws.chunks_exact_mut(block);
+    let mut parts: [Option<(&mut [f32], &mut [f32])>; H] =
+        core::array::from_fn(|_| blocks.next().and_then(|b| b.split_at_mut_checked(acc0)));
+    let start = |l: usize| (l + L - s.first % L) % L;
+    for l in 0..L {
+        let acc = {
+            let mut sc: [&[f32]; H] = [&[]; H];
+            for (d, p) in sc.iter_mut().zip(parts.iter()) {
+                *d = p.as_ref()?.0.get(sc0..sc0 + n)?;
+            }
+            let rows = LaneRows {
+                v,
+                stride,
+                c0,
+                first: start(l),
+                step: L,
+            };
+            d.lane_sums::<H, W, EXACT, FUSE>(sc, rows)?
+        };
+        for (a, p) in acc.iter().zip(parts.iter_mut()) {
+            let lane = p.as_mut()?.1.get_mut(l * W..(l + 1) * W)?;
+            lane.copy_from_slice(a);
+        }
+    }
+    for p in parts.iter_mut() {
+        let (head, lanes) = p.as_mut()?;
+        let (rows, _) = lanes.get_mut(..L * W)?.as_chunks_mut::<W>();
+        reduce_lane_rows::<L, W>(rows);
+        head.get_mut(c0..c0 + W)?.copy_from_slice(rows.first()?);
+    }
+    Some(())
+}
+
+/// Reduce `L` lane rows of `W` values into row 0: the additions of [`reduce_lanes`] on
 /// whole rows (the same pairs, in the same order, for every value).
 #[inline(always)]
-fn reduce_lane_rows<const L: usize>(acc: &mut [f32], hd: usize) {
+fn reduce_lane_rows<const L: usize, const W: usize>(acc: &mut [[f32; W]]) {
     let mut fold = |dst: usize, src: usize| {
-        if let Some((lo, hi)) = acc.split_at_mut_checked(src * hd) {
-            if let (Some(d), Some(s)) = (lo.get_mut(dst * hd..(dst + 1) * hd), hi.get(..hd)) {
-                d.iter_mut().zip(s).for_each(|(d, s)| *d += *s);
+        if let Some(&s) = acc.get(src) {
+            if let Some(d) = acc.get_mut(dst) {
+                for (d, s) in d.iter_mut().zip(s) {
+                    *d += s;
+                }
             }
         }
     };
@@ -465,11 +490,77 @@ fn reduce_lane_rows<const L: usize>(acc: &mut [f32], hd: usize) {
     fold(0, 1);
 }
 
-/// Dot products of one row with 4 others in 16 lanes, each summed exactly as
-/// [`lane_dot`] (`exact`: the products are exact, see [`AttnShape::exact`]): the inner
-/// step of `K·Q` for several heads. A level may bring its own (see `x86_64/attn.rs`).
+/// The value rows of one `KQ·V` lane: rows `first, first + step, …` of `v` (row `i` at
+/// `i · stride`), values `c0 ..` of each.
+#[derive(Clone, Copy)]
+pub(crate) struct LaneRows<'a> {
+    pub(crate) v: &'a [f32],
+    pub(crate) stride: usize,
+    pub(crate) c0: usize,
+    pub(crate) first: usize,
+    pub(crate) step: usize,
+}
+
+impl<'a> LaneRows<'a> {
+    /// Values `c0 .. c0 + W` of row `i`, if they are all there.
+    #[inline(always)]
+    pub(crate) fn row<const W: usize>(&self, i: usize) -> Option<&'a [f32; W]> {
+        let at = i.checked_mul(self.stride)?.checked_add(self.c0)?;
+        self.v.get(at..at.checked_add(W)?)?.try_into().ok()
+    }
+}
+
+/// The portable [`Dot4x16::lane_sums`].
+#[inline(always)]
+pub(crate) fn lane_sums<const H: usize, const W: usize, const EXACT: bool, const FUSE: bool>(
+    p: [&[f32]; H],
+    rows: LaneRows<'_>,
+) -> Option<[[f32; W]; H]> {
+    let n = p.first().map_or(0, |p| p.len());
+    let mut acc = [[0.0f32; W]; H];
+    let mut i = rows.first;
+    while i < n {
+        let r: &[f32; W] = rows.row(i)?;
+        for (a, p) in acc.iter_mut().zip(&p) {
+            let p = p.get(i).copied().unwrap_or(0.0);
+            for (a, &x) in a.iter_mut().zip(r) {
+                *a = step::<EXACT, FUSE>(*a, p, x);
+            }
+        }
+        i += rows.step;
+    }
+    Some(acc)
+}
+
+/// The inner steps of a level: dot products of one row with 4 others in 16 lanes, each
+/// summed exactly as [`lane_dot`] (`exact`: the products are exact, see
+/// [`AttnShape::exact`]), the inner step of `K·Q` for several heads; the same for 4 rows
+/// at once; and one lane of `KQ·V`. A level may bring its own (see `x86_64/attn.rs`).
 pub(crate) trait Dot4x16 {
+    /// `KQ·V` may take 64 values of the head dimension at a time ([`lane_sums`](Self::lane_sums)
+    /// with `W = 64`); otherwise at most 16.
+    const WIDE: bool = false;
+
     fn dot4(&self, exact: bool, x: &[f32], y: [&[f32]; 4]) -> [f32; 4];
+
+    /// One lane of `KQ·V` for `H` heads and `W` values: `Σ_i p_{j,i} · v_i[c0 .. c0 + W]`
+    /// over the lane's rows `i` ([`LaneRows`]) in index order, one [`step`] per value
+    /// and row; `p_j` are the heads' probabilities (`n` of them, the rows' count).
+    /// `None` if a row is not all there.
+    #[inline(always)]
+    fn lane_sums<const H: usize, const W: usize, const EXACT: bool, const FUSE: bool>(
+        &self,
+        p: [&[f32]; H],
+        rows: LaneRows<'_>,
+    ) -> Option<[[f32; W]; H]> {
+        lane_sums::<H, W, EXACT, FUSE>(p, rows)
+    }
+
+    /// [`dot4`](Self::dot4) of 4 rows `x` (keys) at once: `[key][head]`, the same bits.
+    #[inline(always)]
+    fn dot4x4(&self, exact: bool, x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
+        x.map(|r| self.dot4(exact, r, y))
+    }
 }
 
 /// [`Dot4x16`] by the portable body.
@@ -505,14 +596,29 @@ fn kq_heads<D: Dot4x16>(
         q.get(at..at + hd).unwrap_or(&[])
     };
     let qs = [qj(0), qj(1), qj(2), qj(3)];
-    for (i, o) in out.iter_mut().enumerate() {
-        let Some(row) = i
-            .checked_mul(s.stride)
+    let row = |i: usize| {
+        i.checked_mul(s.stride)
             .and_then(|at| k.get(at..at.checked_add(hd)?))
+    };
+    let mut groups = out.chunks_exact_mut(4);
+    let mut i = 0;
+    for g in &mut groups {
+        let (Some(r0), Some(r1), Some(r2), Some(r3)) = (row(i), row(i + 1), row(i + 2), row(i + 3))
         else {
             return;
         };
-        *o = d.dot4(s.exact, row, qs).map(|x| x * s.scale);
+        let d4 = d.dot4x4(s.exact, [r0, r1, r2, r3], qs);
+        for (o, d) in g.iter_mut().zip(d4) {
+            *o = d.map(|x| x * s.scale);
+        }
+        i += 4;
+    }
+    for o in groups.into_remainder() {
+        let Some(r) = row(i) else {
+            return;
+        };
+        *o = d.dot4(s.exact, r, qs).map(|x| x * s.scale);
+        i += 1;
     }
 }
 
@@ -582,10 +688,10 @@ pub(crate) fn heads<const FUSE: bool, D: Dot4x16>(
         softmax(scores, s.first, s.exact);
     }
     match (s.lanes, s.exact) {
-        (Lanes::L16, true) => kqv_heads::<16, true, FUSE>(ws, block, s, v),
-        (Lanes::L16, false) => kqv_heads::<16, false, FUSE>(ws, block, s, v),
-        (Lanes::L64, true) => kqv_heads::<64, true, FUSE>(ws, block, s, v),
-        (Lanes::L64, false) => kqv_heads::<64, false, FUSE>(ws, block, s, v),
+        (Lanes::L16, true) => kqv_heads::<16, true, FUSE, D>(d, ws, block, s, v),
+        (Lanes::L16, false) => kqv_heads::<16, false, FUSE, D>(d, ws, block, s, v),
+        (Lanes::L64, true) => kqv_heads::<64, true, FUSE, D>(d, ws, block, s, v),
+        (Lanes::L64, false) => kqv_heads::<64, false, FUSE, D>(d, ws, block, s, v),
     }
 }
 

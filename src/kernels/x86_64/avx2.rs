@@ -56,24 +56,28 @@ pub(super) static TABLE_VNNI: Kernels = table(
     ],
 );
 
-/// The AVX-512 VNNI table: the AVX2 one with 512-bit VNNI prefill tiles.
-pub(super) static TABLE_ZMM: Kernels = table(
-    KernelLevel::Avx512Vnni,
-    [
-        tiles::gemm_q4_0_zmm,
-        tiles::gemm_q5_0_zmm,
-        tiles::gemm_q8_0_zmm,
-        tiles::gemm_iq4_nl_zmm,
-        tiles_k::gemm_q4_k_zmm,
-        tiles_q6k::gemm_q6_k_zmm,
-    ],
-    [
-        rows::rows_q4_0_zmm,
-        rows::rows_q5_0_zmm,
-        rows::rows_q8_0_zmm,
-        rows::rows_iq4_nl_zmm,
-    ],
-);
+/// The AVX-512 VNNI table: the AVX2 one with 512-bit VNNI prefill tiles and the
+/// AVX-512 attention entry.
+pub(super) static TABLE_ZMM: Kernels = Kernels {
+    attn: super::attn::ZMM_ATTN,
+    ..table(
+        KernelLevel::Avx512Vnni,
+        [
+            tiles::gemm_q4_0_zmm,
+            tiles::gemm_q5_0_zmm,
+            tiles::gemm_q8_0_zmm,
+            tiles::gemm_iq4_nl_zmm,
+            tiles_k::gemm_q4_k_zmm,
+            tiles_q6k::gemm_q6_k_zmm,
+        ],
+        [
+            rows::rows_q4_0_zmm,
+            rows::rows_q5_0_zmm,
+            rows::rows_q8_0_zmm,
+            rows::rows_iq4_nl_zmm,
+        ],
+    )
+};
 
 /// The AVX2 kernels with the prefill tiles `gemm` of Q4_0, Q5_0, Q8_0, IQ4_NL, Q4_K and
 /// Q6_K (batches of 8 or more), and the decode entries `rows` of Q4_0, Q5_0, Q8_0 and
