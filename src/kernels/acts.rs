@@ -114,10 +114,12 @@ impl Acts {
             // thread) runs inline.
             let rows = n_vecs.div_ceil(4 * threads.count()).max(1);
             let failed = AtomicBool::new(false);
+            // The level in use (the same bytes at every level).
+            let table = super::kernels(super::cpu_features()).unwrap_or(&super::scalar::SCALAR);
             threads.for_chunks(bytes, rows * row_bytes, |start, piece| {
                 let x = x.get(start / row_bytes * cols..).unwrap_or(&[]);
                 for (x, dst) in x.chunks_exact(cols).zip(piece.chunks_exact_mut(row_bytes)) {
-                    if quantize_into(ty, x, dst).is_err() {
+                    if table.quantize_acts(ty, x, dst).is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
                 }
@@ -196,8 +198,10 @@ pub(crate) fn row_bytes(ty: GgmlType, cols: usize) -> Result<usize, KernelError>
         .ok_or(KernelError::Overflow { what: "row bytes" })
 }
 
-/// Quantize one row into exactly `row_bytes(ty, x.len())` bytes.
-fn quantize_into(ty: GgmlType, x: &[f32], dst: &mut [u8]) -> Result<(), KernelError> {
+/// Quantize one row into exactly `row_bytes(ty, x.len())` bytes (the portable entry
+/// of [`Kernels::quantize_acts`](super::Kernels::quantize_acts)).
+#[inline]
+pub(crate) fn quantize_into(ty: GgmlType, x: &[f32], dst: &mut [u8]) -> Result<(), KernelError> {
     use GgmlType as T;
     let (expected, got) = (x.len(), dst.len());
     let bad = |_| KernelError::Length {
@@ -233,5 +237,56 @@ fn quantize_into(ty: GgmlType, x: &[f32], dst: &mut [u8]) -> Result<(), KernelEr
             Ok(())
         }
         _ => Err(KernelError::UnsupportedType { ty }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{kernels, KernelLevel};
+
+    /// Every level's activation quantization writes the portable bytes: random rows,
+    /// rows of zeros, rows with ties of `a` and `−a`, for Q8_0, Q8_1 and Q8_K.
+    #[test]
+    fn quantize_acts_same_bytes_at_every_level() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let levels: Vec<_> = KernelLevel::ALL
+            .into_iter()
+            .filter_map(|l| kernels(l).ok())
+            .collect();
+        for ty in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
+            for cols in [256usize, 512, 2048] {
+                for case in 0..12 {
+                    let x: Vec<f32> = (0..cols)
+                        .map(|i| match case % 4 {
+                            0 => 0.0,
+                            1 => {
+                                if next() % 2 == 0 {
+                                    2.5
+                                } else {
+                                    -2.5
+                                }
+                            }
+                            2 => ((next() % 255) as f32 - 127.0) * 0.5,
+                            _ => ((next() % 100_001) as f32 - 50_000.0) * 1e-3 * (i % 7) as f32,
+                        })
+                        .collect();
+                    let n = act_row_bytes(ty, cols).unwrap();
+                    let mut want = vec![0u8; n];
+                    quantize_into(ty, &x, &mut want).unwrap();
+                    for t in &levels {
+                        let mut got = vec![0xa5u8; n];
+                        t.quantize_acts(ty, &x, &mut got).unwrap();
+                        assert_eq!(got, want, "{:?} {ty:?} cols {cols} case {case}", t.level());
+                    }
+                }
+            }
+        }
     }
 }

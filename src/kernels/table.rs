@@ -84,6 +84,15 @@ pub(crate) type F32ToF16Fn = unsafe fn(src: &[f32], dst: &mut [u8]);
 /// The CPU must support the table's level.
 pub(crate) type SwigluFn = unsafe fn(gate: &mut [f32], up: &[f32]);
 
+/// Quantize one row of activations into exactly `row_bytes(ty, src.len())` bytes of
+/// `dst` (see [`super::Acts`]); the same bytes at every level.
+///
+/// # Safety
+///
+/// The CPU must support the table's level.
+pub(crate) type QuantizeActsFn =
+    unsafe fn(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), KernelError>;
+
 /// The kernels for one weight type.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TypeKernels {
@@ -233,6 +242,8 @@ pub struct Kernels {
     pub(crate) f32_to_f16: F32ToF16Fn,
     /// SwiGLU of one row.
     pub(crate) swiglu: SwigluFn,
+    /// Activation quantization of one row.
+    pub(crate) quantize_acts: QuantizeActsFn,
     /// Attention of one query head (see [`super::attn`]).
     pub(crate) attn: super::attn::AttnKernels,
 }
@@ -300,6 +311,7 @@ impl Kernels {
             f16_to_f32: s::f16_to_f32_row,
             f32_to_f16: s::f32_to_f16_row,
             swiglu: s::swiglu_row,
+            quantize_acts: super::acts::quantize_into,
             attn: super::attn::SCALAR,
         }
     }
@@ -383,6 +395,18 @@ impl Kernels {
     pub fn f32_to_f16_row(&self, src: &[f32], dst: &mut [u8]) {
         // SAFETY: as above.
         unsafe { (self.f32_to_f16)(src, dst) }
+    }
+
+    /// Quantize one row of activations into exactly `row_bytes(ty, src.len())` bytes.
+    pub(crate) fn quantize_acts(
+        &self,
+        ty: GgmlType,
+        src: &[f32],
+        dst: &mut [u8],
+    ) -> Result<(), KernelError> {
+        // SAFETY: this table exists only for a level the CPU supports; the kernel
+        // checks every length itself.
+        unsafe { (self.quantize_acts)(ty, src, dst) }
     }
 
     /// `gate ← silu(gate) · up` for one row (ggml's `swiglu`: its vectorised `expf` for

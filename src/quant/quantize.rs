@@ -61,6 +61,7 @@ pub fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) -> Result<(), QuantErro
 /// the nearest integer, ties to even. It differs from [`quantize_row_q8_0`] (the
 /// reference: `x · (1 / d)`, ties away from zero) in the last bit now and then, and that
 /// bit matters for parity with llama.cpp.
+#[inline]
 pub fn quantize_acts_q8_0(x: &[f32], y: &mut [BlockQ8_0]) -> Result<(), QuantError> {
     each_block::<BlockQ8_0, 32>(x, y, |x, y| {
         let d = q8_32_simd(x, &mut y.qs);
@@ -70,6 +71,7 @@ pub fn quantize_acts_q8_0(x: &[f32], y: &mut [BlockQ8_0]) -> Result<(), QuantErr
 
 /// [`quantize_acts_q8_0`] for Q8_1: plus `s = d · Σ q` (f32 `d`, then rounded to f16),
 /// as ggml's SIMD `quantize_row_q8_1`.
+#[inline]
 pub fn quantize_acts_q8_1(x: &[f32], y: &mut [BlockQ8_1]) -> Result<(), QuantError> {
     each_block::<BlockQ8_1, 32>(x, y, |x, y| {
         let d = q8_32_simd(x, &mut y.qs);
@@ -87,6 +89,7 @@ pub fn quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) -> Result<(), QuantErro
 /// Quantize activations to Q8_K (`quantize_row_q8_K_ref`): per 256 values,
 /// `d = max / −127` (max = the value of largest magnitude), `q = nearest_int(x / d)`
 /// (ties to even), and the sums of each 16 quants in `bsums`.
+#[inline]
 pub fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8K]) -> Result<(), QuantError> {
     each_block::<BlockQ8K, QK_K>(x, y, q8_k)
 }
@@ -113,6 +116,7 @@ fn block_count<B: QuantBlock>(n: usize) -> Result<usize, QuantError> {
     Ok(n / B::QK)
 }
 
+#[inline]
 fn each_block<B: QuantBlock, const QK: usize>(
     x: &[f32],
     y: &mut [B],
@@ -192,6 +196,34 @@ fn signed_max(x: &[f32]) -> f32 {
         }
     }
     max
+}
+
+/// [`signed_max`] in a form that vectorises, with the same result: the largest
+/// magnitude (NaNs never win, as in the scan) in 8 independent lanes, then the first
+/// value with that magnitude (the scan keeps the first of equal magnitudes), or 0.0.
+#[inline(always)]
+fn signed_max_fast(x: &[f32]) -> f32 {
+    let keep = |m: f32, v: f32| if m < fabsf(v) { fabsf(v) } else { m };
+    let mut lanes = [0.0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = keep(*m, v);
+        }
+    }
+    for (m, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *m = keep(*m, v);
+    }
+    let amax = lanes.iter().fold(0.0f32, |m, &v| keep(m, v));
+    if amax == 0.0 {
+        return 0.0;
+    }
+    for c in x.chunks(8) {
+        if c.iter().fold(false, |hit, &v| hit | (fabsf(v) == amax)) {
+            return c.iter().copied().find(|&v| fabsf(v) == amax).unwrap_or(0.0);
+        }
+    }
+    0.0
 }
 
 fn min_max(x: &[f32]) -> (f32, f32) {
@@ -286,16 +318,30 @@ fn q8_32(x: &[f32; 32], qs: &mut [i8; 32]) -> f32 {
 }
 
 /// ggml's SIMD Q8_0 rounding: `id = 127 / amax`, `round_ties_even(x · id)`.
+#[inline(always)]
 fn q8_32_simd(x: &[f32; 32], qs: &mut [i8; 32]) -> f32 {
-    let amax = x
-        .iter()
-        .fold(0.0f32, |a, &v| if a > fabsf(v) { a } else { fabsf(v) });
+    // ggml's order: `max(maxAbs, |v|)` in 8 lanes (lane k: values k, k + 8, …), then
+    // across the lanes. The same value as one scan unless a value is NaN.
+    let keep = |a: f32, v: f32| if a > fabsf(v) { a } else { fabsf(v) };
+    let mut lanes = [0.0f32; 8];
+    for c in x.chunks_exact(8) {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = keep(*m, v);
+        }
+    }
+    let amax = lanes.iter().fold(0.0f32, |a, &v| keep(a, v));
     let d = amax / 127.0;
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    quantize_scaled(x, id, qs);
+    d
+}
+
+/// `q = clamp(nearest_int(x · id), −128, 127)` for each value, in a form that vectorises.
+#[inline(always)]
+fn quantize_scaled<const N: usize>(x: &[f32; N], id: f32, qs: &mut [i8; N]) {
     for (q, v) in qs.iter_mut().zip(x) {
         *q = nearest_int(v * id).clamp(-128, 127) as i8;
     }
-    d
 }
 
 fn q8_0(x: &[f32; 32], y: &mut BlockQ8_0) {
@@ -310,8 +356,9 @@ fn q8_1(x: &[f32; 32], y: &mut BlockQ8_1) {
     y.set_s(sum as f32 * d);
 }
 
+#[inline(always)]
 fn q8_k(x: &[f32; QK_K], y: &mut BlockQ8K) {
-    let max = signed_max(x);
+    let max = signed_max_fast(x);
     if max == 0.0 {
         y.set_d(0.0);
         y.qs = [0; QK_K];
@@ -319,12 +366,14 @@ fn q8_k(x: &[f32; QK_K], y: &mut BlockQ8K) {
         return;
     }
     let iscale = -127.0 / max;
-    for (q, v) in y.qs.iter_mut().zip(x) {
-        *q = nearest_int(iscale * v).clamp(-128, 127) as i8;
-    }
+    quantize_scaled(x, iscale, &mut y.qs);
     let mut sums = [0i16; QK_K / 16];
     for (s, q) in sums.iter_mut().zip(y.qs.chunks_exact(16)) {
-        *s = q.iter().map(|&q| i16::from(q)).sum();
+        let mut t = 0i16;
+        for &q in q {
+            t = t.wrapping_add(i16::from(q));
+        }
+        *s = t;
     }
     for (j, s) in sums.into_iter().enumerate() {
         y.set_bsum(j, s);
@@ -335,6 +384,52 @@ fn q8_k(x: &[f32; QK_K], y: &mut BlockQ8K) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vectorised signed maximum equals the scan bit for bit, ties of `a` and `−a`
+    /// (the first wins), zeros, NaNs and odd lengths included.
+    #[test]
+    fn signed_max_fast_equals_scan() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 256] {
+            for case in 0..200 {
+                let mut x: alloc::vec::Vec<f32> = (0..len)
+                    .map(|_| ((next() % 2001) as f32 - 1000.0) / 64.0)
+                    .collect();
+                if len > 0 {
+                    match case % 5 {
+                        // Equal magnitudes of both signs.
+                        0 => x
+                            .iter_mut()
+                            .for_each(|v| *v = if next() % 2 == 0 { 3.5 } else { -3.5 }),
+                        1 => x
+                            .iter_mut()
+                            .for_each(|v| *v = if next() % 2 == 0 { 0.0 } else { -0.0 }),
+                        2 => {
+                            let k = (next() as usize) % len;
+                            x[k] = f32::NAN;
+                        }
+                        3 => {
+                            let (a, b) = ((next() as usize) % len, (next() as usize) % len);
+                            x[a] = 99.0;
+                            x[b] = -99.0;
+                        }
+                        _ => {}
+                    }
+                }
+                assert_eq!(
+                    signed_max_fast(&x).to_bits(),
+                    signed_max(&x).to_bits(),
+                    "{x:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn bf16_rounding() {

@@ -48,6 +48,8 @@ macro_rules! neon_kernels {
             f16_to_f32: f16_to_f32_row,
             f32_to_f16: f32_to_f16_row,
             swiglu: crate::kernels::scalar::swiglu_row,
+            // NEON is the aarch64 baseline: the portable code vectorises as it is.
+            quantize_acts: crate::kernels::acts::quantize_into,
             // Attention: the portable bodies (NEON is the aarch64 baseline).
             attn: crate::kernels::attn::SCALAR,
         };

@@ -115,9 +115,21 @@ const fn table(level: KernelLevel, gemm: [GemmFn; 6], rows: [DotRowsFn; 4]) -> K
         f16_to_f32: f16_to_f32_row,
         f32_to_f16: f32_to_f16_row,
         swiglu: swiglu_row,
+        quantize_acts,
         // Attention (kept in x86_64/attn.rs).
         attn: super::attn::AVX2_ATTN,
     }
+}
+
+/// Activation quantization of one row: the portable code compiled with AVX2 (same
+/// bytes: no float operation is contracted or reordered).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_acts(
+    ty: crate::gguf::GgmlType,
+    src: &[f32],
+    dst: &mut [u8],
+) -> Result<(), crate::kernels::KernelError> {
+    crate::kernels::acts::quantize_into(ty, src, dst)
 }
 
 /// SwiGLU of one row: the portable code compiled with FMA (same bits, no calls).
