@@ -628,3 +628,33 @@ fn swiglu_is_the_same_at_every_level() {
         }
     }
 }
+
+#[test]
+fn rope_is_the_same_at_every_level() {
+    let scalar = kernels::kernels(KernelLevel::Scalar).unwrap();
+    let mut rng = Rng(12);
+    for k in levels() {
+        for hd in [2usize, 8, 64, 128, 256] {
+            for neox in [false, true] {
+                let cs: Vec<(f32, f32)> = (0..hd / 2)
+                    .map(|i| {
+                        let a = rng.f32() * 100.0 + i as f32;
+                        (a.cos(), a.sin())
+                    })
+                    .collect();
+                let x: Vec<f32> = (0..hd).map(|_| rng.f32() * 50.0).collect();
+                let (mut a, mut b) = (x.clone(), x.clone());
+                scalar.rope_head(&mut a, &cs, neox);
+                k.rope_head(&mut b, &cs, neox);
+                assert_ne!(a, x, "rope moved nothing");
+                for (p, q) in a.iter().zip(&b) {
+                    assert!(
+                        same(*p, *q),
+                        "{} rope hd={hd} neox={neox}: {p:e} vs {q:e}",
+                        k.level()
+                    );
+                }
+            }
+        }
+    }
+}

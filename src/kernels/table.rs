@@ -93,6 +93,13 @@ pub(crate) type SwigluFn = unsafe fn(gate: &mut [f32], up: &[f32]);
 pub(crate) type QuantizeActsFn =
     unsafe fn(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), KernelError>;
 
+/// RoPE of one head in place (see [`crate::model::ops::rope_head`]).
+///
+/// # Safety
+///
+/// The CPU must support the table's level.
+pub(crate) type RopeFn = unsafe fn(x: &mut [f32], cs: &[(f32, f32)], neox: bool);
+
 /// The kernels for one weight type.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TypeKernels {
@@ -244,6 +251,8 @@ pub struct Kernels {
     pub(crate) swiglu: SwigluFn,
     /// Activation quantization of one row.
     pub(crate) quantize_acts: QuantizeActsFn,
+    /// RoPE of one head.
+    pub(crate) rope: RopeFn,
     /// Attention of one query head (see [`super::attn`]).
     pub(crate) attn: super::attn::AttnKernels,
 }
@@ -312,6 +321,7 @@ impl Kernels {
             f32_to_f16: s::f32_to_f16_row,
             swiglu: s::swiglu_row,
             quantize_acts: super::acts::quantize_into,
+            rope: crate::model::ops::rope_head,
             attn: super::attn::SCALAR,
         }
     }
@@ -395,6 +405,15 @@ impl Kernels {
     pub fn f32_to_f16_row(&self, src: &[f32], dst: &mut [u8]) {
         // SAFETY: as above.
         unsafe { (self.f32_to_f16)(src, dst) }
+    }
+
+    /// RoPE of one head in place, as [`crate::model::ops::rope_head`] (the same bits at
+    /// every level: a level with an FMA instruction runs the fused multiply-adds as
+    /// instructions instead of calls).
+    pub fn rope_head(&self, x: &mut [f32], cs: &[(f32, f32)], neox: bool) {
+        // SAFETY: this table exists only for a level the CPU supports; the kernel
+        // bounds itself by the slices' lengths.
+        unsafe { (self.rope)(x, cs, neox) }
     }
 
     /// Quantize one row of activations into exactly `row_bytes(ty, src.len())` bytes.

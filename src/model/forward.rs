@@ -732,10 +732,10 @@ fn attention_block(
                 let t = task * per + i;
                 let cs = rope.get(t * nr..(t + 1) * nr).unwrap_or(&[]);
                 for head in q.chunks_exact_mut(hd) {
-                    ops::rope_head(head, cs, neox);
+                    table.rope_head(head, cs, neox);
                 }
                 for head in k.chunks_exact_mut(hd) {
-                    ops::rope_head(head, cs, neox);
+                    table.rope_head(head, cs, neox);
                 }
                 if let Some(s) = q_scale {
                     q.iter_mut().for_each(|v| *v *= s);

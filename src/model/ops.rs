@@ -112,6 +112,7 @@ pub fn rope_cache(
 
 /// Rotate one head of `n_rot` dimensions in place. `neox` pairs `(i, i + n_rot/2)`,
 /// otherwise `(2i, 2i + 1)`.
+#[inline(always)]
 pub fn rope_head(x: &mut [f32], cs: &[(f32, f32)], neox: bool) {
     let half = cs.len();
     if neox {

@@ -50,6 +50,8 @@ macro_rules! neon_kernels {
             swiglu: crate::kernels::scalar::swiglu_row,
             // NEON is the aarch64 baseline: the portable code vectorises as it is.
             quantize_acts: crate::kernels::acts::quantize_into,
+            // A fused multiply-add is an instruction on every aarch64 CPU.
+            rope: crate::model::ops::rope_head,
             // Attention: the portable bodies (NEON is the aarch64 baseline).
             attn: crate::kernels::attn::SCALAR,
         };

@@ -116,6 +116,7 @@ const fn table(level: KernelLevel, gemm: [GemmFn; 6], rows: [DotRowsFn; 4]) -> K
         f32_to_f16: f32_to_f16_row,
         swiglu: swiglu_row,
         quantize_acts,
+        rope: rope_head,
         // Attention (kept in x86_64/attn.rs).
         attn: super::attn::AVX2_ATTN,
     }
@@ -130,6 +131,12 @@ fn quantize_acts(
     dst: &mut [u8],
 ) -> Result<(), crate::kernels::KernelError> {
     crate::kernels::acts::quantize_into(ty, src, dst)
+}
+
+/// RoPE of one head: the portable code compiled with FMA (same bits, no calls).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rope_head(x: &mut [f32], cs: &[(f32, f32)], neox: bool) {
+    crate::model::ops::rope_head(x, cs, neox);
 }
 
 /// SwiGLU of one row: the portable code compiled with FMA (same bits, no calls).
