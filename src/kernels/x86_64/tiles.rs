@@ -323,6 +323,52 @@ fn pair_f(a: f32, b: f32) -> __m512 {
     _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(lo), hi))
 }
 
+/// [`reduce8`] of the 16 sets of 8 lanes in 8 registers (register `k`: row `k`'s sets
+/// for vectors `2p` and `2p + 1`), the same additions in the same pairs, done together:
+/// `c_k + c_{k+4}`, `s_0 + s_2`, `s_1 + s_3`, `t_0 + t_1`, each a vertical add after
+/// the shuffles that line the pairs up. The result holds vector `2p`'s sums of rows
+/// 0..8 in its lower half and vector `2p + 1`'s in its upper half.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+fn reduce8_x16(x: [__m512; 8]) -> __m512 {
+    // Sets A, B of x[0], C, D of x[1], …: `c_k + c_{k+4}`, four sets per register.
+    let s: [__m512; 4] = core::array::from_fn(|i| {
+        let (a, b) = (x[2 * i], x[2 * i + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x88>(a, b),
+            _mm512_shuffle_f32x4::<0xdd>(a, b),
+        )
+    });
+    // `s_0 + s_2`, `s_1 + s_3`.
+    let t: [__m512; 2] = core::array::from_fn(|i| {
+        let (a, b) = (s[2 * i], s[2 * i + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_ps::<0x44>(a, b),
+            _mm512_shuffle_ps::<0xee>(a, b),
+        )
+    });
+    // `t_0 + t_1`.
+    let r = _mm512_add_ps(
+        _mm512_shuffle_ps::<0x88>(t[0], t[1]),
+        _mm512_shuffle_ps::<0xdd>(t[0], t[1]),
+    );
+    // Lanes of `r`: rows 0, 2, 4, 6 of vector 2p, the same of 2p + 1, then rows 1, 3,
+    // 5, 7 of each; into row order.
+    let idx = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+    _mm512_permutexvar_ps(idx, r)
+}
+
+/// Half `h` (0: lanes 0..8, 1: lanes 8..16) of `r`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+fn half8(r: __m512, h: usize) -> __m256 {
+    if h == 0 {
+        _mm512_castps512_ps256(r)
+    } else {
+        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(r)))
+    }
+}
+
 /// Generates a tile kernel on 512-bit registers and its `GemmFn` entry: each register
 /// holds two (row, vector) pairs — the same weight block against two vectors, 8 lanes
 /// each — so every lane runs exactly the 8-lane arithmetic of the 256-bit kernels:
@@ -418,7 +464,24 @@ macro_rules! gemm32_zmm {
                 }
                 g += len;
             }
-            for (r, a) in acc[..nr].iter().enumerate() {
+            // Whole groups of 8 rows: their 16 sums per vector pair reduced together.
+            let full8 = nr - nr % 8;
+            for (g8, a8) in acc[..full8].chunks_exact(8).enumerate() {
+                for p in 0..P {
+                    let r = reduce8_x16(core::array::from_fn(|k| a8[k][p]));
+                    for h in 0..2 {
+                        let v = 2 * p + h;
+                        if v >= nv {
+                            continue;
+                        }
+                        if let Some(o) = out.get_mut(v).and_then(|o| o.get_mut(8 * g8..8 * g8 + 8)) {
+                            // SAFETY: `o` holds 8 f32; `storeu` needs no alignment.
+                            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), half8(r, h)) };
+                        }
+                    }
+                }
+            }
+            for (r, a) in acc[..nr].iter().enumerate().skip(full8) {
                 for p in 0..P {
                     let mut lanes = [0.0f32; 16];
                     // SAFETY: `lanes` has room for 16 f32; `storeu` needs no alignment.
