@@ -216,7 +216,18 @@ macro_rules! gemm32 {
                 }
                 g += len;
             }
-            for (r, a) in acc[..nr].iter().enumerate() {
+            // Whole groups of 8 rows: each vector's 8 sums reduced together.
+            let full8 = nr - nr % 8;
+            for (g8, a8) in acc[..full8].chunks_exact(8).enumerate() {
+                for (v, o) in out.iter_mut().enumerate().take(N) {
+                    let r = reduce8_x8(core::array::from_fn(|k| a8[k][v]));
+                    if let Some(o) = o.get_mut(8 * g8..8 * g8 + 8) {
+                        // SAFETY: `o` holds 8 f32; `storeu` needs no alignment.
+                        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), r) };
+                    }
+                }
+            }
+            for (r, a) in acc[..nr].iter().enumerate().skip(full8) {
                 for (o, av) in out.iter_mut().zip(a) {
                     let mut lanes = [0.0f32; 8];
                     // SAFETY: `lanes` has room for 8 f32; `storeu` needs no alignment.
@@ -367,6 +378,37 @@ fn half8(r: __m512, h: usize) -> __m256 {
     } else {
         _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(r)))
     }
+}
+
+/// [`reduce8`] of 8 registers (row `k`'s lanes in register `k`), the same additions
+/// in the same pairs, done together: `c_k + c_{k+4}`, `s_0 + s_2`, `s_1 + s_3`,
+/// `t_0 + t_1`, each a vertical add after the shuffles that line the pairs up; the 8
+/// sums in row order.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn reduce8_x8(x: [__m256; 8]) -> __m256 {
+    // `c_k + c_{k+4}`: rows 2i and 2i + 1 in one register.
+    let s: [__m256; 4] = core::array::from_fn(|i| {
+        let (a, b) = (x[2 * i], x[2 * i + 1]);
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(a, b),
+            _mm256_permute2f128_ps::<0x31>(a, b),
+        )
+    });
+    // `s_0 + s_2`, `s_1 + s_3`.
+    let t: [__m256; 2] = core::array::from_fn(|i| {
+        let (a, b) = (s[2 * i], s[2 * i + 1]);
+        _mm256_add_ps(
+            _mm256_shuffle_ps::<0x44>(a, b),
+            _mm256_shuffle_ps::<0xee>(a, b),
+        )
+    });
+    // `t_0 + t_1`: rows 0, 2, 4, 6, then 1, 3, 5, 7; into row order.
+    let r = _mm256_add_ps(
+        _mm256_shuffle_ps::<0x88>(t[0], t[1]),
+        _mm256_shuffle_ps::<0xdd>(t[0], t[1]),
+    );
+    _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
 }
 
 /// Generates a tile kernel on 512-bit registers and its `GemmFn` entry: each register
