@@ -226,14 +226,17 @@ impl GeluTable {
 #[inline(always)]
 pub fn swiglu_row(gate: &mut [f32], up: &[f32]) {
     let whole = gate.len() - gate.len() % 16;
-    for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
+    let (head, tail) = gate.split_at_mut(whole);
+    let (up_head, up_tail) = up.split_at(whole.min(up.len()));
+    // Two loops, not one with a branch: in one loop the compiler evaluated both
+    // exponentials for every value (the C library's as a call) and selected.
+    for (g, &u) in head.iter_mut().zip(up_head) {
         let x = *g;
-        let e = if i < whole {
-            crate::kernels::ops::v_expf(0.0 - x)
-        } else {
-            math::expf(-x)
-        };
-        *g = (x / (1.0 + e)) * u;
+        *g = (x / (1.0 + crate::kernels::ops::v_expf(0.0 - x))) * u;
+    }
+    for (g, &u) in tail.iter_mut().zip(up_tail) {
+        let x = *g;
+        *g = (x / (1.0 + math::expf(-x))) * u;
     }
 }
 
