@@ -139,8 +139,7 @@ fn load16(a: &[f32], at: usize) -> __m512 {
 /// lanes, `[k][j]`: each sum exactly as [`dot4x16`] gives it (a fused multiply-add per
 /// value in index order in lane `i mod 16`, then `attn::reduce_lanes`). The 16 lane
 /// sets are one register each; their reductions run together, 16 at a time: `lo + hi`
-/// (reduce16), then reduce8's `c_k + c_{k+4}`, `s_0 + s_2`, `s_1 + s_3` and `t_0 + t_1`,
-/// each a vertical add after the shuffles that line the pairs up.
+/// (reduce16), then reduce8 ([`super::tiles::reduce8_sets`]).
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 fn dot4x4_zmm(x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
@@ -181,29 +180,11 @@ fn dot4x4_zmm(x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
             _mm512_shuffle_f32x4::<0xee>(a, b),
         )
     });
-    // reduce8, `c_k + c_{k+4}`: four sets per register, one per 128-bit lane.
-    let s: [__m512; 4] = core::array::from_fn(|p| {
-        let (a, b) = (c[2 * p], c[2 * p + 1]);
-        _mm512_add_ps(
-            _mm512_shuffle_f32x4::<0x88>(a, b),
-            _mm512_shuffle_f32x4::<0xdd>(a, b),
-        )
-    });
-    // `s_0 + s_2`, `s_1 + s_3`.
-    let t: [__m512; 2] = core::array::from_fn(|p| {
-        let (a, b) = (s[2 * p], s[2 * p + 1]);
-        _mm512_add_ps(
-            _mm512_shuffle_ps::<0x44>(a, b),
-            _mm512_shuffle_ps::<0xee>(a, b),
-        )
-    });
-    // `t_0 + t_1`.
-    let r = _mm512_add_ps(
-        _mm512_shuffle_ps::<0x88>(t[0], t[1]),
-        _mm512_shuffle_ps::<0xdd>(t[0], t[1]),
-    );
-    // Following the pairs through: 128-bit lane `k` of `r` holds key `k`'s sums for
-    // heads 0..4, so `r` is the `[key][head]` array.
+    // reduce8 of the 16 sets: set `h` of `c[p]` (acc[2p + h], key `k`, head `j` with
+    // 2p + h = 4j + k) ends in lane 8·(p mod 2) + 4h + p/2 = 4k + j.
+    let r = super::tiles::reduce8_sets(c);
+    // So 128-bit lane `k` of `r` holds key `k`'s sums for heads 0..4: the `[key][head]`
+    // array.
     let mut out = [[0.0f32; 4]; 4];
     // SAFETY: `out` is 16 contiguous f32; `storeu` has no alignment requirement.
     unsafe { _mm512_storeu_ps(out.as_mut_ptr().cast(), r) };

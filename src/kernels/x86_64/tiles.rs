@@ -334,15 +334,15 @@ fn pair_f(a: f32, b: f32) -> __m512 {
     _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castpd256_pd512(lo), hi))
 }
 
-/// [`reduce8`] of the 16 sets of 8 lanes in 8 registers (register `k`: row `k`'s sets
-/// for vectors `2p` and `2p + 1`), the same additions in the same pairs, done together:
+/// [`reduce8`] of 16 sets of 8 lanes held two per register (set `h` of register `k`:
+/// lanes `8h .. 8h + 8`), the same additions in the same pairs, done together:
 /// `c_k + c_{k+4}`, `s_0 + s_2`, `s_1 + s_3`, `t_0 + t_1`, each a vertical add after
-/// the shuffles that line the pairs up. The result holds vector `2p`'s sums of rows
-/// 0..8 in its lower half and vector `2p + 1`'s in its upper half.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+/// the shuffles that line the pairs up. Set `h` of register `k` ends in lane
+/// `8·(k mod 2) + 4h + k/2` of the result.
+#[target_feature(enable = "avx512f")]
 #[inline]
-fn reduce8_x16(x: [__m512; 8]) -> __m512 {
-    // Sets A, B of x[0], C, D of x[1], …: `c_k + c_{k+4}`, four sets per register.
+pub(super) fn reduce8_sets(x: [__m512; 8]) -> __m512 {
+    // `c_k + c_{k+4}`: four sets per register, one per 128-bit lane.
     let s: [__m512; 4] = core::array::from_fn(|i| {
         let (a, b) = (x[2 * i], x[2 * i + 1]);
         _mm512_add_ps(
@@ -359,14 +359,22 @@ fn reduce8_x16(x: [__m512; 8]) -> __m512 {
         )
     });
     // `t_0 + t_1`.
-    let r = _mm512_add_ps(
+    _mm512_add_ps(
         _mm512_shuffle_ps::<0x88>(t[0], t[1]),
         _mm512_shuffle_ps::<0xdd>(t[0], t[1]),
-    );
-    // Lanes of `r`: rows 0, 2, 4, 6 of vector 2p, the same of 2p + 1, then rows 1, 3,
-    // 5, 7 of each; into row order.
+    )
+}
+
+/// [`reduce8_sets`] of 8 rows' registers (row `k`'s sets for vectors `2p` and `2p + 1`),
+/// in row order: vector `2p`'s sums of rows 0..8 in the lower half, `2p + 1`'s in the
+/// upper half.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+fn reduce8_x16(x: [__m512; 8]) -> __m512 {
+    // Lanes of the sums: rows 0, 2, 4, 6 of vector 2p, the same of 2p + 1, then rows 1,
+    // 3, 5, 7 of each; into row order.
     let idx = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-    _mm512_permutexvar_ps(idx, r)
+    _mm512_permutexvar_ps(idx, reduce8_sets(x))
 }
 
 /// Half `h` (0: lanes 0..8, 1: lanes 8..16) of `r`.
