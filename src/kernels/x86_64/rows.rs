@@ -31,6 +31,23 @@ const MAX_BLOCKS: usize = 64;
 /// Rows computed together.
 const ROWS: usize = 4;
 
+/// How far ahead to prefetch, in groups of [`ROWS`] rows: each row prefetches its own
+/// bytes this many row groups later (for 1 group, less than the memory latency on the
+/// real models' 640- and 896-column rows).
+const PREFETCH_GROUPS: usize = 2;
+
+/// Prefetch (into L1) the `span` bytes from `base + off` (a hint: any address is fine).
+#[inline(always)]
+fn prefetch_span(base: *const u8, off: usize, span: usize) {
+    let p = base.cast::<i8>().wrapping_add(off);
+    for line in (0..span).step_by(64) {
+        // SAFETY: a prefetch is only a hint: it never faults, whatever the address, and
+        // does not read memory as far as the program is concerned. The pointer is made
+        // with `wrapping_add`, so computing it is defined even past the allocation.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line)) };
+    }
+}
+
 /// Elements `g..g + 8` of `s` as an array (no closure: closures inside the
 /// target-feature entries are not inlined into the generic `Option` helpers).
 #[inline(always)]
@@ -142,6 +159,11 @@ macro_rules! rows32 {
             }
             let dy = &dy[..nb];
             let corr = &corr[..nb];
+            // Each 8-block group of a row prefetches its share of the same row
+            // PREFETCH_GROUPS row groups later, the tail blocks included (a fixed
+            // distance per group left the tail lines of every row to demand misses).
+            let span = if whole >= 8 { wrow.div_ceil(whole / 8).next_multiple_of(64) } else { 0 };
+            let pf = (PREFETCH_GROUPS * ROWS * wrow, span);
             // Rows go through in fours: each row keeps its own accumulator and its own
             // order of blocks, and the four independent chains of multiply-adds hide
             // each other's latency (one chain alone waits on every `fma`).
@@ -155,12 +177,12 @@ macro_rules! rows32 {
                     *d = xs.get(j * nb..(j + 1) * nb).unwrap_or(&[]);
                 }
                 let xs = rows;
-                let res = rows_n::<ROWS>(&xs, ys, dy, corr, whole);
+                let res = rows_n::<ROWS>(&xs, ys, dy, corr, whole, pf);
                 o.copy_from_slice(&res);
             }
             for (r, o) in out.iter_mut().enumerate().skip(r0) {
                 let xs = [blk::<$X>(x.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]))];
-                *o = rows_n::<1>(&xs, ys, dy, corr, whole)[0];
+                *o = rows_n::<1>(&xs, ys, dy, corr, whole, pf)[0];
             }
 
             /// `R` rows (each `nb` blocks, else its result is 0) against the vector.
@@ -172,6 +194,7 @@ macro_rules! rows32 {
                 dy: &[f32],
                 corr: &[__m256i],
                 whole: usize,
+                (pf_dist, pf_span): (usize, usize),
             ) -> [f32; R] {
                 let nb = dy.len();
                 let mut res = [0.0f32; R];
@@ -197,7 +220,7 @@ macro_rules! rows32 {
                     let mut dd = [[0.0f32; 8]; R];
                     for j in 0..R {
                         let Some(xg) = group8(xs[j], g) else { return res };
-                        super::avx2::prefetch_ahead(xg);
+                        prefetch_span(xs[j].as_ptr().cast(), pf_dist + g / 8 * pf_span, pf_span);
                         xgs[j] = xg;
                         // SAFETY: `dyg` and `dd[j]` hold 8 f32; `loadu`/`storeu` have no
                         // alignment requirement.
