@@ -104,8 +104,11 @@ fn u_q5_0(x: &BlockQ5_0) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
 #[inline]
 fn u_q5_0_k(x: &BlockQ5_0) -> __m256i {
-    let n = nibbles_b(&x.qs);
-    _mm256_mask_add_epi8(n, x.qh(), n, _mm256_set1_epi8(0x10))
+    let both = _mm256_broadcastsi128_si256(load16(&x.qs, 0));
+    let shifted = _mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4));
+    let fifth = _mm256_maskz_mov_epi8(x.qh(), _mm256_set1_epi8(0x10));
+    // (shifted & 0x0f) | fifth in one instruction (0xEA: (a & b) | c).
+    _mm256_ternarylogic_epi32::<0xEA>(shifted, _mm256_set1_epi8(0x0f), fifth)
 }
 
 /// IQ4_NL as unsigned values + 128 (offset 128).
