@@ -179,7 +179,7 @@ const PREFETCH_FAR: usize = 8192;
 /// prefetch of [`prefetch_ahead`] nearer, the K-quant matvec on the real models' shapes
 /// streamed 7-17% faster (cold, 1 thread).
 #[inline(always)]
-fn prefetch_far<T>(v: *const T) {
+pub(super) fn prefetch_far<T>(v: *const T) {
     let p = v.cast::<i8>().wrapping_add(PREFETCH_FAR);
     for line in (0..core::mem::size_of::<T>()).step_by(64) {
         // SAFETY: a prefetch is only a hint: it never faults, whatever the address, and

@@ -5,30 +5,15 @@
 //! `msum = Σ min·bsum`, then `sum = fma(isum, d·dy, sum)` and `summ = fma(msum,
 //! dmin·dy, summ)`, result `sum − summ`. Only the way the exact `isum` is obtained
 //! differs: `vpdpwssd` multiplies the `maddubs` pairs by the sub-block's scale and
-//! accumulates in one instruction (the AVX2 code spends a multiply-add, an add and a
-//! broadcast from a general register per 32 values), and the scales are broadcast from
-//! memory.
+//! accumulates in one instruction (the AVX2 code spends a `madd` and an `add` per 32
+//! values), into two accumulators (low and high nibbles) so that the chain of
+//! dependent instructions per super-block is half as long.
 
 use core::arch::x86_64::*;
 
-use super::avx2::{f16, hsum_i32, k4_msum, k4_scales, load32, prefetch_ahead};
+use super::avx2::{f16, hsum_i32, k4_msum, k4_scales, load32, prefetch_ahead, prefetch_far};
 use crate::kernels::scalar::{self, blk};
 use crate::quant::{BlockQ4K, BlockQ8K};
-
-/// How far ahead the rows also prefetch into L2, in bytes (as the AVX2 K-quant tiles).
-const PREFETCH_FAR: usize = 8192;
-
-/// Prefetch into L2 the cache lines `PREFETCH_FAR` bytes past `v`.
-#[inline(always)]
-fn prefetch_far<T>(v: *const T) {
-    let p = v.cast::<i8>().wrapping_add(PREFETCH_FAR);
-    for line in (0..core::mem::size_of::<T>()).step_by(64) {
-        // SAFETY: a prefetch is only a hint: it never faults, whatever the address, and
-        // does not read memory as far as the program is concerned. The pointer is made
-        // with `wrapping_add`, so computing it is defined even past the allocation.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(line)) };
-    }
-}
 
 /// AVX-VNNI: `acc + Σ2 a·b` per i32 lane (i16 pairs).
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
