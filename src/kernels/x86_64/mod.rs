@@ -6,6 +6,7 @@ use super::table::Kernels;
 mod attn;
 mod avx2;
 mod rows;
+mod rows_k;
 mod tiles;
 mod tiles_k;
 mod tiles_q6k;

@@ -31,6 +31,43 @@ const MAX_BLOCKS: usize = 64;
 /// Rows computed together.
 const ROWS: usize = 4;
 
+/// How far ahead each row prefetches its own bytes, in groups of [`ROWS`] rows: into
+/// L1 one group ahead, and into L2 six groups ahead (the far requests bring the lines
+/// close; the near ones then hit L2 and hold an L1 miss buffer only briefly). On the
+/// real models' output heads (cold, 1 thread) this streamed 3-11% faster than a single
+/// L1 prefetch 2 groups ahead.
+const PREFETCH_NEAR: usize = 1;
+const PREFETCH_FAR: usize = 6;
+
+/// Prefetch into L1 (`L2 == false`) or L2 the `span` bytes from `base + off` (a hint:
+/// any address is fine).
+#[inline(always)]
+fn prefetch_span<const L2: bool>(base: *const u8, off: usize, span: usize) {
+    let p = base.cast::<i8>().wrapping_add(off);
+    for line in (0..span).step_by(64) {
+        let l = p.wrapping_add(line);
+        // SAFETY: a prefetch is only a hint: it never faults, whatever the address, and
+        // does not read memory as far as the program is concerned. The pointer is made
+        // with `wrapping_add`, so computing it is defined even past the allocation.
+        unsafe {
+            if L2 {
+                _mm_prefetch::<_MM_HINT_T1>(l)
+            } else {
+                _mm_prefetch::<_MM_HINT_T0>(l)
+            }
+        };
+    }
+}
+
+/// Where the rows prefetch: `span` bytes per 8-block group, `near` bytes ahead into
+/// L1 and `far` bytes ahead into L2.
+#[derive(Clone, Copy)]
+struct Prefetch {
+    near: usize,
+    far: usize,
+    span: usize,
+}
+
 /// Elements `g..g + 8` of `s` as an array (no closure: closures inside the
 /// target-feature entries are not inlined into the generic `Option` helpers).
 #[inline(always)]
@@ -67,8 +104,11 @@ fn u_q5_0(x: &BlockQ5_0) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
 #[inline]
 fn u_q5_0_k(x: &BlockQ5_0) -> __m256i {
-    let n = nibbles_b(&x.qs);
-    _mm256_mask_add_epi8(n, x.qh(), n, _mm256_set1_epi8(0x10))
+    let both = _mm256_broadcastsi128_si256(load16(&x.qs, 0));
+    let shifted = _mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4));
+    let fifth = _mm256_maskz_mov_epi8(x.qh(), _mm256_set1_epi8(0x10));
+    // (shifted & 0x0f) | fifth in one instruction (0xEA: (a & b) | c).
+    _mm256_ternarylogic_epi32::<0xEA>(shifted, _mm256_set1_epi8(0x0f), fifth)
 }
 
 /// IQ4_NL as unsigned values + 128 (offset 128).
@@ -142,6 +182,16 @@ macro_rules! rows32 {
             }
             let dy = &dy[..nb];
             let corr = &corr[..nb];
+            // Each 8-block group of a row prefetches its share of the same row
+            // PREFETCH_NEAR and PREFETCH_FAR row groups later, the tail blocks included
+            // (a fixed distance per group left the tail lines of every row to demand
+            // misses).
+            let span = if whole >= 8 { wrow.div_ceil(whole / 8).next_multiple_of(64) } else { 0 };
+            let pf = Prefetch {
+                near: PREFETCH_NEAR * ROWS * wrow,
+                far: PREFETCH_FAR * ROWS * wrow,
+                span,
+            };
             // Rows go through in fours: each row keeps its own accumulator and its own
             // order of blocks, and the four independent chains of multiply-adds hide
             // each other's latency (one chain alone waits on every `fma`).
@@ -155,12 +205,12 @@ macro_rules! rows32 {
                     *d = xs.get(j * nb..(j + 1) * nb).unwrap_or(&[]);
                 }
                 let xs = rows;
-                let res = rows_n::<ROWS>(&xs, ys, dy, corr, whole);
+                let res = rows_n::<ROWS>(&xs, ys, dy, corr, whole, pf);
                 o.copy_from_slice(&res);
             }
             for (r, o) in out.iter_mut().enumerate().skip(r0) {
                 let xs = [blk::<$X>(x.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]))];
-                *o = rows_n::<1>(&xs, ys, dy, corr, whole)[0];
+                *o = rows_n::<1>(&xs, ys, dy, corr, whole, pf)[0];
             }
 
             /// `R` rows (each `nb` blocks, else its result is 0) against the vector.
@@ -172,6 +222,7 @@ macro_rules! rows32 {
                 dy: &[f32],
                 corr: &[__m256i],
                 whole: usize,
+                pf: Prefetch,
             ) -> [f32; R] {
                 let nb = dy.len();
                 let mut res = [0.0f32; R];
@@ -197,7 +248,9 @@ macro_rules! rows32 {
                     let mut dd = [[0.0f32; 8]; R];
                     for j in 0..R {
                         let Some(xg) = group8(xs[j], g) else { return res };
-                        super::avx2::prefetch_ahead(xg);
+                        let (row, at) = (xs[j].as_ptr().cast(), g / 8 * pf.span);
+                        prefetch_span::<false>(row, pf.near + at, pf.span);
+                        prefetch_span::<true>(row, pf.far + at, pf.span);
                         xgs[j] = xg;
                         // SAFETY: `dyg` and `dd[j]` hold 8 f32; `loadu`/`storeu` have no
                         // alignment requirement.
