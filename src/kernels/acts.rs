@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::{KernelError, Threads};
+use super::{KernelError, Kernels, Threads};
 use crate::gguf::GgmlType;
 use crate::quant::{self, BlockQ8K, BlockQ8_0, BlockQ8_1};
 
@@ -52,17 +52,20 @@ impl Acts {
     ///
     /// `ty` must be an activation type and `cols` a multiple of its block size.
     pub fn quantize(&mut self, ty: GgmlType, x: &[f32], cols: usize) -> Result<(), KernelError> {
-        self.quantize_on(ty, x, cols, &Threads::single())
+        let table = super::kernels(super::cpu_features())?;
+        self.quantize_on(ty, x, cols, &Threads::single(), table)
     }
 
     /// [`Acts::quantize`] with the rows split across `threads` (each row is quantized
-    /// alone, so the bytes are the same for any split).
+    /// alone, so the bytes are the same for any split) by `table`'s level (the same
+    /// bytes at every level).
     pub(crate) fn quantize_on(
         &mut self,
         ty: GgmlType,
         x: &[f32],
         cols: usize,
         threads: &Threads,
+        table: &Kernels,
     ) -> Result<(), KernelError> {
         let row_bytes = act_row_bytes(ty, cols)?;
         if cols > self.max_cols {
@@ -114,8 +117,6 @@ impl Acts {
             // thread) runs inline.
             let rows = n_vecs.div_ceil(4 * threads.count()).max(1);
             let failed = AtomicBool::new(false);
-            // The level in use (the same bytes at every level).
-            let table = super::kernels(super::cpu_features()).unwrap_or(&super::scalar::SCALAR);
             threads.for_chunks(bytes, rows * row_bytes, |start, piece| {
                 let x = x.get(start / row_bytes * cols..).unwrap_or(&[]);
                 for (x, dst) in x.chunks_exact(cols).zip(piece.chunks_exact_mut(row_bytes)) {

@@ -25,7 +25,7 @@ use super::sizes::StateSizes;
 use super::weights::{LayerWeights, TensorRef};
 use super::{FfnActivation, Model, ModelError, RopeStyle};
 use crate::gguf::GgmlType;
-use crate::kernels::{act_type, matmul, ops as kops, Acts, Kernels, Threads};
+use crate::kernels::{act_type, ops as kops, Acts, Kernels, Threads};
 use crate::Result;
 
 /// How a [`State`] is sized.
@@ -339,6 +339,7 @@ fn project(
     bytes: &[u8],
     out: &mut [f32],
     threads: &Threads,
+    table: &Kernels,
 ) -> Result<()> {
     let ty = act_type(w.ty).ok_or(ModelError::UnsupportedTensorType {
         name: alloc::string::String::new(),
@@ -347,12 +348,12 @@ fn project(
     })?;
     let x = x.get(..n_vecs * w.cols).unwrap_or(x);
     if *key != Some(ty) {
-        acts.quantize_on(ty, x, w.cols, threads)?;
+        acts.quantize_on(ty, x, w.cols, threads, table)?;
         *key = Some(ty);
     }
     let n_out = (n_vecs * w.rows).min(out.len());
     let out = &mut out[..n_out];
-    matmul(&w.view(bytes), acts, out, threads)?;
+    table.matmul(&w.view(bytes), acts, out, threads)?;
     Ok(())
 }
 
@@ -375,7 +376,7 @@ fn project_multi<const N: usize>(
     let ty = act_type(ws[0].ty);
     if n_vecs != 1 || N > crate::kernels::MULTI_MAX || ws.iter().any(|w| act_type(w.ty) != ty) {
         for (w, out) in ws.into_iter().zip(outs) {
-            project(acts, key, x, n_vecs, w, bytes, out, threads)?;
+            project(acts, key, x, n_vecs, w, bytes, out, threads, table)?;
         }
         return Ok(());
     }
@@ -386,7 +387,7 @@ fn project_multi<const N: usize>(
     })?;
     let cols = ws[0].cols;
     if *key != Some(ty) {
-        acts.quantize(ty, x.get(..cols).unwrap_or(x), cols)?;
+        acts.quantize_on(ty, x.get(..cols).unwrap_or(x), cols, threads, table)?;
         *key = Some(ty);
     }
     let views = ws.map(|w| w.view(bytes));
@@ -594,6 +595,7 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
             bytes,
             &mut st.proj,
             &st.threads,
+            table,
         )?;
         add_bias(&st.threads, &mut st.proj, b, d, lw.ffn_down_b.as_ref());
         trace(st, "ffn_out", il, b, d, &st.proj);
@@ -636,6 +638,7 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         bytes,
         dst,
         &st.threads,
+        table,
     )?;
     add_bias(&st.threads, dst, n_out, c.n_vocab, w.output_b.as_ref());
     if let Some(cap) = c.final_logit_softcap {
@@ -888,6 +891,7 @@ fn attention_block(
         bytes,
         &mut st.proj,
         &st.threads,
+        table,
     )?;
     add_bias(&st.threads, &mut st.proj, b, d, lw.bo.as_ref());
     trace(st, "attn_out", il, b, d, &st.proj);
