@@ -186,23 +186,12 @@ fn bf16_bits(x: f32) -> u16 {
     ((u + (0x7fff + ((u >> 16) & 1))) >> 16) as u16
 }
 
-/// Value of largest magnitude, first one on ties (`amax < fabsf(v)` in ggml).
-fn signed_max(x: &[f32]) -> f32 {
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        if amax < fabsf(v) {
-            amax = fabsf(v);
-            max = v;
-        }
-    }
-    max
-}
-
-/// [`signed_max`] in a form that vectorises, with the same result: the largest
-/// magnitude (NaNs never win, as in the scan) in 8 independent lanes, then the first
-/// value with that magnitude (the scan keeps the first of equal magnitudes), or 0.0.
+/// Value of largest magnitude, first one on ties: ggml's scan (`if (amax < fabsf(v))
+/// { amax = fabsf(v); max = v; }`, NaNs never win, 0.0 if nothing beats 0) in a form
+/// that vectorises: the largest magnitude in 8 independent lanes, then the first value
+/// with that magnitude.
 #[inline(always)]
-fn signed_max_fast(x: &[f32]) -> f32 {
+fn signed_max(x: &[f32]) -> f32 {
     let keep = |m: f32, v: f32| if m < fabsf(v) { fabsf(v) } else { m };
     let mut lanes = [0.0f32; 8];
     let mut chunks = x.chunks_exact(8);
@@ -358,7 +347,7 @@ fn q8_1(x: &[f32; 32], y: &mut BlockQ8_1) {
 
 #[inline(always)]
 fn q8_k(x: &[f32; QK_K], y: &mut BlockQ8K) {
-    let max = signed_max_fast(x);
+    let max = signed_max(x);
     if max == 0.0 {
         y.set_d(0.0);
         y.qs = [0; QK_K];
@@ -385,10 +374,22 @@ fn q8_k(x: &[f32; QK_K], y: &mut BlockQ8K) {
 mod tests {
     use super::*;
 
+    /// ggml's scan, the reference for [`signed_max`].
+    fn signed_max_scan(x: &[f32]) -> f32 {
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in x {
+            if amax < fabsf(v) {
+                amax = fabsf(v);
+                max = v;
+            }
+        }
+        max
+    }
+
     /// The vectorised signed maximum equals the scan bit for bit, ties of `a` and `−a`
     /// (the first wins), zeros, NaNs and odd lengths included.
     #[test]
-    fn signed_max_fast_equals_scan() {
+    fn signed_max_equals_scan() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {
             seed ^= seed << 13;
@@ -423,8 +424,8 @@ mod tests {
                     }
                 }
                 assert_eq!(
-                    signed_max_fast(&x).to_bits(),
                     signed_max(&x).to_bits(),
+                    signed_max_scan(&x).to_bits(),
                     "{x:?}"
                 );
             }
