@@ -43,20 +43,7 @@ const PREFETCH_FAR: usize = 6;
 /// any address is fine).
 #[inline(always)]
 fn prefetch_span<const L2: bool>(base: *const u8, off: usize, span: usize) {
-    let p = base.cast::<i8>().wrapping_add(off);
-    for line in (0..span).step_by(64) {
-        let l = p.wrapping_add(line);
-        // SAFETY: a prefetch is only a hint: it never faults, whatever the address, and
-        // does not read memory as far as the program is concerned. The pointer is made
-        // with `wrapping_add`, so computing it is defined even past the allocation.
-        unsafe {
-            if L2 {
-                _mm_prefetch::<_MM_HINT_T1>(l)
-            } else {
-                _mm_prefetch::<_MM_HINT_T0>(l)
-            }
-        };
-    }
+    super::avx2::prefetch_lines::<L2>(base.cast::<i8>().wrapping_add(off), span);
 }
 
 /// Where the rows prefetch: `span` bytes per 8-block group, `near` bytes ahead into
