@@ -39,11 +39,20 @@ const ROWS: usize = 4;
 const PREFETCH_NEAR: usize = 1;
 const PREFETCH_FAR: usize = 6;
 
-/// Prefetch into L1 (`L2 == false`) or L2 the `span` bytes from `base + off` (a hint:
+/// Cache lines a row prefetches per 8-block group of blocks of `size` bytes, at each
+/// distance: one more than the group's own bytes take, so that the groups also cover
+/// the row's tail blocks (`Prefetch::span` spreads the row over its whole groups) for
+/// the shapes in view. A count fixed per type compiles to straight-line code; a loop
+/// over `span` cost more than the prefetches themselves with the matrix in cache.
+const fn prefetch_lines(size: usize) -> usize {
+    (8 * size).div_ceil(64) + 1
+}
+
+/// Prefetch into L1 (`L2 == false`) or L2 the `LINES` lines from `base + off` (a hint:
 /// any address is fine).
 #[inline(always)]
-fn prefetch_span<const L2: bool>(base: *const u8, off: usize, span: usize) {
-    super::avx2::prefetch_lines::<L2>(base.cast::<i8>().wrapping_add(off), span);
+fn prefetch_group<const L2: bool, const LINES: usize>(base: *const u8, off: usize) {
+    super::avx2::prefetch_lines::<L2>(base.cast::<i8>().wrapping_add(off), LINES * 64);
 }
 
 /// Where the rows prefetch: `span` bytes per 8-block group, `near` bytes ahead into
@@ -211,6 +220,7 @@ macro_rules! rows32 {
                 whole: usize,
                 pf: Prefetch,
             ) -> [f32; R] {
+                const LINES: usize = prefetch_lines(core::mem::size_of::<$X>());
                 let nb = dy.len();
                 let mut res = [0.0f32; R];
                 if ys.len() != nb || corr.len() != nb {
@@ -236,8 +246,8 @@ macro_rules! rows32 {
                     for j in 0..R {
                         let Some(xg) = group8(xs[j], g) else { return res };
                         let (row, at) = (xs[j].as_ptr().cast(), g / 8 * pf.span);
-                        prefetch_span::<false>(row, pf.near + at, pf.span);
-                        prefetch_span::<true>(row, pf.far + at, pf.span);
+                        prefetch_group::<false, LINES>(row, pf.near + at);
+                        prefetch_group::<true, LINES>(row, pf.far + at);
                         xgs[j] = xg;
                         // SAFETY: `dyg` and `dd[j]` hold 8 f32; `loadu`/`storeu` have no
                         // alignment requirement.
