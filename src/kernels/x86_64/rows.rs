@@ -81,11 +81,17 @@ fn nibbles_b(qs: &[u8; 16]) -> __m256i {
     _mm256_and_si256(shifted, _mm256_set1_epi8(0x0f))
 }
 
-/// Q4_0 as unsigned quants `0..16` (offset 8).
+/// Q4_0 without a shift: bytes 0..16 the low nibbles `n` (offset 8), bytes 16..32 the
+/// high nibbles in place, `16·n` (offset 128): one broadcast load and one `and`. See
+/// `high:` in [`rows32`] for why the high lanes may come out 16 times too large.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn u_q4_0(x: &BlockQ4_0) -> __m256i {
-    nibbles_b(&x.qs)
+fn u_q4_0_x16(x: &BlockQ4_0) -> __m256i {
+    let both = _mm256_broadcastsi128_si256(load16(&x.qs, 0));
+    _mm256_and_si256(
+        both,
+        _mm256_setr_m128i(_mm_set1_epi8(0x0f), _mm_set1_epi8(0xf0_u8 as i8)),
+    )
 }
 
 /// Q5_0 as unsigned quants `0..32` (offset 16), fifth bits as bytes (AVX-VNNI).
@@ -133,6 +139,18 @@ fn dp_zmm(corr: __m256i, q: __m256i, y: __m256i) -> __m256i {
 /// Generates one `DotRowsFn` entry: `$unpack` gives a weight block's quants + `$offset`
 /// as unsigned bytes, `$dp` the lanes, `$fallback` takes rows longer than
 /// [`MAX_BLOCKS`] (or malformed lengths).
+///
+/// `$high` is 1, or 16 where `$unpack` leaves the high half's quants (bytes 16..32,
+/// lanes 4..8) multiplied by 16 (Q4_0's high nibbles in place, which saves the shift).
+/// The offset correction of those lanes is then 16 times larger too, so each of lanes
+/// 4..8 holds exactly 16·L, and its accumulator is kept as exactly 16 times the
+/// reference one: `fma(d, 16·L, 16·acc) = 16·fma(d, L, acc)`, because rounding commutes
+/// with scaling by a power of two while no value leaves the normal range. None does:
+/// `d` is the f32 product of two f16 scales, so it is 0 or at least 2⁻⁴⁸ (or not
+/// finite, which scales alike); `|16·L| ≤ 16·4·15·128 < 2²⁴` converts exactly; every
+/// product and sum is then a multiple of 2⁻⁷¹ (0 or far above 2⁻¹²⁶), and at most
+/// [`MAX_BLOCKS`] blocks of `|d·L| < 2⁴⁰` stay far below overflow even ×16. The lanes
+/// are scaled back by 1/16 (exact) before the final `reduce8`.
 macro_rules! rows32 {
     (
         $feat:literal,
@@ -141,6 +159,7 @@ macro_rules! rows32 {
             unpack: $unpack:ident,
             dp: $dp:ident,
             offset: $offset:expr,
+            high: $high:expr,
             fallback: $fallback:path,
         }
     ) => {
@@ -156,7 +175,11 @@ macro_rules! rows32 {
                 return;
             }
             let offset: u8 = $offset;
-            let bvec = _mm256_set1_epi8(offset as i8);
+            let high: u8 = $high;
+            let bvec = _mm256_setr_m128i(
+                _mm_set1_epi8(offset as i8),
+                _mm_set1_epi8(offset.wrapping_mul(high) as i8),
+            );
             // Per vector, once for all rows: block scales and offset corrections.
             let mut dy = [0.0f32; MAX_BLOCKS];
             let mut corr = [_mm256_setzero_si256(); MAX_BLOCKS];
@@ -276,11 +299,14 @@ macro_rules! rows32 {
                         acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(f16(xb.d) * dyb), _mm256_cvtepi32_ps(l), acc[j]);
                     }
                 }
+                const HIGH: u8 = $high;
+                let back = 1.0 / f32::from(HIGH);
+                let back = _mm256_setr_ps(1.0, 1.0, 1.0, 1.0, back, back, back, back);
                 for (o, a) in res.iter_mut().zip(&acc) {
                     let mut lanes = [0.0f32; 8];
                     // SAFETY: `lanes` has room for 8 f32; `storeu` has no alignment
                     // requirement.
-                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *a) };
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_mul_ps(*a, back)) };
                     *o = reduce8(lanes);
                 }
                 res
@@ -292,40 +318,40 @@ macro_rules! rows32 {
 rows32! {
     "avx2,fma,f16c,avxvnni",
     /// q4_0 · q8_0 rows, AVX-VNNI.
-    fn rows_q4_0_vnni(BlockQ4_0) { unpack: u_q4_0, dp: dp_vnni, offset: 8, fallback: super::avx2::rows_q4_0, }
+    fn rows_q4_0_vnni(BlockQ4_0) { unpack: u_q4_0_x16, dp: dp_vnni, offset: 8, high: 16, fallback: super::avx2::rows_q4_0, }
 }
 rows32! {
     "avx2,fma,f16c,avxvnni",
     /// q5_0 · q8_0 rows, AVX-VNNI.
-    fn rows_q5_0_vnni(BlockQ5_0) { unpack: u_q5_0, dp: dp_vnni, offset: 16, fallback: super::avx2::rows_q5_0, }
+    fn rows_q5_0_vnni(BlockQ5_0) { unpack: u_q5_0, dp: dp_vnni, offset: 16, high: 1, fallback: super::avx2::rows_q5_0, }
 }
 rows32! {
     "avx2,fma,f16c,avxvnni",
     /// q8_0 · q8_0 rows, AVX-VNNI (quants + 128).
-    fn rows_q8_0_vnni(BlockQ8_0) { unpack: u_q8_0, dp: dp_vnni, offset: 128, fallback: super::avx2::rows_q8_0, }
+    fn rows_q8_0_vnni(BlockQ8_0) { unpack: u_q8_0, dp: dp_vnni, offset: 128, high: 1, fallback: super::avx2::rows_q8_0, }
 }
 rows32! {
     "avx2,fma,f16c,avxvnni",
     /// iq4_nl · q8_0 rows, AVX-VNNI (values + 128).
-    fn rows_iq4_nl_vnni(BlockIQ4NL) { unpack: u_iq4_nl, dp: dp_vnni, offset: 128, fallback: super::avx2::rows_iq4_nl, }
+    fn rows_iq4_nl_vnni(BlockIQ4NL) { unpack: u_iq4_nl, dp: dp_vnni, offset: 128, high: 1, fallback: super::avx2::rows_iq4_nl, }
 }
 rows32! {
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     /// q4_0 · q8_0 rows, AVX-512 VNNI.
-    fn rows_q4_0_zmm(BlockQ4_0) { unpack: u_q4_0, dp: dp_zmm, offset: 8, fallback: super::avx2::rows_q4_0, }
+    fn rows_q4_0_zmm(BlockQ4_0) { unpack: u_q4_0_x16, dp: dp_zmm, offset: 8, high: 16, fallback: super::avx2::rows_q4_0, }
 }
 rows32! {
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     /// q5_0 · q8_0 rows, AVX-512 VNNI (fifth bits through a mask register).
-    fn rows_q5_0_zmm(BlockQ5_0) { unpack: u_q5_0_k, dp: dp_zmm, offset: 16, fallback: super::avx2::rows_q5_0, }
+    fn rows_q5_0_zmm(BlockQ5_0) { unpack: u_q5_0_k, dp: dp_zmm, offset: 16, high: 1, fallback: super::avx2::rows_q5_0, }
 }
 rows32! {
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     /// q8_0 · q8_0 rows, AVX-512 VNNI (quants + 128).
-    fn rows_q8_0_zmm(BlockQ8_0) { unpack: u_q8_0, dp: dp_zmm, offset: 128, fallback: super::avx2::rows_q8_0, }
+    fn rows_q8_0_zmm(BlockQ8_0) { unpack: u_q8_0, dp: dp_zmm, offset: 128, high: 1, fallback: super::avx2::rows_q8_0, }
 }
 rows32! {
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     /// iq4_nl · q8_0 rows, AVX-512 VNNI (values + 128).
-    fn rows_iq4_nl_zmm(BlockIQ4NL) { unpack: u_iq4_nl, dp: dp_zmm, offset: 128, fallback: super::avx2::rows_iq4_nl, }
+    fn rows_iq4_nl_zmm(BlockIQ4NL) { unpack: u_iq4_nl, dp: dp_zmm, offset: 128, high: 1, fallback: super::avx2::rows_iq4_nl, }
 }
