@@ -304,12 +304,17 @@ fn matmul_is_thread_and_batch_invariant() {
             let cols = if bs == 1 { 96 } else { 3 * bs.max(32) };
             let cols = cols - cols % bs;
             // 32-value blocks: also 20 blocks (Gemma's 640), 8-block groups and a tail,
-            // as the prefill tiles take them; every scale class.
+            // as the prefill tiles take them; 70 blocks (the decode matvec's larger
+            // per-vector tables, above 64 blocks); every scale class.
             let shapes: Vec<(usize, Scale)> = if bs == 32 {
-                vec![(cols, Scale::Normal), (20 * bs, Scale::Normal)]
-                    .into_iter()
-                    .chain(SCALES.into_iter().map(|s| (17 * bs, s)))
-                    .collect()
+                vec![
+                    (cols, Scale::Normal),
+                    (20 * bs, Scale::Normal),
+                    (70 * bs, Scale::Normal),
+                ]
+                .into_iter()
+                .chain(SCALES.into_iter().map(|s| (17 * bs, s)))
+                .collect()
             } else {
                 vec![(cols, Scale::Normal)]
             };

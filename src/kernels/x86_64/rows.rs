@@ -23,10 +23,14 @@ use crate::kernels::reduce8;
 use crate::kernels::scalar::blk;
 use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ8_0, KVALUES_IQ4NL};
 
-/// The most blocks per row these entries take (2048 values: every 32-value-block
-/// matrix of the models in view; the per-call tables stay small); longer rows go to
-/// the AVX2 entry.
-const MAX_BLOCKS: usize = 64;
+/// The most blocks per row these entries take (16384 values); longer rows go to the
+/// AVX2 entry. The per-vector tables (block scales and corrections, 36 bytes per
+/// block) live on the stack, sized [`SMALL_BLOCKS`] for rows of up to 2048 values
+/// (every 32-value-block matrix of the real models in view) and `MAX_BLOCKS` above.
+const MAX_BLOCKS: usize = 512;
+
+/// See [`MAX_BLOCKS`].
+const SMALL_BLOCKS: usize = 64;
 
 /// Rows computed together.
 const ROWS: usize = 4;
@@ -166,10 +170,20 @@ macro_rules! rows32 {
         $(#[$doc])*
         #[target_feature(enable = $feat)]
         pub(super) fn $name(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
+            // The per-vector tables sized for the row: small ones for the common rows.
+            if n / 32 <= SMALL_BLOCKS {
+                body::<SMALL_BLOCKS>(x, y, n, out);
+            } else {
+                body::<MAX_BLOCKS>(x, y, n, out);
+            }
+
+            /// The entry for rows of at most `CAP` blocks.
+            #[target_feature(enable = $feat)]
+            fn body<const CAP: usize>(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
             let ys = blk::<BlockQ8_0>(y);
             let nb = n / 32;
             let wrow = nb * core::mem::size_of::<$X>();
-            if nb > MAX_BLOCKS || ys.len() != nb || x.len() < out.len() * wrow {
+            if nb > CAP || ys.len() != nb || x.len() < out.len() * wrow {
                 // (This function's features include the fallback's, so the call is safe.)
                 $fallback(x, y, n, out);
                 return;
@@ -181,8 +195,8 @@ macro_rules! rows32 {
                 _mm_set1_epi8(offset.wrapping_mul(high) as i8),
             );
             // Per vector, once for all rows: block scales and offset corrections.
-            let mut dy = [0.0f32; MAX_BLOCKS];
-            let mut corr = [_mm256_setzero_si256(); MAX_BLOCKS];
+            let mut dy = [0.0f32; CAP];
+            let mut corr = [_mm256_setzero_si256(); CAP];
             let mut g = 0;
             while g + 8 <= nb {
                 let yg = group8(ys, g);
@@ -231,6 +245,7 @@ macro_rules! rows32 {
                 let xs = [blk::<$X>(x.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]))];
                 *o = rows_n::<1>(&xs, ys, dy, corr, whole, pf)[0];
             }
+        }
 
             /// `R` rows (each `nb` blocks, else its result is 0) against the vector.
             #[target_feature(enable = $feat)]
