@@ -42,6 +42,11 @@ fn key(a: u32, b: u32) -> u64 {
     (u64::from(a) << 32) | u64::from(b)
 }
 
+/// Whether `t` is `a` followed by `b`.
+fn is_concat(t: &[u8], a: &[u8], b: &[u8]) -> bool {
+    t.len() == a.len() + b.len() && t.starts_with(a) && t.ends_with(b)
+}
+
 impl Bpe {
     /// Build from the merge list (`"left right"` strings, rank = position).
     pub fn new<'a>(
@@ -65,6 +70,10 @@ impl Bpe {
             single_byte_token: [None; 256],
         };
         let mut joined = Vec::new();
+        // Byte-level BPE vocabularies usually list the merge results in rank order, so
+        // the result of a merge is most often the token after the previous result: that
+        // guess is checked by comparing bytes, and only a wrong guess costs a lookup.
+        let mut guess = NONE;
         for (rank, m) in merges.enumerate() {
             let rank = u32::try_from(rank).map_err(|_| TokenizerError::TextTooLarge {
                 max: u64::from(u32::MAX),
@@ -81,10 +90,18 @@ impl Bpe {
             let (first, second) = (&b[..pos], &b[pos + 1..]);
             let l = bpe.intern(vocab, first)?;
             let r = bpe.intern(vocab, second)?;
-            joined.clear();
-            joined.extend_from_slice(first);
-            joined.extend_from_slice(second);
-            let merged = bpe.intern(vocab, &joined)?;
+            // Token texts are unique, so a token with exactly these bytes is the one
+            // `intern` would find.
+            let merged = match vocab.texts.get(guess) {
+                Some(t) if is_concat(t, first, second) => guess,
+                _ => {
+                    joined.clear();
+                    joined.extend_from_slice(first);
+                    joined.extend_from_slice(second);
+                    bpe.intern(vocab, &joined)?
+                }
+            };
+            guess = if merged < n_vocab { merged + 1 } else { NONE };
             // The first occurrence of a pair keeps its rank.
             bpe.ranks.entry(key(l, r)).or_insert((rank, merged));
         }
