@@ -468,7 +468,15 @@ impl Tokenizer {
         let mut joins_space = Vec::new();
         if kind == VocabKind::SentencePiece {
             for id in 0..n32 {
-                let text = core::str::from_utf8(vocab.text(id)).unwrap_or("");
+                // Only a '▁' after the first character follows another one.
+                let bytes = vocab.text(id);
+                if !bytes
+                    .get(1..)
+                    .is_some_and(|t| contains(t, "\u{2581}".as_bytes()))
+                {
+                    continue;
+                }
+                let text = core::str::from_utf8(bytes).unwrap_or("");
                 let mut prev = None;
                 for c in text.chars() {
                     if let Some(p) = prev.filter(|&p| c == '\u{2581}' && p != '\u{2581}') {
