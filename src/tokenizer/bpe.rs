@@ -18,7 +18,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::pretok::{self, PreTokenizer, SplitScratch};
 use super::table::{PushError, StrTable};
-use super::unicode::{push_byte_encoded, utf8_len};
+use super::unicode::{cpt_to_byte, push_byte_encoded, utf8_len};
 use super::{TokenizerError, Vocab};
 
 const NONE: u32 = u32::MAX;
@@ -105,6 +105,17 @@ fn merge_table(merges: &[Merge], hasher: &DefaultHashBuilder) -> HashTable<Merge
     table
 }
 
+/// The byte whose GPT-2 character `s` is, if `s` is one such character (they are
+/// all below U+0800: one or two bytes).
+fn encoded_byte(s: &[u8]) -> Option<u8> {
+    let cpt = match *s {
+        [a] if a < 0x80 => u32::from(a),
+        [a @ 0xC2..=0xDF, b @ 0x80..=0xBF] => (u32::from(a & 0x1F) << 6) | u32::from(b & 0x3F),
+        _ => return None,
+    };
+    cpt_to_byte(cpt)
+}
+
 /// Whether `t` is `a` followed by `b`.
 fn is_concat(t: &[u8], a: &[u8], b: &[u8]) -> bool {
     t.len() == a.len() + b.len() && t.starts_with(a) && t.ends_with(b)
@@ -135,6 +146,15 @@ impl Bpe {
         };
         let mut joined = Vec::new();
         let mut table = Vec::with_capacity(n_merges);
+        // The token that is each byte's one-character text: a sixth of the merge parts
+        // are one character (Qwen2.5), and this saves their lookups.
+        let mut enc = Vec::new();
+        let mut byte_token = [NONE; 256];
+        for (b, t) in (0..=255u8).zip(byte_token.iter_mut()) {
+            enc.clear();
+            push_byte_encoded(&mut enc, b);
+            *t = vocab.find(&enc).unwrap_or(NONE);
+        }
         // Byte-level BPE vocabularies usually list the merge results in rank order, so
         // the result of a merge is most often the token after the previous result: that
         // guess is checked by comparing bytes, and only a wrong guess costs a lookup.
@@ -153,8 +173,8 @@ impl Bpe {
                 continue;
             };
             let (first, second) = (&b[..pos], &b[pos + 1..]);
-            let l = bpe.intern(vocab, first)?;
-            let r = bpe.intern(vocab, second)?;
+            let l = bpe.intern_part(vocab, first, &byte_token)?;
+            let r = bpe.intern_part(vocab, second, &byte_token)?;
             // Token texts are unique, so a token with exactly these bytes is the one
             // `intern` would find.
             let merged = match vocab.texts.get(guess) {
@@ -175,7 +195,6 @@ impl Bpe {
         }
         bpe.ranks = merge_table(&table, &bpe.hasher);
         drop(table);
-        let mut enc = Vec::new();
         for byte in 0..=255u8 {
             enc.clear();
             push_byte_encoded(&mut enc, byte);
@@ -194,6 +213,20 @@ impl Bpe {
         vocab
             .find(s)
             .or_else(|| self.extra.find(s).and_then(|i| i.checked_add(self.n_vocab)))
+    }
+
+    /// [`intern`](Self::intern), for a text that is one GPT-2 character from
+    /// `byte_token` (the token of each byte's character, or `NONE`).
+    fn intern_part(
+        &mut self,
+        vocab: &Vocab,
+        s: &[u8],
+        byte_token: &[u32; 256],
+    ) -> Result<u32, TokenizerError> {
+        match encoded_byte(s).map(|b| byte_token[b as usize]) {
+            Some(id) if id != NONE => Ok(id),
+            _ => self.intern(vocab, s),
+        }
     }
 
     fn intern(&mut self, vocab: &Vocab, s: &[u8]) -> Result<u32, TokenizerError> {
@@ -352,6 +385,22 @@ fn add_bigram(bpe: &Bpe, s: &mut BpeScratch, left: u32, right: u32) {
 mod tests {
     use super::*;
     use alloc::collections::BTreeMap;
+
+    #[test]
+    fn encoded_byte_inverts_the_byte_encoding() {
+        let mut enc = Vec::new();
+        for b in 0..=255u8 {
+            enc.clear();
+            push_byte_encoded(&mut enc, b);
+            assert_eq!(encoded_byte(&enc), Some(b));
+        }
+        for s in ["", "ab", "\u{144}", "\u{7FF}", "世", "ĠĠ"] {
+            assert_eq!(encoded_byte(s.as_bytes()), None, "{s}");
+        }
+        for s in [&b"\xC4"[..], b"\xC0\x80", b"\xC4\xC4", b"\x80"] {
+            assert_eq!(encoded_byte(s), None, "{s:x?}");
+        }
+    }
 
     #[test]
     fn merge_table_keeps_the_first_rank_of_each_pair() {
