@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use super::bpe::Bpe;
 use super::special::Specials;
 use super::table::{PushError, StrTable};
-use super::text::unescape_whitespace;
+use super::text::{has_escaped_space, unescape_whitespace};
 use super::{
     unicode, IdField, PreTokenizer, SpecialTokens, TokenAttr, Tokenizer, TokenizerError, Vocab,
     VocabKind, MAX_VOCAB,
@@ -470,10 +470,7 @@ impl Tokenizer {
             for id in 0..n32 {
                 // Only a '▁' after the first character follows another one.
                 let bytes = vocab.text(id);
-                if !bytes
-                    .get(1..)
-                    .is_some_and(|t| contains(t, "\u{2581}".as_bytes()))
-                {
+                if !bytes.get(1..).is_some_and(has_escaped_space) {
                     continue;
                 }
                 let text = core::str::from_utf8(bytes).unwrap_or("");

@@ -15,24 +15,31 @@ pub(crate) fn escape_whitespace(text: &[u8], out: &mut Vec<u8>) {
 
 /// '▁' → ' ' (llama.cpp's `llama_unescape_whitespace`).
 pub(crate) fn unescape_whitespace(text: &[u8], out: &mut Vec<u8>) {
-    const ESC: &[u8] = "\u{2581}".as_bytes();
     let mut rest = text;
-    // Everything before the next byte that can start a '▁' is copied as it is.
+    // Everything before the next byte that can start a '▁' (E2 96 81) is copied as it is.
     while let Some(i) = rest.iter().position(|&b| b == 0xE2) {
         let (head, tail) = rest.split_at_checked(i).unwrap_or((rest, &[]));
         out.extend_from_slice(head);
-        rest = match tail.strip_prefix(ESC) {
-            Some(after) => {
+        rest = match tail {
+            [0xE2, 0x96, 0x81, after @ ..] => {
                 out.push(b' ');
                 after
             }
-            None => {
-                out.extend_from_slice(tail.get(..1).unwrap_or(&[]));
-                tail.get(1..).unwrap_or(&[])
+            [b, after @ ..] => {
+                out.push(*b);
+                after
             }
+            [] => &[],
         };
     }
     out.extend_from_slice(rest);
+}
+
+/// Whether `text` has a '▁'.
+pub(crate) fn has_escaped_space(text: &[u8]) -> bool {
+    text.split(|&b| b == 0xE2)
+        .skip(1)
+        .any(|after| matches!(after, [0x96, 0x81, ..]))
 }
 
 /// The three passes of llama.cpp's `clean_spaces` in `detokenize`.
@@ -128,6 +135,8 @@ mod tests {
             let mut out = alloc::vec![b'#'];
             unescape_whitespace(&text, &mut out);
             assert_eq!(out[1..], unescape_bytewise(&text)[..], "{text:x?}");
+            let has = text.windows(3).any(|w| w == "\u{2581}".as_bytes());
+            assert_eq!(has_escaped_space(&text), has, "{text:x?}");
         }
     }
 }
