@@ -122,7 +122,7 @@ impl<'a> Cursor<'a> {
         }
         let r = self.take(len, what)?;
         let bytes = self.buf.get(r.clone()).unwrap_or(&[]);
-        if core::str::from_utf8(bytes).is_err() {
+        if !is_utf8(bytes) {
             return Err(GgufError::InvalidUtf8 {
                 offset: r.start as u64,
             });
@@ -135,6 +135,36 @@ impl<'a> Cursor<'a> {
             .get(r.clone())
             .and_then(|b| core::str::from_utf8(b).ok())
             .unwrap_or("")
+    }
+}
+
+/// Whether `b` is UTF-8: the same answer as `core::str::from_utf8(b).is_ok()`.
+///
+/// Vocabularies are 100,000s of strings of a few bytes, mostly ASCII and two-byte
+/// sequences; for those, the set-up of `from_utf8` costs more than the checking.
+fn is_utf8(b: &[u8]) -> bool {
+    let mut rest = b;
+    loop {
+        // Eight ASCII bytes at a time.
+        while let Some((w, tail)) = rest.split_first_chunk::<8>() {
+            if u64::from_le_bytes(*w) & 0x8080_8080_8080_8080 != 0 {
+                break;
+            }
+            rest = tail;
+        }
+        // One character (Unicode 15, table 3-7: well-formed UTF-8 byte sequences).
+        rest = match rest {
+            [] => return true,
+            [0x00..=0x7F, tail @ ..] => tail,
+            [0xC2..=0xDF, 0x80..=0xBF, tail @ ..] => tail,
+            [0xE0, 0xA0..=0xBF, 0x80..=0xBF, tail @ ..] => tail,
+            [0xE1..=0xEC | 0xEE..=0xEF, 0x80..=0xBF, 0x80..=0xBF, tail @ ..] => tail,
+            [0xED, 0x80..=0x9F, 0x80..=0xBF, tail @ ..] => tail,
+            [0xF0, 0x90..=0xBF, 0x80..=0xBF, 0x80..=0xBF, tail @ ..] => tail,
+            [0xF1..=0xF3, 0x80..=0xBF, 0x80..=0xBF, 0x80..=0xBF, tail @ ..] => tail,
+            [0xF4, 0x80..=0x8F, 0x80..=0xBF, 0x80..=0xBF, tail @ ..] => tail,
+            _ => return false,
+        };
     }
 }
 
@@ -506,4 +536,48 @@ fn check_tensor_ranges(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn same(b: &[u8]) {
+        assert_eq!(is_utf8(b), core::str::from_utf8(b).is_ok(), "{b:x?}");
+    }
+
+    #[test]
+    fn is_utf8_agrees_with_core() {
+        // Every sequence of up to three bytes.
+        for a in 0..=255u8 {
+            same(&[a]);
+            for b in 0..=255u8 {
+                same(&[a, b]);
+                for c in 0..=255u8 {
+                    same(&[a, b, c]);
+                }
+            }
+        }
+        // Four bytes: every lead byte with continuation bytes around their limits.
+        let edges = [
+            0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC2, 0xE0, 0xF0, 0xF4,
+            0xF5, 0xFF,
+        ];
+        for a in 0..=255u8 {
+            for &b in &edges {
+                for &c in &edges {
+                    for &d in &edges {
+                        same(&[a, b, c, d]);
+                    }
+                }
+            }
+        }
+        // Characters around the eight-byte ASCII steps, at every offset.
+        let text = "Ġthe ▁world 世界 😀 plain ascii text, longer than eight bytes. é".as_bytes();
+        for i in 0..text.len() {
+            for j in i..=text.len() {
+                same(&text[i..j]);
+            }
+        }
+    }
 }

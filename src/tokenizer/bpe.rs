@@ -12,11 +12,13 @@ use alloc::collections::BinaryHeap;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 
-use hashbrown::{DefaultHashBuilder, HashMap};
+use core::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::pretok::{self, PreTokenizer, SplitScratch};
 use super::table::{PushError, StrTable};
-use super::unicode::{push_byte_encoded, utf8_len};
+use super::unicode::{cpt_to_byte, push_byte_encoded, utf8_len};
 use super::{TokenizerError, Vocab};
 
 const NONE: u32 = u32::MAX;
@@ -30,8 +32,9 @@ pub(crate) struct Bpe {
     /// Merge parts and results that are not tokens; their id is `n_vocab + index`.
     extra: StrTable,
     n_vocab: u32,
-    /// (left id, right id) → (rank, id of the merged string).
-    ranks: HashMap<u64, (u32, u32), DefaultHashBuilder>,
+    /// (left id, right id) → (rank, id of the merged string), hashed by `hasher`.
+    ranks: HashTable<Merge>,
+    hasher: DefaultHashBuilder,
     /// Id of the one-character string that stands for each byte.
     byte_sid: [u32; 256],
     /// The token that is exactly this one byte, for symbols that are not tokens.
@@ -40,6 +43,82 @@ pub(crate) struct Bpe {
 
 fn key(a: u32, b: u32) -> u64 {
     (u64::from(a) << 32) | u64::from(b)
+}
+
+/// One entry of the merge table.
+#[derive(Debug, Clone, Copy)]
+struct Merge {
+    /// [`key`] of the left and right ids.
+    key: u64,
+    rank: u32,
+    /// Id of the merged string.
+    merged: u32,
+}
+
+/// The table of `merges` (given in rank order): the first of equal keys is kept.
+///
+/// The entries go in by their position in the table, not by rank: a table of 150,000
+/// merges is larger than the caches, and filled in rank order nearly every insert
+/// would be a cache miss. A stable counting sort on the top bits of each entry's
+/// table position gives the order (equal keys stay in rank order).
+fn merge_table(merges: &[Merge], hasher: &DefaultHashBuilder) -> HashTable<Merge> {
+    const PART_BITS: u32 = 10;
+    let hash = |m: &Merge| hasher.hash_one(m.key);
+    let mut table: HashTable<Merge> = HashTable::with_capacity(merges.len());
+    // hashbrown's table has a power of two of buckets, at least 8/7 of its capacity,
+    // and a bucket's position is the hash's low bits. (Were that to change, only the
+    // speed of this function would.)
+    let cap = table.capacity();
+    let buckets = cap
+        .saturating_add(cap / 7)
+        .checked_next_power_of_two()
+        .unwrap_or(1);
+    let shift = buckets.trailing_zeros().saturating_sub(PART_BITS);
+    let part = |m: &Merge| ((hash(m) as usize & (buckets - 1)) >> shift) & ((1 << PART_BITS) - 1);
+    // starts[p] = where part p begins in `order` (after the counting: where it ends).
+    let mut starts = alloc::vec![0usize; (1 << PART_BITS) + 1];
+    for m in merges {
+        if let Some(c) = starts.get_mut(part(m) + 1) {
+            *c += 1;
+        }
+    }
+    let mut sum = 0;
+    for s in starts.iter_mut() {
+        sum += *s;
+        *s = sum;
+    }
+    let mut order = alloc::vec![0u32; merges.len()];
+    for (i, m) in merges.iter().enumerate() {
+        if let (Some(at), Ok(i)) = (starts.get_mut(part(m)), u32::try_from(i)) {
+            if let Some(slot) = order.get_mut(*at) {
+                *slot = i;
+            }
+            *at += 1;
+        }
+    }
+    for m in order.iter().filter_map(|&i| merges.get(i as usize)) {
+        let h = hash(m);
+        if table.find(h, |e| e.key == m.key).is_none() {
+            table.insert_unique(h, *m, hash);
+        }
+    }
+    table
+}
+
+/// The byte whose GPT-2 character `s` is, if `s` is one such character (they are
+/// all below U+0800: one or two bytes).
+fn encoded_byte(s: &[u8]) -> Option<u8> {
+    let cpt = match *s {
+        [a] if a < 0x80 => u32::from(a),
+        [a @ 0xC2..=0xDF, b @ 0x80..=0xBF] => (u32::from(a & 0x1F) << 6) | u32::from(b & 0x3F),
+        _ => return None,
+    };
+    cpt_to_byte(cpt)
+}
+
+/// Whether `t` is `a` followed by `b`.
+fn is_concat(t: &[u8], a: &[u8], b: &[u8]) -> bool {
+    t.len() == a.len() + b.len() && t.starts_with(a) && t.ends_with(b)
 }
 
 impl Bpe {
@@ -60,11 +139,26 @@ impl Bpe {
             ignore_merges,
             extra: StrTable::with_capacity(0, 0),
             n_vocab,
-            ranks: HashMap::with_capacity_and_hasher(n_merges, DefaultHashBuilder::default()),
+            ranks: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
             byte_sid: [NONE; 256],
             single_byte_token: [None; 256],
         };
         let mut joined = Vec::new();
+        let mut table = Vec::with_capacity(n_merges);
+        // The token that is each byte's one-character text: a sixth of the merge parts
+        // are one character (Qwen2.5), and this saves their lookups.
+        let mut enc = Vec::new();
+        let mut byte_token = [NONE; 256];
+        for (b, t) in (0..=255u8).zip(byte_token.iter_mut()) {
+            enc.clear();
+            push_byte_encoded(&mut enc, b);
+            *t = vocab.find(&enc).unwrap_or(NONE);
+        }
+        // Byte-level BPE vocabularies usually list the merge results in rank order, so
+        // the result of a merge is most often the token after the previous result: that
+        // guess is checked by comparing bytes, and only a wrong guess costs a lookup.
+        let mut guess = NONE;
         for (rank, m) in merges.enumerate() {
             let rank = u32::try_from(rank).map_err(|_| TokenizerError::TextTooLarge {
                 max: u64::from(u32::MAX),
@@ -79,16 +173,28 @@ impl Bpe {
                 continue;
             };
             let (first, second) = (&b[..pos], &b[pos + 1..]);
-            let l = bpe.intern(vocab, first)?;
-            let r = bpe.intern(vocab, second)?;
-            joined.clear();
-            joined.extend_from_slice(first);
-            joined.extend_from_slice(second);
-            let merged = bpe.intern(vocab, &joined)?;
-            // The first occurrence of a pair keeps its rank.
-            bpe.ranks.entry(key(l, r)).or_insert((rank, merged));
+            let l = bpe.intern_part(vocab, first, &byte_token)?;
+            let r = bpe.intern_part(vocab, second, &byte_token)?;
+            // Token texts are unique, so a token with exactly these bytes is the one
+            // `intern` would find.
+            let merged = match vocab.texts.get(guess) {
+                Some(t) if is_concat(t, first, second) => guess,
+                _ => {
+                    joined.clear();
+                    joined.extend_from_slice(first);
+                    joined.extend_from_slice(second);
+                    bpe.intern(vocab, &joined)?
+                }
+            };
+            guess = if merged < n_vocab { merged + 1 } else { NONE };
+            table.push(Merge {
+                key: key(l, r),
+                rank,
+                merged,
+            });
         }
-        let mut enc = Vec::new();
+        bpe.ranks = merge_table(&table, &bpe.hasher);
+        drop(table);
         for byte in 0..=255u8 {
             enc.clear();
             push_byte_encoded(&mut enc, byte);
@@ -107,6 +213,20 @@ impl Bpe {
         vocab
             .find(s)
             .or_else(|| self.extra.find(s).and_then(|i| i.checked_add(self.n_vocab)))
+    }
+
+    /// [`intern`](Self::intern), for a text that is one GPT-2 character from
+    /// `byte_token` (the token of each byte's character, or `NONE`).
+    fn intern_part(
+        &mut self,
+        vocab: &Vocab,
+        s: &[u8],
+        byte_token: &[u32; 256],
+    ) -> Result<u32, TokenizerError> {
+        match encoded_byte(s).map(|b| byte_token[b as usize]) {
+            Some(id) if id != NONE => Ok(id),
+            _ => self.intern(vocab, s),
+        }
     }
 
     fn intern(&mut self, vocab: &Vocab, s: &[u8]) -> Result<u32, TokenizerError> {
@@ -252,8 +372,65 @@ fn add_bigram(bpe: &Bpe, s: &mut BpeScratch, left: u32, right: u32) {
     if l.sid == NONE || r.sid == NONE {
         return;
     }
-    if let Some(&(rank, merged)) = bpe.ranks.get(&key(l.sid, r.sid)) {
+    let k = key(l.sid, r.sid);
+    if let Some(&Merge { rank, merged, .. }) =
+        bpe.ranks.find(bpe.hasher.hash_one(k), |m| m.key == k)
+    {
         s.queue
             .push(Reverse((rank, left, right, l.n + r.n, merged)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::collections::BTreeMap;
+
+    #[test]
+    fn encoded_byte_inverts_the_byte_encoding() {
+        let mut enc = Vec::new();
+        for b in 0..=255u8 {
+            enc.clear();
+            push_byte_encoded(&mut enc, b);
+            assert_eq!(encoded_byte(&enc), Some(b));
+        }
+        for s in ["", "ab", "\u{144}", "\u{7FF}", "世", "ĠĠ"] {
+            assert_eq!(encoded_byte(s.as_bytes()), None, "{s}");
+        }
+        for s in [&b"\xC4"[..], b"\xC0\x80", b"\xC4\xC4", b"\x80"] {
+            assert_eq!(encoded_byte(s), None, "{s:x?}");
+        }
+    }
+
+    #[test]
+    fn merge_table_keeps_the_first_rank_of_each_pair() {
+        let hasher = DefaultHashBuilder::default();
+        for n in [0usize, 1, 7, 100, 5000, 40_000] {
+            // Few distinct pairs, so that many repeat.
+            let mut x = 0x2545_F491_4F6C_DD1Du64 ^ n as u64;
+            let merges: Vec<Merge> = (0..n as u32)
+                .map(|rank| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let k = (x % (n as u64 / 2 + 1)) as u32;
+                    Merge {
+                        key: key(k % 97, k / 97),
+                        rank,
+                        merged: rank.wrapping_mul(31),
+                    }
+                })
+                .collect();
+            let mut first = BTreeMap::new();
+            for m in &merges {
+                first.entry(m.key).or_insert((m.rank, m.merged));
+            }
+            let table = merge_table(&merges, &hasher);
+            assert_eq!(table.len(), first.len());
+            for (&k, &(rank, merged)) in &first {
+                let e = table.find(hasher.hash_one(k), |e| e.key == k);
+                assert_eq!(e.map(|e| (e.rank, e.merged)), Some((rank, merged)));
+            }
+        }
     }
 }

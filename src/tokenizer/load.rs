@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use super::bpe::Bpe;
 use super::special::Specials;
 use super::table::{PushError, StrTable};
-use super::text::unescape_whitespace;
+use super::text::{has_escaped_space, unescape_whitespace};
 use super::{
     unicode, IdField, PreTokenizer, SpecialTokens, TokenAttr, Tokenizer, TokenizerError, Vocab,
     VocabKind, MAX_VOCAB,
@@ -133,7 +133,35 @@ fn byte_of_byte_token(text: &[u8]) -> Option<u8> {
 }
 
 /// llama.cpp's `llama_decode_text`: GPT-2 code points back to bytes.
+///
+/// All GPT-2 code points are below U+0800, so the text of a byte-level token is ASCII
+/// and two-byte sequences; those are decoded here directly. Anything else (a longer
+/// sequence, a code point that is no byte, invalid UTF-8) starts over in
+/// [`decode_bpe_text_chars`].
 fn decode_bpe_text(text: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    let mut rest = text;
+    loop {
+        let (cpt, tail) = match rest {
+            [] => return,
+            [b, tail @ ..] if *b < 0x80 => (u32::from(*b), tail),
+            [b @ 0xC2..=0xDF, c @ 0x80..=0xBF, tail @ ..] => {
+                ((u32::from(*b & 0x1F) << 6) | u32::from(*c & 0x3F), tail)
+            }
+            _ => break,
+        };
+        match unicode::cpt_to_byte(cpt) {
+            Some(b) => out.push(b),
+            None => break,
+        }
+        rest = tail;
+    }
+    out.truncate(start);
+    decode_bpe_text_chars(text, out);
+}
+
+/// [`decode_bpe_text`] for any text, one `char` at a time.
+fn decode_bpe_text_chars(text: &[u8], out: &mut Vec<u8>) {
     let s = core::str::from_utf8(text).unwrap_or("");
     for c in s.chars() {
         match unicode::cpt_to_byte(u32::from(c)) {
@@ -440,7 +468,12 @@ impl Tokenizer {
         let mut joins_space = Vec::new();
         if kind == VocabKind::SentencePiece {
             for id in 0..n32 {
-                let text = core::str::from_utf8(vocab.text(id)).unwrap_or("");
+                // Only a '▁' after the first character follows another one.
+                let bytes = vocab.text(id);
+                if !bytes.get(1..).is_some_and(has_escaped_space) {
+                    continue;
+                }
+                let text = core::str::from_utf8(bytes).unwrap_or("");
                 let mut prev = None;
                 for c in text.chars() {
                     if let Some(p) = prev.filter(|&p| c == '\u{2581}' && p != '\u{2581}') {
@@ -673,4 +706,69 @@ fn detect_special_tokens(vocab: &mut Vocab, ids: &mut SpecialTokens) -> Vec<u32>
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn both(text: &[u8]) {
+        let (mut fast, mut chars) = (vec![7u8], vec![7u8]);
+        decode_bpe_text(text, &mut fast);
+        decode_bpe_text_chars(text, &mut chars);
+        assert_eq!(fast, chars, "{text:x?}");
+    }
+
+    #[test]
+    fn decode_bpe_text_matches_the_char_decoder() {
+        // Every byte's code point, alone and all together.
+        let mut all = Vec::new();
+        for b in 0..=255u8 {
+            let mut one = Vec::new();
+            unicode::push_byte_encoded(&mut one, b);
+            both(&one);
+            all.extend_from_slice(&one);
+        }
+        both(&all);
+        let mut dec = Vec::new();
+        decode_bpe_text(&all, &mut dec);
+        assert_eq!(dec, (0..=255u8).collect::<Vec<_>>());
+        // Code points that are no byte, longer sequences, invalid UTF-8, truncations.
+        for t in [
+            "".as_bytes(),
+            "ĠhelloĊ".as_bytes(),
+            "a\u{144}b".as_bytes(),
+            "a\u{7FF}".as_bytes(),
+            "Ġ世界".as_bytes(),
+            "x😀".as_bytes(),
+            b"\xC4",
+            b"a\xC4",
+            b"\xC0\x80",
+            b"\xC1\xBF",
+            b"\xC4\xC4",
+            b"\xE4\xB8",
+            b"\x80",
+            b"\xFF",
+            b"\xC4\xA0\xED\xA0\x80",
+        ] {
+            both(t);
+        }
+        // Random short strings over the interesting bytes.
+        let pool = [
+            0x20u8, 0x41, 0x7F, 0x80, 0x88, 0xA0, 0xBF, 0xC0, 0xC2, 0xC4, 0xC5, 0xDF, 0xE0, 0xE4,
+            0xF0, 0xFF,
+        ];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 6) as usize;
+            let t: Vec<u8> = (0..len)
+                .map(|i| pool[((x >> (8 + 4 * i)) & 15) as usize])
+                .collect();
+            both(&t);
+        }
+    }
 }

@@ -67,7 +67,10 @@ impl StrTable {
 
     /// The id of `text`, if present.
     pub fn find(&self, text: &[u8]) -> Option<u32> {
-        let hash = self.hasher.hash_one(text);
+        self.find_hashed(text, self.hasher.hash_one(text))
+    }
+
+    fn find_hashed(&self, text: &[u8], hash: u64) -> Option<u32> {
         let (bytes, offsets) = (&self.bytes, &self.offsets);
         self.index
             .find(hash, |&id| {
@@ -82,12 +85,12 @@ impl StrTable {
 
     /// Add `text` with the next id.
     pub fn push(&mut self, text: &[u8]) -> Result<u32, PushError> {
-        if let Some(id) = self.find(text) {
+        let hash = self.hasher.hash_one(text);
+        if let Some(id) = self.find_hashed(text, hash) {
             return Err(PushError::Duplicate(id));
         }
         self.push_unindexed(text)?;
         let id = u32::try_from(self.len() - 1).map_err(|_| PushError::TooLarge)?;
-        let hash = self.hasher.hash_one(text);
         let (bytes, offsets, hasher) = (&self.bytes, &self.offsets, &self.hasher);
         self.index.insert_unique(hash, id, |&other| {
             let i = other as usize;

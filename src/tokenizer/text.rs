@@ -15,17 +15,31 @@ pub(crate) fn escape_whitespace(text: &[u8], out: &mut Vec<u8>) {
 
 /// '▁' → ' ' (llama.cpp's `llama_unescape_whitespace`).
 pub(crate) fn unescape_whitespace(text: &[u8], out: &mut Vec<u8>) {
-    const ESC: &[u8] = "\u{2581}".as_bytes();
     let mut rest = text;
-    while !rest.is_empty() {
-        if rest.starts_with(ESC) {
-            out.push(b' ');
-            rest = rest.get(ESC.len()..).unwrap_or(&[]);
-        } else if let Some((&b, tail)) = rest.split_first() {
-            out.push(b);
-            rest = tail;
-        }
+    // Everything before the next byte that can start a '▁' (E2 96 81) is copied as it is.
+    while let Some(i) = rest.iter().position(|&b| b == 0xE2) {
+        let (head, tail) = rest.split_at_checked(i).unwrap_or((rest, &[]));
+        out.extend_from_slice(head);
+        rest = match tail {
+            [0xE2, 0x96, 0x81, after @ ..] => {
+                out.push(b' ');
+                after
+            }
+            [b, after @ ..] => {
+                out.push(*b);
+                after
+            }
+            [] => &[],
+        };
     }
+    out.extend_from_slice(rest);
+}
+
+/// Whether `text` has a '▁'.
+pub(crate) fn has_escaped_space(text: &[u8]) -> bool {
+    text.split(|&b| b == 0xE2)
+        .skip(1)
+        .any(|after| matches!(after, [0x96, 0x81, ..]))
 }
 
 /// The three passes of llama.cpp's `clean_spaces` in `detokenize`.
@@ -75,4 +89,54 @@ pub(crate) fn clean_up_spaces(text: &mut Vec<u8>) {
         out.push(x);
     }
     *text = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// llama.cpp's loop: at each position, '▁' or one byte.
+    fn unescape_bytewise(text: &[u8]) -> Vec<u8> {
+        const ESC: &[u8] = "\u{2581}".as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < text.len() {
+            if text[i..].starts_with(ESC) {
+                out.push(b' ');
+                i += ESC.len();
+            } else {
+                out.push(text[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn unescape_whitespace_matches_the_bytewise_loop() {
+        let pool: [&[u8]; 8] = [
+            b"\xE2\x96\x81",
+            b"\xE2",
+            b"\xE2\x96",
+            b"\x96\x81",
+            b"a",
+            b" ",
+            "é".as_bytes(),
+            b"\xE2\xE2\x96\x81",
+        ];
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let text: Vec<u8> = (0..(x % 7) as usize)
+                .flat_map(|i| pool[((x >> (8 + 3 * i)) & 7) as usize].iter().copied())
+                .collect();
+            let mut out = alloc::vec![b'#'];
+            unescape_whitespace(&text, &mut out);
+            assert_eq!(out[1..], unescape_bytewise(&text)[..], "{text:x?}");
+            let has = text.windows(3).any(|w| w == "\u{2581}".as_bytes());
+            assert_eq!(has_escaped_space(&text), has, "{text:x?}");
+        }
+    }
 }

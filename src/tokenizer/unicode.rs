@@ -165,18 +165,22 @@ pub(crate) const BYTE_TO_CPT: [u16; 256] = {
     t
 };
 
+/// The inverse of [`BYTE_TO_CPT`], indexed by code point; `0x100` where no byte maps.
+/// The code points are `0..256 + 68` (68 bytes do not map to themselves).
+const CPT_TO_BYTE: [u16; 256 + 68] = {
+    let mut t = [0x100u16; 256 + 68];
+    let mut b = 0usize;
+    while b < 256 {
+        t[BYTE_TO_CPT[b] as usize] = b as u16;
+        b += 1;
+    }
+    t
+};
+
 /// The inverse of [`BYTE_TO_CPT`]: the byte a code point stands for, if any.
 pub(crate) fn cpt_to_byte(cpt: u32) -> Option<u8> {
-    if cpt < 256 {
-        let b = cpt as u8;
-        return (BYTE_TO_CPT[b as usize] == cpt as u16).then_some(b);
-    }
-    // 256 + n is the n-th byte that does not map to itself.
-    let n = cpt.checked_sub(256)?;
-    BYTE_TO_CPT
-        .iter()
-        .position(|&c| c >= 256 && u32::from(c) == 256 + n)
-        .and_then(|b| u8::try_from(b).ok())
+    let b = *CPT_TO_BYTE.get(usize::try_from(cpt).ok()?)?;
+    u8::try_from(b).ok()
 }
 
 /// Append the UTF-8 encoding of GPT-2's code point for `b`.
@@ -199,6 +203,14 @@ mod tests {
         assert_eq!(BYTE_TO_CPT[b' ' as usize], 0x120); // 'Ġ'
         assert_eq!(BYTE_TO_CPT[b'\n' as usize], 0x10A); // 'Ċ'
         assert_eq!(cpt_to_byte(0x4E00), None);
+        // Every other code point below the table's end is no byte.
+        let mapped: alloc::vec::Vec<u32> = BYTE_TO_CPT.iter().map(|&c| u32::from(c)).collect();
+        for cpt in 0..0x400u32 {
+            if !mapped.contains(&cpt) {
+                assert_eq!(cpt_to_byte(cpt), None, "{cpt:#x}");
+            }
+        }
+        assert_eq!(mapped.iter().max(), Some(&(256 + 67)));
     }
 
     #[test]
