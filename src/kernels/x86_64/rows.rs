@@ -153,8 +153,8 @@ fn dp_zmm(corr: __m256i, q: __m256i, y: __m256i) -> __m256i {
 /// `d` is the f32 product of two f16 scales, so it is 0 or at least 2⁻⁴⁸ (or not
 /// finite, which scales alike); `|16·L| ≤ 16·4·15·128 < 2²⁴` converts exactly; every
 /// product and sum is then a multiple of 2⁻⁷¹ (0 or far above 2⁻¹²⁶), and at most
-/// [`MAX_BLOCKS`] blocks of `|d·L| < 2⁴⁰` stay far below overflow even ×16. The lanes
-/// are scaled back by 1/16 (exact) before the final `reduce8`.
+/// [`MAX_BLOCKS`] blocks of `|d·L| < 2³²·2¹² = 2⁴⁴` stay far below overflow even
+/// ×16. The lanes are scaled back by 1/16 (exact) before the final `reduce8`.
 macro_rules! rows32 {
     (
         $feat:literal,
@@ -180,72 +180,72 @@ macro_rules! rows32 {
             /// The entry for rows of at most `CAP` blocks.
             #[target_feature(enable = $feat)]
             fn body<const CAP: usize>(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
-            let ys = blk::<BlockQ8_0>(y);
-            let nb = n / 32;
-            let wrow = nb * core::mem::size_of::<$X>();
-            if nb > CAP || ys.len() != nb || x.len() < out.len() * wrow {
-                // (This function's features include the fallback's, so the call is safe.)
-                $fallback(x, y, n, out);
-                return;
-            }
-            let offset: u8 = $offset;
-            let high: u8 = $high;
-            let bvec = _mm256_setr_m128i(
-                _mm_set1_epi8(offset as i8),
-                _mm_set1_epi8(offset.wrapping_mul(high) as i8),
-            );
-            // Per vector, once for all rows: block scales and offset corrections.
-            let mut dy = [0.0f32; CAP];
-            let mut corr = [_mm256_setzero_si256(); CAP];
-            let mut g = 0;
-            while g + 8 <= nb {
-                let yg = group8(ys, g);
-                if let (Some(yg), Some(d)) = (yg, dy.get_mut(g..g + 8)) {
-                    // SAFETY: `d` has room for 8 f32; `storeu` has no alignment requirement.
-                    unsafe { _mm256_storeu_ps(d.as_mut_ptr(), d_x8(yg)) };
+                let ys = blk::<BlockQ8_0>(y);
+                let nb = n / 32;
+                let wrow = nb * core::mem::size_of::<$X>();
+                if nb > CAP || ys.len() != nb || x.len() < out.len() * wrow {
+                    // (This function's features include the fallback's, so the call is safe.)
+                    $fallback(x, y, n, out);
+                    return;
                 }
-                g += 8;
-            }
-            let whole = g;
-            for (d, yb) in dy.iter_mut().zip(ys).skip(whole) {
-                *d = f16(yb.d);
-            }
-            for (c, yb) in corr.iter_mut().zip(ys) {
-                *c = neg_offset(bvec, load32(&yb.qs, 0));
-            }
-            let dy = &dy[..nb];
-            let corr = &corr[..nb];
-            // Each 8-block group of a row prefetches its share of the same row
-            // PREFETCH_NEAR and PREFETCH_FAR row groups later, the tail blocks included
-            // (a fixed distance per group left the tail lines of every row to demand
-            // misses).
-            let span = if whole >= 8 { wrow.div_ceil(whole / 8).next_multiple_of(64) } else { 0 };
-            let pf = Prefetch {
-                near: PREFETCH_NEAR * ROWS * wrow,
-                far: PREFETCH_FAR * ROWS * wrow,
-                span,
-            };
-            // Rows go through in fours: each row keeps its own accumulator and its own
-            // order of blocks, and the four independent chains of multiply-adds hide
-            // each other's latency (one chain alone waits on every `fma`).
-            let r0 = out.len() - out.len() % ROWS;
-            let mut quads = out.chunks_exact_mut(ROWS);
-            for (q, o) in (&mut quads).enumerate() {
-                let r = q * ROWS;
-                let xs = blk::<$X>(x.get(r * wrow..(r + ROWS) * wrow).unwrap_or(&[]));
-                let mut rows: [&[$X]; ROWS] = [&[]; ROWS];
-                for (j, d) in rows.iter_mut().enumerate() {
-                    *d = xs.get(j * nb..(j + 1) * nb).unwrap_or(&[]);
+                let offset: u8 = $offset;
+                let high: u8 = $high;
+                let bvec = _mm256_setr_m128i(
+                    _mm_set1_epi8(offset as i8),
+                    _mm_set1_epi8(offset.wrapping_mul(high) as i8),
+                );
+                // Per vector, once for all rows: block scales and offset corrections.
+                let mut dy = [0.0f32; CAP];
+                let mut corr = [_mm256_setzero_si256(); CAP];
+                let mut g = 0;
+                while g + 8 <= nb {
+                    let yg = group8(ys, g);
+                    if let (Some(yg), Some(d)) = (yg, dy.get_mut(g..g + 8)) {
+                        // SAFETY: `d` has room for 8 f32; `storeu` has no alignment requirement.
+                        unsafe { _mm256_storeu_ps(d.as_mut_ptr(), d_x8(yg)) };
+                    }
+                    g += 8;
                 }
-                let xs = rows;
-                let res = rows_n::<ROWS>(&xs, ys, dy, corr, whole, pf);
-                o.copy_from_slice(&res);
+                let whole = g;
+                for (d, yb) in dy.iter_mut().zip(ys).skip(whole) {
+                    *d = f16(yb.d);
+                }
+                for (c, yb) in corr.iter_mut().zip(ys) {
+                    *c = neg_offset(bvec, load32(&yb.qs, 0));
+                }
+                let dy = &dy[..nb];
+                let corr = &corr[..nb];
+                // Each 8-block group of a row prefetches its share of the same row
+                // PREFETCH_NEAR and PREFETCH_FAR row groups later, the tail blocks included
+                // (a fixed distance per group left the tail lines of every row to demand
+                // misses).
+                let span = if whole >= 8 { wrow.div_ceil(whole / 8).next_multiple_of(64) } else { 0 };
+                let pf = Prefetch {
+                    near: PREFETCH_NEAR * ROWS * wrow,
+                    far: PREFETCH_FAR * ROWS * wrow,
+                    span,
+                };
+                // Rows go through in fours: each row keeps its own accumulator and its own
+                // order of blocks, and the four independent chains of multiply-adds hide
+                // each other's latency (one chain alone waits on every `fma`).
+                let r0 = out.len() - out.len() % ROWS;
+                let mut quads = out.chunks_exact_mut(ROWS);
+                for (q, o) in (&mut quads).enumerate() {
+                    let r = q * ROWS;
+                    let xs = blk::<$X>(x.get(r * wrow..(r + ROWS) * wrow).unwrap_or(&[]));
+                    let mut rows: [&[$X]; ROWS] = [&[]; ROWS];
+                    for (j, d) in rows.iter_mut().enumerate() {
+                        *d = xs.get(j * nb..(j + 1) * nb).unwrap_or(&[]);
+                    }
+                    let xs = rows;
+                    let res = rows_n::<ROWS>(&xs, ys, dy, corr, whole, pf);
+                    o.copy_from_slice(&res);
+                }
+                for (r, o) in out.iter_mut().enumerate().skip(r0) {
+                    let xs = [blk::<$X>(x.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]))];
+                    *o = rows_n::<1>(&xs, ys, dy, corr, whole, pf)[0];
+                }
             }
-            for (r, o) in out.iter_mut().enumerate().skip(r0) {
-                let xs = [blk::<$X>(x.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]))];
-                *o = rows_n::<1>(&xs, ys, dy, corr, whole, pf)[0];
-            }
-        }
 
             /// `R` rows (each `nb` blocks, else its result is 0) against the vector.
             #[target_feature(enable = $feat)]
