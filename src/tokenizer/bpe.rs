@@ -195,10 +195,16 @@ impl Bpe {
         }
         bpe.ranks = merge_table(&table, &bpe.hasher);
         drop(table);
-        for byte in 0..=255u8 {
-            enc.clear();
-            push_byte_encoded(&mut enc, byte);
-            bpe.byte_sid[byte as usize] = bpe.sid(vocab, &enc).unwrap_or(NONE);
+        for (byte, &token) in (0..=255u8).zip(&byte_token) {
+            // The token found above, else (a character that is no token) a string
+            // interned for the merges, if any.
+            bpe.byte_sid[byte as usize] = if token != NONE {
+                token
+            } else {
+                enc.clear();
+                push_byte_encoded(&mut enc, byte);
+                bpe.sid(vocab, &enc).unwrap_or(NONE)
+            };
             bpe.single_byte_token[byte as usize] = vocab.find(&[byte]);
         }
         bpe.extra.shrink_to_fit();

@@ -170,6 +170,9 @@ macro_rules! rows32 {
         $(#[$doc])*
         #[target_feature(enable = $feat)]
         pub(super) fn $name(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
+            /// The factor of the high half's quants (see `high:` above).
+            const HIGH: u8 = $high;
+
             // The per-vector tables sized for the row: small ones for the common rows.
             if n / 32 <= SMALL_BLOCKS {
                 body::<SMALL_BLOCKS>(x, y, n, out);
@@ -189,10 +192,9 @@ macro_rules! rows32 {
                     return;
                 }
                 let offset: u8 = $offset;
-                let high: u8 = $high;
                 let bvec = _mm256_setr_m128i(
                     _mm_set1_epi8(offset as i8),
-                    _mm_set1_epi8(offset.wrapping_mul(high) as i8),
+                    _mm_set1_epi8(offset.wrapping_mul(HIGH) as i8),
                 );
                 // Per vector, once for all rows: block scales and offset corrections.
                 let mut dy = [0.0f32; CAP];
@@ -314,7 +316,6 @@ macro_rules! rows32 {
                         acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(f16(xb.d) * dyb), _mm256_cvtepi32_ps(l), acc[j]);
                     }
                 }
-                const HIGH: u8 = $high;
                 let back = 1.0 / f32::from(HIGH);
                 let back = _mm256_setr_ps(1.0, 1.0, 1.0, 1.0, back, back, back, back);
                 for (o, a) in res.iter_mut().zip(&acc) {
