@@ -1,5 +1,5 @@
 //! The kernel level each target dispatches to (see the table in cross/README.md):
-//! x86-64 picks AVX-512 VNNI, AVX-VNNI or AVX2 when the CPU has them, aarch64 at least NEON (baseline), and every
+//! x86-64 picks AVX-512 VNNI (with GFNI if present), AVX-VNNI or AVX2 when the CPU has them, aarch64 at least NEON (baseline), and every
 //! other target — armv7 among them — the scalar kernels, cleanly: the SIMD levels are
 //! reported unavailable and asking for one is a typed error, not a crash.
 
@@ -25,6 +25,8 @@ fn dispatch_fits_the_target() {
             && std::is_x86_feature_detected!("avx512vnni");
         let want = if !avx2 {
             KernelLevel::Scalar
+        } else if avx512vnni && std::is_x86_feature_detected!("gfni") {
+            KernelLevel::Avx512Gfni
         } else if avx512vnni {
             KernelLevel::Avx512Vnni
         } else if std::is_x86_feature_detected!("avxvnni") {
@@ -46,6 +48,7 @@ fn dispatch_fits_the_target() {
             KernelLevel::Avx2,
             KernelLevel::AvxVnni,
             KernelLevel::Avx512Vnni,
+            KernelLevel::Avx512Gfni,
         ]
     } else {
         // armv7 (and any other target): NEON kernels exist for aarch64 only.
@@ -55,6 +58,7 @@ fn dispatch_fits_the_target() {
             KernelLevel::Avx2,
             KernelLevel::AvxVnni,
             KernelLevel::Avx512Vnni,
+            KernelLevel::Avx512Gfni,
             KernelLevel::Neon,
             KernelLevel::Dotprod,
             KernelLevel::I8mm,

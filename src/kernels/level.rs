@@ -16,6 +16,7 @@ fn encode(level: KernelLevel) -> u8 {
         KernelLevel::I8mm => 5,
         KernelLevel::AvxVnni => 6,
         KernelLevel::Avx512Vnni => 7,
+        KernelLevel::Avx512Gfni => 8,
     }
 }
 
@@ -28,6 +29,7 @@ fn decode(v: u8) -> Option<KernelLevel> {
         5 => KernelLevel::I8mm,
         6 => KernelLevel::AvxVnni,
         7 => KernelLevel::Avx512Vnni,
+        8 => KernelLevel::Avx512Gfni,
         _ => return None,
     })
 }
@@ -43,6 +45,8 @@ pub fn available(level: KernelLevel) -> bool {
         KernelLevel::AvxVnni => super::x86_64::AvxVnni::detect().is_some(),
         #[cfg(target_arch = "x86_64")]
         KernelLevel::Avx512Vnni => super::x86_64::Avx512Vnni::detect().is_some(),
+        #[cfg(target_arch = "x86_64")]
+        KernelLevel::Avx512Gfni => super::x86_64::Avx512Gfni::detect().is_some(),
         #[cfg(target_arch = "aarch64")]
         KernelLevel::Neon => super::aarch64::Neon::detect().is_some(),
         #[cfg(target_arch = "aarch64")]

@@ -21,7 +21,7 @@
 //! One [`Kernels`] table of function pointers per [`KernelLevel`]. The level in use is
 //! chosen once per process ([`cpu_features`], [`select`]) from the CPU's features at run
 //! time — never from `target-cpu` — and can be forced lower with the environment
-//! variable `TRAMONTANE_KERNELS=scalar|avx2|avxvnni|avx512vnni|neon|dotprod|i8mm` (with `std`). Asking for a
+//! variable `TRAMONTANE_KERNELS=scalar|avx2|avxvnni|avx512vnni|avx512gfni|neon|dotprod|i8mm` (with `std`). Asking for a
 //! level the CPU lacks is an error ([`KernelError::Unavailable`]). Tests and benches
 //! reach every level directly through [`kernels`].
 //!
@@ -93,6 +93,11 @@ pub enum KernelLevel {
     /// later); the AVX2 kernels, with 512-bit VNNI prefill tiles (two vectors per
     /// register, each in its own 8 lanes: the same arithmetic).
     Avx512Vnni,
+    /// AVX-512 VNNI plus GFNI (Ice Lake, Sapphire Rapids, Zen 4 and later; Cascade Lake
+    /// has VNNI without it): the AVX-512 VNNI kernels, with the Q5_0 and IQ4_NL decode
+    /// rows taking their nibbles by one GF(2) affine transform per byte instead of a
+    /// shift and a mask.
+    Avx512Gfni,
     /// aarch64 Advanced SIMD (baseline on aarch64).
     Neon,
     /// aarch64 NEON plus the `sdot` dot-product instructions (Armv8.2 `dotprod`).
@@ -104,11 +109,12 @@ pub enum KernelLevel {
 
 impl KernelLevel {
     /// Every level, lowest first.
-    pub const ALL: [KernelLevel; 7] = [
+    pub const ALL: [KernelLevel; 8] = [
         KernelLevel::Scalar,
         KernelLevel::Avx2,
         KernelLevel::AvxVnni,
         KernelLevel::Avx512Vnni,
+        KernelLevel::Avx512Gfni,
         KernelLevel::Neon,
         KernelLevel::Dotprod,
         KernelLevel::I8mm,
@@ -121,6 +127,7 @@ impl KernelLevel {
             KernelLevel::Avx2 => "avx2",
             KernelLevel::AvxVnni => "avxvnni",
             KernelLevel::Avx512Vnni => "avx512vnni",
+            KernelLevel::Avx512Gfni => "avx512gfni",
             KernelLevel::Neon => "neon",
             KernelLevel::Dotprod => "dotprod",
             KernelLevel::I8mm => "i8mm",

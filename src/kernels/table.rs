@@ -277,6 +277,10 @@ pub fn kernels(level: KernelLevel) -> Result<&'static Kernels, KernelError> {
         KernelLevel::Avx512Vnni => super::x86_64::Avx512Vnni::detect()
             .map(|t| t.kernels())
             .ok_or_else(unavailable),
+        #[cfg(target_arch = "x86_64")]
+        KernelLevel::Avx512Gfni => super::x86_64::Avx512Gfni::detect()
+            .map(|t| t.kernels())
+            .ok_or_else(unavailable),
         #[cfg(target_arch = "aarch64")]
         KernelLevel::Neon => super::aarch64::Neon::detect()
             .map(|t| t.kernels())

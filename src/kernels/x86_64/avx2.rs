@@ -82,6 +82,30 @@ pub(super) static TABLE_ZMM: Kernels = Kernels {
     )
 };
 
+/// The AVX-512 VNNI + GFNI table: the AVX-512 VNNI one with the GFNI decode rows of
+/// Q5_0 and IQ4_NL.
+pub(super) static TABLE_GFNI: Kernels = Kernels {
+    attn: super::attn::ZMM_ATTN,
+    ..table(
+        KernelLevel::Avx512Gfni,
+        [
+            tiles::gemm_q4_0_zmm,
+            tiles::gemm_q5_0_gfni,
+            tiles::gemm_q8_0_zmm,
+            tiles::gemm_iq4_nl_zmm,
+            tiles_k::gemm_q4_k_zmm,
+            tiles_q6k::gemm_q6_k_zmm,
+        ],
+        [
+            rows::rows_q4_0_zmm,
+            rows::rows_q5_0_gfni,
+            rows::rows_q8_0_zmm,
+            rows::rows_iq4_nl_gfni,
+        ],
+        Some(rows_k::rows_q4_k_gfni),
+    )
+};
+
 /// The AVX2 kernels with the prefill tiles `gemm` of Q4_0, Q5_0, Q8_0, IQ4_NL, Q4_K and
 /// Q6_K (batches of 8 or more), and the decode entries `rows` of Q4_0, Q5_0, Q8_0 and
 /// IQ4_NL, and `rows_q4_k` of Q4_K if the level has one.

@@ -106,3 +106,28 @@ impl Avx512Vnni {
         &avx2::TABLE_ZMM
     }
 }
+
+/// Proof that the CPU supports everything [`Avx512Vnni`] needs and GFNI: only
+/// [`Avx512Gfni::detect`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx512Gfni {
+    _private: (),
+}
+
+impl Avx512Gfni {
+    /// `Some` if this CPU has the [`Avx512Vnni`] features and GFNI (run-time detection
+    /// with `std`, compile-time target features without).
+    #[inline]
+    pub fn detect() -> Option<Avx512Gfni> {
+        #[cfg(feature = "std")]
+        let ok = Avx512Vnni::detect().is_some() && std::is_x86_feature_detected!("gfni");
+        #[cfg(not(feature = "std"))]
+        let ok = Avx512Vnni::detect().is_some() && cfg!(target_feature = "gfni");
+        ok.then_some(Avx512Gfni { _private: () })
+    }
+
+    /// The AVX-512 VNNI + GFNI kernel table.
+    pub fn kernels(self) -> &'static Kernels {
+        &avx2::TABLE_GFNI
+    }
+}

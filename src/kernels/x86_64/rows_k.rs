@@ -29,9 +29,25 @@ fn dpw_zmm(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
     _mm256_dpwssd_epi32(acc, a, b)
 }
 
-/// Generates one `DotRowsFn` entry for Q4_K with the pair multiply-add `$dpw`.
+/// The high nibbles of 32 bytes, by a shift and a mask.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn high_nibbles(q: __m256i) -> __m256i {
+    _mm256_and_si256(_mm256_srli_epi16::<4>(q), _mm256_set1_epi8(0x0f))
+}
+
+/// The high nibbles of 32 bytes, by one GF(2) affine transform per byte (output bit
+/// `i < 4` is input bit `i + 4`; the matrix's byte `7 − i` selects output bit `i`).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,gfni")]
+#[inline]
+fn high_nibbles_g(q: __m256i) -> __m256i {
+    _mm256_gf2p8affine_epi64_epi8::<0>(q, _mm256_set1_epi64x(0x10_20_40_80_00_00_00_00))
+}
+
+/// Generates one `DotRowsFn` entry for Q4_K with the pair multiply-add `$dpw` and the
+/// high-nibble extraction `$high`.
 macro_rules! rows_q4_k {
-    ($feat:literal, $(#[$doc:meta])* fn $name:ident, $dpw:ident) => {
+    ($feat:literal, $(#[$doc:meta])* fn $name:ident, $dpw:ident, $high:ident) => {
         $(#[$doc])*
         #[target_feature(enable = $feat)]
         pub(super) fn $name(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
@@ -60,7 +76,7 @@ macro_rules! rows_q4_k {
                     for j in 0..4 {
                         let q4 = load32(&x.qs, 32 * j);
                         let lo = _mm256_and_si256(q4, m4);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), m4);
+                        let hi = $high(q4);
                         let plo = _mm256_maddubs_epi16(lo, load32(&y.qs, 64 * j));
                         let phi = _mm256_maddubs_epi16(hi, load32(&y.qs, 64 * j + 32));
                         alo = $dpw(alo, plo, _mm256_set1_epi16(sc[2 * j]));
@@ -80,10 +96,15 @@ macro_rules! rows_q4_k {
 rows_q4_k!(
     "avx2,fma,f16c,avxvnni",
     /// q4_K · q8_K rows, AVX-VNNI.
-    fn rows_q4_k_vnni, dpw_vnni
+    fn rows_q4_k_vnni, dpw_vnni, high_nibbles
 );
 rows_q4_k!(
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     /// q4_K · q8_K rows, AVX-512 VNNI.
-    fn rows_q4_k_zmm, dpw_zmm
+    fn rows_q4_k_zmm, dpw_zmm, high_nibbles
+);
+rows_q4_k!(
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni",
+    /// q4_K · q8_K rows, AVX-512 VNNI + GFNI.
+    fn rows_q4_k_gfni, dpw_zmm, high_nibbles_g
 );

@@ -429,11 +429,12 @@ macro_rules! gemm32_zmm {
     (
         $(#[$doc:meta])*
         fn $name:ident, $tile:ident($X:ty) {
-            unpack: $unpack:ident,
+            unpack: $unpack:path,
             offset: $offset:expr,
+            features: $feat:literal,
         }
     ) => {
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[target_feature(enable = $feat)]
         fn $tile<const P: usize>(
             xs: &[&[u8]],
             ys: &[&[u8]; TILE],
@@ -567,7 +568,7 @@ macro_rules! gemm32_zmm {
         }
 
         $(#[$doc])*
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[target_feature(enable = $feat)]
         pub(super) fn $name(
             xs: &[&[u8]; ROWS],
             nr: usize,
@@ -594,17 +595,25 @@ macro_rules! gemm32_zmm {
 
 gemm32_zmm! {
     /// q4_0 · q8_0 tile, AVX-512 VNNI.
-    fn gemm_q4_0_zmm, tile_q4_0_zmm(BlockQ4_0) { unpack: u_q4_0, offset: 8, }
+    fn gemm_q4_0_zmm, tile_q4_0_zmm(BlockQ4_0) { unpack: u_q4_0, offset: 8, features: "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", }
 }
 gemm32_zmm! {
     /// q5_0 · q8_0 tile, AVX-512 VNNI.
-    fn gemm_q5_0_zmm, tile_q5_0_zmm(BlockQ5_0) { unpack: u_q5_0, offset: 16, }
+    fn gemm_q5_0_zmm, tile_q5_0_zmm(BlockQ5_0) { unpack: super::rows::u_q5_0_k, offset: 16, features: "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", }
 }
 gemm32_zmm! {
     /// q8_0 · q8_0 tile, AVX-512 VNNI (quants + 128).
-    fn gemm_q8_0_zmm, tile_q8_0_zmm(BlockQ8_0) { unpack: u_q8_0, offset: 128, }
+    fn gemm_q8_0_zmm, tile_q8_0_zmm(BlockQ8_0) { unpack: u_q8_0, offset: 128, features: "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", }
 }
 gemm32_zmm! {
     /// iq4_nl · q8_0 tile, AVX-512 VNNI (values + 128).
-    fn gemm_iq4_nl_zmm, tile_iq4_nl_zmm(BlockIQ4NL) { unpack: u_iq4_nl, offset: 128, }
+    fn gemm_iq4_nl_zmm, tile_iq4_nl_zmm(BlockIQ4NL) { unpack: u_iq4_nl, offset: 128, features: "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", }
+}
+gemm32_zmm! {
+    /// q5_0 · q8_0 tile, AVX-512 VNNI + GFNI.
+    fn gemm_q5_0_gfni, tile_q5_0_gfni(BlockQ5_0) {
+        unpack: super::rows::u_q5_0_g,
+        offset: 16,
+        features: "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni",
+    }
 }
