@@ -116,12 +116,60 @@ pub(crate) const PREFETCH_CHUNK: usize = 128 << 10;
 #[cfg(feature = "std")]
 const PREFETCH_WINDOW: usize = 32 << 20;
 
+/// The model's map of a file, for [`Prefetcher`] to map pages into: it reads one byte
+/// of every page of a chunk that has arrived, so that the page faults (each maps a
+/// page, or the 64 KiB around it, into the process's page tables) are taken on its
+/// thread rather than on the thread computing the first forward pass.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy)]
+pub(crate) struct MapView {
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: a `MapView` is only read through (`touch`), and `MapView::new`'s caller keeps
+// the bytes alive and unchanged for as long as any thread may use it.
+#[cfg(feature = "std")]
+unsafe impl Send for MapView {}
+
+#[cfg(feature = "std")]
+impl MapView {
+    /// A view of `bytes`.
+    ///
+    /// # Safety
+    /// `bytes` must stay alive (mapped) and unwritten until every [`Prefetcher`] given
+    /// this view has been dropped (its drop waits for its thread).
+    pub(crate) unsafe fn new(bytes: &[u8]) -> MapView {
+        MapView {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
+
+    /// Read one byte of every 4 KiB page of `self[at..at + len]` (clipped to the view).
+    fn touch(self, at: usize, len: usize) {
+        let end = at.saturating_add(len).min(self.len);
+        let mut sum = 0u8;
+        let mut off = at;
+        while off < end {
+            // SAFETY: `off < self.len`, inside the bytes that `MapView::new`'s caller
+            // keeps alive while this thread runs; a volatile read of one byte, which
+            // nothing writes.
+            sum ^= unsafe { core::ptr::read_volatile(self.ptr.add(off)) };
+            off += 4096;
+        }
+        core::hint::black_box(sum);
+    }
+}
+
 /// A background thread that asks the kernel to read byte ranges of a mapped file into
 /// the page cache, in the order given, [`PREFETCH_CHUNK`] bytes at a time
 /// (`madvise(MADV_WILLNEED)` on its own read-only map of the file: the reads are
-/// asynchronous, the thread only queues them). Dropping it stops the thread after the
-/// current chunk and waits for it. Only advice: every failure is ignored, and the model
-/// reads its bytes through its own map whatever happened here.
+/// asynchronous, the thread only queues them). With a [`MapView`] of the model's map,
+/// it also maps each chunk into it once the chunk has arrived ([`MapView::touch`]).
+/// Dropping it stops the thread after the current chunk and waits for it. Only
+/// advice: every failure is ignored, and the model reads its bytes through its own map
+/// whatever happened here.
 #[cfg(feature = "std")]
 pub(crate) struct Prefetcher {
     stop: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
@@ -147,6 +195,7 @@ impl Prefetcher {
     pub(crate) fn start(
         file: std::fs::File,
         ranges: Vec<core::ops::Range<usize>>,
+        view: Option<MapView>,
     ) -> Option<Prefetcher> {
         use core::sync::atomic::{AtomicBool, Ordering};
         let stop = alloc::sync::Arc::new(AtomicBool::new(false));
@@ -158,6 +207,14 @@ impl Prefetcher {
                     return;
                 };
                 drop(file);
+                // Wait until `map[a..a + l]` has arrived: map it into the model's view,
+                // else read its first byte.
+                let arrived = |a: usize, l: usize| match view {
+                    Some(v) => v.touch(a, l),
+                    None => {
+                        core::hint::black_box(map.get(a).copied());
+                    }
+                };
                 // Chunks asked for and not yet seen arrive, oldest first.
                 let mut pending = alloc::collections::VecDeque::new();
                 let mut in_flight = 0usize;
@@ -181,7 +238,7 @@ impl Prefetcher {
                                 break;
                             };
                             // Reading a byte waits until its page has arrived.
-                            core::hint::black_box(map.get(a).copied());
+                            arrived(a, l);
                             in_flight -= l;
                         }
                         if advise_willneed(&map, at, len).is_err() {
@@ -190,6 +247,16 @@ impl Prefetcher {
                         pending.push_back((at, len));
                         in_flight += len;
                         at += len;
+                    }
+                }
+                // The last chunks asked for: mapped too (only with a view; waiting
+                // for them otherwise serves nothing).
+                if view.is_some() {
+                    for (a, l) in pending {
+                        if flag.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        arrived(a, l);
                     }
                 }
             })

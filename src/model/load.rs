@@ -213,10 +213,19 @@ mod tests {
             (10..5), // empty
             usize::MAX - 1..usize::MAX,
         ];
-        for _ in 0..2 {
+        // Without a view, and with one of bytes shorter than the file (the ranges past
+        // them are clipped).
+        let bytes = alloc::vec![3u8; 2 << 20];
+        for i in 0..4 {
             let f = std::fs::File::open(&path).unwrap();
-            let p = Prefetcher::start(f, ranges.clone());
+            // SAFETY: `bytes` outlives `p`, dropped below, and is never written.
+            let view = (i >= 2).then(|| unsafe { crate::backing::MapView::new(&bytes) });
+            let p = Prefetcher::start(f, ranges.clone(), view);
             assert!(p.is_some());
+            if i % 2 == 1 {
+                // Let the thread go through every range before it is stopped.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
             drop(p);
         }
         let _ = std::fs::remove_file(&path);
