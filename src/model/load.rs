@@ -224,7 +224,7 @@ mod tests {
             assert!(p.is_some());
             if i % 2 == 1 {
                 // Let the thread go through every range before it is stopped.
-                std::thread::sleep(std::time::Duration::from_millis(50));
+                std::thread::sleep(core::time::Duration::from_millis(50));
             }
             drop(p);
         }
