@@ -411,7 +411,7 @@ impl Kernels {
         unsafe { (self.f32_to_f16)(src, dst) }
     }
 
-    /// RoPE of one head in place, as [`crate::model::ops::rope_head`] (the same bits at
+    /// RoPE of one head in place, as the model's portable `rope_head` (the same bits at
     /// every level: a level with an FMA instruction runs the fused multiply-adds as
     /// instructions instead of calls).
     pub fn rope_head(&self, x: &mut [f32], cs: &[(f32, f32)], neox: bool) {
