@@ -146,8 +146,11 @@ impl MapView {
         }
     }
 
-    /// Read one byte of every 4 KiB page of `self[at..at + len]` (clipped to the view).
+    /// Read one byte of every 4 KiB page that `self[at..at + len]` (clipped to the
+    /// view) touches: the byte at `at`, then the first byte of each following page (the
+    /// view starts a map, which starts a page).
     fn touch(self, at: usize, len: usize) {
+        const PAGE: usize = 4096;
         let end = at.saturating_add(len).min(self.len);
         let mut sum = 0u8;
         let mut off = at;
@@ -156,7 +159,7 @@ impl MapView {
             // keeps alive while this thread runs; a volatile read of one byte, which
             // nothing writes.
             sum ^= unsafe { core::ptr::read_volatile(self.ptr.add(off)) };
-            off += 4096;
+            off = (off | (PAGE - 1)) + 1;
         }
         core::hint::black_box(sum);
     }

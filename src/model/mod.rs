@@ -139,8 +139,8 @@ pub enum Prefetch {
     /// tensor, since only the prompt's rows of it are read); one thread that only queues
     /// reads and ends when it has gone through the file (dropping the model stops it,
     /// waiting for at most one read). The resident set counts the file's pages as the
-    /// thread maps them, before the forward pass gets to them. A no-op outside Unix, and for
-    /// [`Model::from_static`] / [`Model::from_vec`].
+    /// thread maps them, before the forward pass gets to them. A no-op outside Unix,
+    /// and for [`Model::from_static`] / [`Model::from_vec`].
     #[default]
     Background,
 }
