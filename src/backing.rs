@@ -168,11 +168,11 @@ impl MapView {
 /// A background thread that asks the kernel to read byte ranges of a mapped file into
 /// the page cache, in the order given, [`PREFETCH_CHUNK`] bytes at a time
 /// (`madvise(MADV_WILLNEED)` on its own read-only map of the file: the reads are
-/// asynchronous, the thread only queues them). With a [`MapView`] of the model's map,
-/// it also maps each chunk into it once the chunk has arrived ([`MapView::touch`]).
-/// Dropping it stops the thread after the current chunk and waits for it. Only
-/// advice: every failure is ignored, and the model reads its bytes through its own map
-/// whatever happened here.
+/// asynchronous, the thread only queues them), and maps each chunk into the model's
+/// map (a [`MapView`]) once the chunk has arrived ([`MapView::touch`]). Dropping it
+/// stops the thread after the current chunk and waits for it. Only advice: every
+/// failure is ignored, and the model reads its bytes through its own map whatever
+/// happened here.
 #[cfg(feature = "std")]
 pub(crate) struct Prefetcher {
     stop: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
@@ -194,11 +194,11 @@ impl fmt::Debug for Prefetcher {
 #[cfg(feature = "std")]
 impl Prefetcher {
     /// Start the thread over `ranges` (byte ranges of `file`; parts past its end are
-    /// skipped). `None` when the thread cannot be started.
+    /// skipped), mapping them into `view`. `None` when the thread cannot be started.
     pub(crate) fn start(
         file: std::fs::File,
         ranges: Vec<core::ops::Range<usize>>,
-        view: Option<MapView>,
+        view: MapView,
     ) -> Option<Prefetcher> {
         use core::sync::atomic::{AtomicBool, Ordering};
         let stop = alloc::sync::Arc::new(AtomicBool::new(false));
@@ -210,14 +210,6 @@ impl Prefetcher {
                     return;
                 };
                 drop(file);
-                // Wait until `map[a..a + l]` has arrived: map it into the model's view,
-                // else read its first byte.
-                let arrived = |a: usize, l: usize| match view {
-                    Some(v) => v.touch(a, l),
-                    None => {
-                        core::hint::black_box(map.get(a).copied());
-                    }
-                };
                 // Chunks asked for and not yet seen arrive, oldest first.
                 let mut pending = alloc::collections::VecDeque::new();
                 let mut in_flight = 0usize;
@@ -240,8 +232,9 @@ impl Prefetcher {
                             let Some((a, l)) = pending.pop_front() else {
                                 break;
                             };
-                            // Reading a byte waits until its page has arrived.
-                            arrived(a, l);
+                            // Reading a byte waits until its page has arrived (and maps
+                            // it).
+                            view.touch(a, l);
                             in_flight -= l;
                         }
                         if advise_willneed(&map, at, len).is_err() {
@@ -252,15 +245,12 @@ impl Prefetcher {
                         at += len;
                     }
                 }
-                // The last chunks asked for: mapped too (only with a view; waiting
-                // for them otherwise serves nothing).
-                if view.is_some() {
-                    for (a, l) in pending {
-                        if flag.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        arrived(a, l);
+                // The last chunks asked for: mapped too.
+                for (a, l) in pending {
+                    if flag.load(Ordering::Relaxed) {
+                        return;
                     }
+                    view.touch(a, l);
                 }
             })
             .ok()?;

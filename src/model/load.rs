@@ -213,13 +213,12 @@ mod tests {
             (10..5), // empty
             usize::MAX - 1..usize::MAX,
         ];
-        // Without a view, and with one of bytes shorter than the file (the ranges past
-        // them are clipped).
+        // A view of bytes shorter than the file: the ranges past them are clipped.
         let bytes = alloc::vec![3u8; 2 << 20];
-        for i in 0..4 {
+        for i in 0..2 {
             let f = std::fs::File::open(&path).unwrap();
             // SAFETY: `bytes` outlives `p`, dropped below, and is never written.
-            let view = (i >= 2).then(|| unsafe { crate::backing::MapView::new(&bytes) });
+            let view = unsafe { crate::backing::MapView::new(&bytes) };
             let p = Prefetcher::start(f, ranges.clone(), view);
             assert!(p.is_some());
             if i % 2 == 1 {

@@ -206,7 +206,7 @@ impl Model {
                 // declared after `gguf`, so it is dropped first if loading fails below;
                 // afterwards the model holds both, `prefetch` in its first field.
                 let view = unsafe { crate::backing::MapView::new(gguf.bytes()) };
-                crate::backing::Prefetcher::start(file, load::read_order(&gguf), Some(view))
+                crate::backing::Prefetcher::start(file, load::read_order(&gguf), view)
             }
             _ => None,
         };
