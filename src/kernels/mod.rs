@@ -94,9 +94,9 @@ pub enum KernelLevel {
     /// register, each in its own 8 lanes: the same arithmetic).
     Avx512Vnni,
     /// AVX-512 VNNI plus GFNI (Ice Lake, Sapphire Rapids, Zen 4 and later; Cascade Lake
-    /// has VNNI without it): the AVX-512 VNNI kernels, with the Q5_0 and IQ4_NL decode
-    /// rows taking their nibbles by one GF(2) affine transform per byte instead of a
-    /// shift and a mask.
+    /// has VNNI without it): the AVX-512 VNNI kernels, with the Q5_0, IQ4_NL and Q4_K
+    /// decode rows and the Q5_0 prefill tile taking their nibbles by one GF(2) affine
+    /// transform per byte instead of a shift and a mask.
     Avx512Gfni,
     /// aarch64 Advanced SIMD (baseline on aarch64).
     Neon,

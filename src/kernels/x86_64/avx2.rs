@@ -58,53 +58,57 @@ pub(super) static TABLE_VNNI: Kernels = table(
     Some(rows_k::rows_q4_k_vnni),
 );
 
-/// The AVX-512 VNNI table: the AVX2 one with 512-bit VNNI prefill tiles and the
-/// AVX-512 attention entry.
-pub(super) static TABLE_ZMM: Kernels = Kernels {
-    attn: super::attn::ZMM_ATTN,
-    ..table(
-        KernelLevel::Avx512Vnni,
-        [
-            tiles::gemm_q4_0_zmm,
-            tiles::gemm_q5_0_zmm,
-            tiles::gemm_q8_0_zmm,
-            tiles::gemm_iq4_nl_zmm,
-            tiles_k::gemm_q4_k_zmm,
-            tiles_q6k::gemm_q6_k_zmm,
-        ],
-        [
-            rows::rows_q4_0_zmm,
-            rows::rows_q5_0_zmm,
-            rows::rows_q8_0_zmm,
-            rows::rows_iq4_nl_zmm,
-        ],
-        Some(rows_k::rows_q4_k_zmm),
-    )
-};
+/// The AVX-512 VNNI table: the AVX2 one with 512-bit VNNI prefill tiles, VNNI decode
+/// rows and the AVX-512 attention entry.
+pub(super) static TABLE_ZMM: Kernels = table_zmm(
+    KernelLevel::Avx512Vnni,
+    tiles::gemm_q5_0_zmm,
+    [
+        rows::rows_q5_0_zmm,
+        rows::rows_iq4_nl_zmm,
+        rows_k::rows_q4_k_zmm,
+    ],
+);
 
-/// The AVX-512 VNNI + GFNI table: the AVX-512 VNNI one with the GFNI decode rows of
-/// Q5_0 and IQ4_NL.
-pub(super) static TABLE_GFNI: Kernels = Kernels {
-    attn: super::attn::ZMM_ATTN,
-    ..table(
-        KernelLevel::Avx512Gfni,
-        [
-            tiles::gemm_q4_0_zmm,
-            tiles::gemm_q5_0_gfni,
-            tiles::gemm_q8_0_zmm,
-            tiles::gemm_iq4_nl_zmm,
-            tiles_k::gemm_q4_k_zmm,
-            tiles_q6k::gemm_q6_k_zmm,
-        ],
-        [
-            rows::rows_q4_0_zmm,
-            rows::rows_q5_0_gfni,
-            rows::rows_q8_0_zmm,
-            rows::rows_iq4_nl_gfni,
-        ],
-        Some(rows_k::rows_q4_k_gfni),
-    )
-};
+/// The AVX-512 VNNI + GFNI table: the AVX-512 VNNI one with the GFNI Q5_0 prefill tile
+/// and the GFNI decode rows of Q5_0, IQ4_NL and Q4_K.
+pub(super) static TABLE_GFNI: Kernels = table_zmm(
+    KernelLevel::Avx512Gfni,
+    tiles::gemm_q5_0_gfni,
+    [
+        rows::rows_q5_0_gfni,
+        rows::rows_iq4_nl_gfni,
+        rows_k::rows_q4_k_gfni,
+    ],
+);
+
+/// The AVX-512 tables: [`table`] with the 512-bit tiles, the VNNI rows and the AVX-512
+/// attention entry; the entries that differ between the AVX-512 levels are the Q5_0
+/// tile `gemm_q5_0` and the decode rows `rows` of Q5_0, IQ4_NL and Q4_K.
+const fn table_zmm(level: KernelLevel, gemm_q5_0: GemmFn, rows: [DotRowsFn; 3]) -> Kernels {
+    let [rows_q5_0, rows_iq4_nl, rows_q4_k] = rows;
+    Kernels {
+        attn: super::attn::ZMM_ATTN,
+        ..table(
+            level,
+            [
+                tiles::gemm_q4_0_zmm,
+                gemm_q5_0,
+                tiles::gemm_q8_0_zmm,
+                tiles::gemm_iq4_nl_zmm,
+                tiles_k::gemm_q4_k_zmm,
+                tiles_q6k::gemm_q6_k_zmm,
+            ],
+            [
+                rows::rows_q4_0_zmm,
+                rows_q5_0,
+                rows::rows_q8_0_zmm,
+                rows_iq4_nl,
+            ],
+            Some(rows_q4_k),
+        )
+    }
+}
 
 /// The AVX2 kernels with the prefill tiles `gemm` of Q4_0, Q5_0, Q8_0, IQ4_NL, Q4_K and
 /// Q6_K (batches of 8 or more), and the decode entries `rows` of Q4_0, Q5_0, Q8_0 and

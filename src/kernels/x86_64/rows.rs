@@ -135,11 +135,18 @@ fn u_iq4_nl(x: &BlockIQ4NL) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,gfni")]
 #[inline]
 fn nibbles_g(qs: &[u8; 16]) -> __m256i {
-    const LOW: i64 = 0x01_02_04_08_00_00_00_00;
-    const HIGH: i64 = 0x10_20_40_80_00_00_00_00;
+    let (low, high) = (GF_LOW_NIBBLE, GF_HIGH_NIBBLE);
     let both = _mm256_broadcastsi128_si256(load16(qs, 0));
-    _mm256_gf2p8affine_epi64_epi8::<0>(both, _mm256_setr_epi64x(LOW, LOW, HIGH, HIGH))
+    _mm256_gf2p8affine_epi64_epi8::<0>(both, _mm256_setr_epi64x(low, low, high, high))
 }
+
+/// The GF(2) matrix (for `vgf2p8affineqb`) that keeps a byte's low nibble: output bit
+/// `i < 4` is input bit `i`, selected by the matrix's byte `7 − i`.
+const GF_LOW_NIBBLE: i64 = 0x01_02_04_08_00_00_00_00;
+
+/// The GF(2) matrix that moves a byte's high nibble down: output bit `i < 4` is input
+/// bit `i + 4`.
+pub(super) const GF_HIGH_NIBBLE: i64 = 0x10_20_40_80_00_00_00_00;
 
 /// Q5_0 as unsigned quants `0..32` (offset 16): the nibbles by [`nibbles_g`], the fifth
 /// bits by one byte add masked by them.

@@ -36,12 +36,11 @@ fn high_nibbles(q: __m256i) -> __m256i {
     _mm256_and_si256(_mm256_srli_epi16::<4>(q), _mm256_set1_epi8(0x0f))
 }
 
-/// The high nibbles of 32 bytes, by one GF(2) affine transform per byte (output bit
-/// `i < 4` is input bit `i + 4`; the matrix's byte `7 − i` selects output bit `i`).
+/// The high nibbles of 32 bytes, by one GF(2) affine transform per byte.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,gfni")]
 #[inline]
 fn high_nibbles_g(q: __m256i) -> __m256i {
-    _mm256_gf2p8affine_epi64_epi8::<0>(q, _mm256_set1_epi64x(0x10_20_40_80_00_00_00_00))
+    _mm256_gf2p8affine_epi64_epi8::<0>(q, _mm256_set1_epi64x(super::rows::GF_HIGH_NIBBLE))
 }
 
 /// Generates one `DotRowsFn` entry for Q4_K with the pair multiply-add `$dpw` and the

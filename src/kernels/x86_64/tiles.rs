@@ -426,6 +426,20 @@ fn reduce8_x8(x: [__m256; 8]) -> __m256 {
 /// `vpdpbusd` onto the offset correction, `cvt`, `dx·dy` (one f32 product per lane),
 /// one fused multiply-add per block, `reduce8` per half at the end.
 macro_rules! gemm32_zmm {
+    // The AVX-512 VNNI features unless `features:` names more.
+    (
+        $(#[$doc:meta])*
+        fn $name:ident, $tile:ident($X:ty) { unpack: $unpack:path, offset: $offset:expr, }
+    ) => {
+        gemm32_zmm! {
+            $(#[$doc])*
+            fn $name, $tile($X) {
+                unpack: $unpack,
+                offset: $offset,
+                features: "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+            }
+        }
+    };
     (
         $(#[$doc:meta])*
         fn $name:ident, $tile:ident($X:ty) {
@@ -595,19 +609,19 @@ macro_rules! gemm32_zmm {
 
 gemm32_zmm! {
     /// q4_0 · q8_0 tile, AVX-512 VNNI.
-    fn gemm_q4_0_zmm, tile_q4_0_zmm(BlockQ4_0) { unpack: u_q4_0, offset: 8, features: "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", }
+    fn gemm_q4_0_zmm, tile_q4_0_zmm(BlockQ4_0) { unpack: u_q4_0, offset: 8, }
 }
 gemm32_zmm! {
     /// q5_0 · q8_0 tile, AVX-512 VNNI.
-    fn gemm_q5_0_zmm, tile_q5_0_zmm(BlockQ5_0) { unpack: super::rows::u_q5_0_k, offset: 16, features: "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", }
+    fn gemm_q5_0_zmm, tile_q5_0_zmm(BlockQ5_0) { unpack: super::rows::u_q5_0_k, offset: 16, }
 }
 gemm32_zmm! {
     /// q8_0 · q8_0 tile, AVX-512 VNNI (quants + 128).
-    fn gemm_q8_0_zmm, tile_q8_0_zmm(BlockQ8_0) { unpack: u_q8_0, offset: 128, features: "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", }
+    fn gemm_q8_0_zmm, tile_q8_0_zmm(BlockQ8_0) { unpack: u_q8_0, offset: 128, }
 }
 gemm32_zmm! {
     /// iq4_nl · q8_0 tile, AVX-512 VNNI (values + 128).
-    fn gemm_iq4_nl_zmm, tile_iq4_nl_zmm(BlockIQ4NL) { unpack: u_iq4_nl, offset: 128, features: "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", }
+    fn gemm_iq4_nl_zmm, tile_iq4_nl_zmm(BlockIQ4NL) { unpack: u_iq4_nl, offset: 128, }
 }
 gemm32_zmm! {
     /// q5_0 · q8_0 tile, AVX-512 VNNI + GFNI.
