@@ -49,18 +49,22 @@ impl AsRef<[u8]> for Backing {
 
 impl Backing {
     /// Map a file read-only. The file must not be truncated or written while mapped
-    /// (as with every mmap-based loader: llama.cpp makes the same demand).
+    /// (as with every mmap-based loader: llama.cpp makes the same demand). On Linux the
+    /// map is advised to take transparent huge pages (`madvise(MADV_HUGEPAGE)`): where
+    /// the file system's page cache holds 2 MiB folios, a decoded token then streams
+    /// the weights faster (Gemma 3 270M, 1 thread: about 10% more tokens per second).
     #[cfg(feature = "std")]
     pub fn map_file(path: impl AsRef<std::path::Path>) -> crate::Result<Backing> {
-        Backing::map_file_keep(path).map(|(b, _)| b)
+        Backing::map_file_keep(path).map(|(b, _, _)| b)
     }
 
-    /// [`Backing::map_file`], also returning the open file (for [`Prefetcher`]); `None`
-    /// for an empty file, which is not mapped.
+    /// [`Backing::map_file`], also returning the open file (for [`Prefetcher`]; `None`
+    /// for an empty file, which is not mapped) and whether the map takes huge pages
+    /// ([`advise_huge_pages`]).
     #[cfg(feature = "std")]
     pub(crate) fn map_file_keep(
         path: impl AsRef<std::path::Path>,
-    ) -> crate::Result<(Backing, Option<std::fs::File>)> {
+    ) -> crate::Result<(Backing, Option<std::fs::File>, bool)> {
         use alloc::string::ToString;
         let path = path.as_ref();
         let io = |source| crate::Error::Io {
@@ -71,10 +75,35 @@ impl Backing {
         let len = file.metadata().map_err(io)?.len();
         if len == 0 {
             // mmap of an empty file fails on some systems; an empty file is simply empty.
-            return Ok((Backing::Owned(Vec::new()), None));
+            return Ok((Backing::Owned(Vec::new()), None, false));
         }
         let map = map_readonly(&file).map_err(io)?;
-        Ok((Backing::Mmap(map), Some(file)))
+        let huge = advise_huge_pages(&map);
+        Ok((Backing::Mmap(map), Some(file), huge))
+    }
+}
+
+/// Ask Linux to back `map` with huge pages (`madvise(MADV_HUGEPAGE)`) and say whether
+/// it took the advice. Where the page cache can hold 2 MiB folios (ext4, XFS, tmpfs on
+/// recent kernels), the pages that page faults through this map read from storage
+/// then come in 2 MiB folios, and each is mapped by one page-table entry: a decoded
+/// token streams the weights with one TLB entry per 2 MiB instead of per 4 KiB, and the
+/// hardware prefetchers, which stop at page boundaries, run on. Pages already in the
+/// page cache in small folios stay mapped 4 KiB at a time. `false` outside Linux, and
+/// where transparent huge pages are off (`never` in
+/// `/sys/kernel/mm/transparent_hugepage/enabled`, or the advice refused).
+#[cfg(feature = "std")]
+fn advise_huge_pages(map: &memmap2::Mmap) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let never = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .is_ok_and(|s| s.contains("[never]"));
+        !never && map.advise(memmap2::Advice::HugePage).is_ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = map;
+        false
     }
 }
 
@@ -165,13 +194,19 @@ impl MapView {
     }
 }
 
-/// A background thread that asks the kernel to read byte ranges of a mapped file into
-/// the page cache, in the order given, [`PREFETCH_CHUNK`] bytes at a time
-/// (`madvise(MADV_WILLNEED)` on its own read-only map of the file: the reads are
-/// asynchronous, the thread only queues them), and maps each chunk into the model's
-/// map (a [`MapView`]) once the chunk has arrived ([`MapView::touch`]). Dropping it
-/// stops the thread after the current chunk and waits for it. Only advice: every
-/// failure is ignored, and the model reads its bytes through its own map whatever
+/// A background thread that brings byte ranges of a mapped file into memory, in the
+/// order given, [`PREFETCH_CHUNK`] bytes at a time, and maps them into the model's map
+/// (a [`MapView`]). Two ways, after the model's map ([`advise_huge_pages`]):
+/// - huge pages: the thread reads one byte of every page ([`MapView::touch`]), so the
+///   reads are the page faults' own, through the model's map, and come in 2 MiB
+///   folios (the kernel reads two ahead of each fault);
+/// - otherwise: `madvise(MADV_WILLNEED)` on a read-only map of its own (the reads are
+///   asynchronous, the thread only queues them, at most [`PREFETCH_WINDOW`] bytes
+///   ahead), and each chunk is touched once it has arrived. The page cache then holds
+///   small folios, which is why the first way does without it.
+///
+/// Dropping it stops the thread after the current chunk and waits for it. Only advice:
+/// every failure is ignored, and the model reads its bytes through its own map whatever
 /// happened here.
 #[cfg(feature = "std")]
 pub(crate) struct Prefetcher {
@@ -194,11 +229,13 @@ impl fmt::Debug for Prefetcher {
 #[cfg(feature = "std")]
 impl Prefetcher {
     /// Start the thread over `ranges` (byte ranges of `file`; parts past its end are
-    /// skipped), mapping them into `view`. `None` when the thread cannot be started.
+    /// skipped), mapping them into `view`; `huge`: the view's map takes huge pages (the
+    /// thread reads by touching). `None` when the thread cannot be started.
     pub(crate) fn start(
         file: std::fs::File,
         ranges: Vec<core::ops::Range<usize>>,
         view: MapView,
+        huge: bool,
     ) -> Option<Prefetcher> {
         use core::sync::atomic::{AtomicBool, Ordering};
         let stop = alloc::sync::Arc::new(AtomicBool::new(false));
@@ -206,8 +243,14 @@ impl Prefetcher {
         let handle = std::thread::Builder::new()
             .name("tramontane-prefetch".into())
             .spawn(move || {
-                let Ok(map) = map_readonly(&file) else {
-                    return;
+                // The thread's own map, for the read-ahead advice.
+                let map = if huge {
+                    None
+                } else {
+                    match map_readonly(&file) {
+                        Ok(map) => Some(map),
+                        Err(_) => return,
+                    }
                 };
                 drop(file);
                 // Chunks asked for and not yet seen arrive, oldest first.
@@ -215,9 +258,10 @@ impl Prefetcher {
                 let mut in_flight = 0usize;
                 // Never more than the file's length in all (a hostile tensor table can
                 // list overlapping ranges).
-                let mut budget = map.len();
+                let file_len = map.as_ref().map_or(view.len, |m| m.len());
+                let mut budget = file_len;
                 for r in ranges {
-                    let end = r.end.min(map.len());
+                    let end = r.end.min(file_len);
                     let mut at = r.start;
                     while at < end {
                         let len = PREFETCH_CHUNK.min(end - at);
@@ -225,6 +269,11 @@ impl Prefetcher {
                             return;
                         }
                         budget -= len;
+                        let Some(map) = &map else {
+                            view.touch(at, len);
+                            at += len;
+                            continue;
+                        };
                         // Keep at most PREFETCH_WINDOW bytes queued, so that a page
                         // fault of the model (on a page not in this order) waits
                         // behind little.
@@ -237,7 +286,7 @@ impl Prefetcher {
                             view.touch(a, l);
                             in_flight -= l;
                         }
-                        if advise_willneed(&map, at, len).is_err() {
+                        if advise_willneed(map, at, len).is_err() {
                             return;
                         }
                         pending.push_back((at, len));

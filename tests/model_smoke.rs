@@ -217,5 +217,36 @@ fn prefetch_modes_agree() {
             drop(Model::open_with(path, LoadOptions::new().prefetch(p)).unwrap());
         }
     }
+    // Linux: the map is advised to take transparent huge pages, unless they are off.
+    // (Natively only: qemu-user accepts the advice without passing it on.)
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        let m = Model::open(&big).unwrap();
+        let flags = vm_flags(&big).expect("the model's map in /proc/self/smaps");
+        let never = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .map_or(true, |s| s.contains("[never]"));
+        let hg = flags.split_whitespace().any(|f| f == "hg");
+        assert_eq!(hg, !never, "VmFlags: {flags}");
+        drop(m);
+    }
     let _ = std::fs::remove_file(&big);
+}
+
+/// The `VmFlags` of this process's map of `path` (`/proc/self/smaps`).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn vm_flags(path: &std::path::Path) -> Option<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let name = path.to_str()?;
+    let mut in_map = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            in_map = line.ends_with(name);
+        } else if in_map {
+            if let Some(flags) = line.strip_prefix("VmFlags:") {
+                return Some(flags.trim().to_string());
+            }
+        }
+    }
+    None
 }

@@ -215,11 +215,11 @@ mod tests {
         ];
         // A view of bytes shorter than the file: the ranges past them are clipped.
         let bytes = alloc::vec![3u8; 2 << 20];
-        for i in 0..2 {
+        for i in 0..4 {
             let f = std::fs::File::open(&path).unwrap();
             // SAFETY: `bytes` outlives `p`, dropped below, and is never written.
             let view = unsafe { crate::backing::MapView::new(&bytes) };
-            let p = Prefetcher::start(f, ranges.clone(), view);
+            let p = Prefetcher::start(f, ranges.clone(), view, i >= 2);
             assert!(p.is_some());
             if i % 2 == 1 {
                 // Let the thread go through every range before it is stopped.

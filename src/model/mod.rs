@@ -124,23 +124,30 @@ pub enum Prefetch {
     None,
     /// The default. The kernel is asked (`madvise(MADV_WILLNEED)`, 128 KiB per call, no
     /// copy) for the first 8 MiB before the header is parsed; then a background thread
-    /// asks for the tensors in the order the first forward pass needs them: the small
-    /// norm and bias tensors, the blocks in order, then the output head, keeping at
-    /// most 32 MiB queued so that a read the model needs at once never waits long.
-    /// Before a batch of several tokens, their embedding rows are asked for all at once.
-    /// The disk works while the tokenizer is built and the first blocks compute,
-    /// instead of one page fault after the other. As each part arrives, the same thread
-    /// maps it into the model's map (it reads one byte of each page), so that the
-    /// forward pass does not stop for those page faults either (Qwen2.5-Coder 0.5B,
-    /// open to first token with 1 thread, file in the page cache: 572 → 520 ms).
+    /// reads the tensors in the order the first forward pass needs them: the small
+    /// norm and bias tensors, the blocks in order, then the output head. The disk works
+    /// while the tokenizer is built and the first blocks compute, instead of one page
+    /// fault after the other. The same thread maps what it has read into the model's
+    /// map (it reads one byte of each page), so that the forward pass does not stop for
+    /// those page faults either (Qwen2.5-Coder 0.5B, open to first token with 1 thread,
+    /// file in the page cache: 572 → 520 ms).
+    ///
+    /// How the thread reads depends on the map. Where it takes transparent huge pages
+    /// (Linux, see [`Backing::map_file`]), the thread's page faults do the reading, in
+    /// 2 MiB folios, which the decode then streams with one page-table entry each (a
+    /// read-ahead request would fill the page cache with small folios). Otherwise it
+    /// asks for the tensors with `madvise(MADV_WILLNEED)`, keeping at most 32 MiB
+    /// queued so that a read the model needs at once never waits long, and before a
+    /// batch of several tokens, their embedding rows are asked for all at once (with
+    /// huge pages too, unless the embeddings are also the output head).
     ///
     /// Costs: the whole file is read into the page cache at open, even if the model is
     /// never run (`token_embd.weight` is skipped when the output head is a separate
-    /// tensor, since only the prompt's rows of it are read); one thread that only queues
-    /// reads and ends when it has gone through the file (dropping the model stops it,
-    /// waiting for at most one read). The resident set counts the file's pages as the
-    /// thread maps them, before the forward pass gets to them. A no-op outside Unix,
-    /// and for [`Model::from_static`] / [`Model::from_vec`].
+    /// tensor, since only the prompt's rows of it are read); one thread that ends when
+    /// it has gone through the file (dropping the model stops it, waiting for at most
+    /// one read). The resident set counts the file's pages as the thread maps them,
+    /// before the forward pass gets to them. A no-op outside Unix, and for
+    /// [`Model::from_static`] / [`Model::from_vec`].
     #[default]
     Background,
 }
@@ -183,7 +190,7 @@ impl Model {
     /// Map a GGUF file and load it with `options`.
     #[cfg(feature = "std")]
     pub fn open_with(path: impl AsRef<std::path::Path>, options: LoadOptions) -> Result<Model> {
-        let (bytes, file) = Backing::map_file_keep(path)?;
+        let (bytes, file, huge) = Backing::map_file_keep(path)?;
         let background = options.prefetch == Prefetch::Background;
         if background {
             // The header (metadata with the vocabulary, tensor table) is parsed first:
@@ -206,14 +213,17 @@ impl Model {
                 // declared after `gguf`, so it is dropped first if loading fails below;
                 // afterwards the model holds both, `prefetch` in its first field.
                 let view = unsafe { crate::backing::MapView::new(gguf.bytes()) };
-                crate::backing::Prefetcher::start(file, load::read_order(&gguf), view)
+                crate::backing::Prefetcher::start(file, load::read_order(&gguf), view, huge)
             }
             _ => None,
         };
         let parts = Parts::load(&gguf)?;
         let mut model = Model::assemble(gguf, parts);
         model.prefetch = prefetch;
-        model.advise_rows = background;
+        // Asking for the embedding rows reads them in small folios: with huge pages,
+        // only where they are not also the output head, which is read whole.
+        let tied = model.weights.output.range == model.weights.token_embd.range;
+        model.advise_rows = background && !(huge && tied);
         Ok(model)
     }
 
