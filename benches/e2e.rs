@@ -12,8 +12,8 @@
 //! - prefill tok/s of a 128-token prompt (one batch);
 //! - decode tok/s over 128 greedy tokens after a 16-token prompt;
 //! - time to first token: from opening the file (`Model::open`; llama.cpp: model load
-//!   + context creation) to the argmax of the 128-token prompt's last logits, with the
-//!   file in the page cache (warm; the cold figure is vs_llama_cpp's).
+//!   and context creation) to the argmax of the 128-token prompt's last logits, with
+//!   the file in the page cache (warm; the cold figure is vs_llama_cpp's).
 //!
 //! Knobs as vs_llama_cpp: `TRAMONTANE_BENCH_THREADS`, `TRAMONTANE_BENCH_MODELS`,
 //! `TRAMONTANE_MODELS_DIR`. Output: a markdown table printed and written to

@@ -7,7 +7,9 @@
 //!
 //! For each real model and thread count, ours and llama.cpp run alternately (ours,
 //! llama.cpp, ours, llama.cpp, … `TRAMONTANE_BENCH_PAIRS` pairs, default 5) on the same
-//! token ids:
+//! token ids, after the file has been dropped from the page cache and read in again by
+//! our open (so that both engines map the same page-cache folios, whatever read the
+//! file last):
 //! - prefill tok/s of a 128-token and of a 512-token prompt, each one batch;
 //! - decode tok/s over 128 greedy tokens, one per call, after a 16-token prompt;
 //! - the time from opening the file (`Model::open`; llama.cpp: model load + context
@@ -66,6 +68,8 @@ struct Row {
     first_token_same: bool,
     /// Largest fraction of the file still in the page cache after a drop.
     resident_after_drop: f64,
+    /// Share of the file's mapped pages mapped as 2 MiB pages, after the warm-up.
+    huge_share: Option<f64>,
     decode_bytes: u64,
 }
 
@@ -191,6 +195,10 @@ fn measure(
     pairs: usize,
 ) -> Res<Row> {
     eprintln!("{name}, {threads} thread(s)");
+    // The file is read in by the open below, whatever read it before (the cold runs of
+    // the last cell, the tests): both engines then map the same page cache, in the
+    // folios (2 MiB where the map takes huge pages) that this library's open reads.
+    drop_from_page_cache(path)?;
     let mut ours = Ours::open(path, threads, PREFILL_LONG)?;
     let ids_long = prompt_ids(&ours.model, PREFILL_LONG)?;
     let ids_short = &ids_long[..PREFILL_SHORT];
@@ -208,6 +216,10 @@ fn measure(
     ours.decode(ids_dec, 4)?;
     llama_prefill(&mut lctx, &mut batch, &l_long[..32])?;
     llama_decode(&mut lctx, &mut batch, &l_dec, 4)?;
+    let huge_share = huge_mapped_share(path);
+    if let Some(h) = huge_share {
+        eprintln!("  mapped in 2 MiB pages: {:.0}%", 100.0 * h);
+    }
 
     let mut o = Figures::default();
     let mut l = Figures::default();
@@ -273,6 +285,7 @@ fn measure(
         greedy_same,
         first_token_same,
         resident_after_drop,
+        huge_share,
         decode_bytes,
     })
 }
@@ -403,6 +416,20 @@ fn report(
          llama.cpp's backend is initialized once per process before the runs.\n",
         100.0 * resident
     );
+    let huge: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let h = r.huge_share?;
+            Some(format!("{} {}t {:.0}%", r.model, r.threads, 100.0 * h))
+        })
+        .collect();
+    if !huge.is_empty() {
+        s += &format!(
+            "- Pages of the model file mapped as 2 MiB pages (both engines' maps, after the \
+             warm-up; the read probe runs on 2 MiB pages too where Linux gives them): {}.\n",
+            huge.join(", ")
+        );
+    }
     if let Some(r) = rss.first() {
         s += &format!(
             "- Peak RSS: VmHWM of a child process per engine that evaluates the 512-token prompt as one batch and decodes {RSS_DECODE} tokens with {} thread(s); median of {rss_pairs} pair(s).\n",
