@@ -15,7 +15,12 @@
 //!
 //! After criterion's own report, tables of medians (GB/s of weights read, % of the
 //! measured read bandwidth, SIMD/scalar; prefill GMAC/s per level) are printed from
-//! criterion's estimates.
+//! criterion's estimates. For Q4_0, Q4_K, Q5_0, Q6_K and Q8_0 the share of the
+//! bandwidth and the SIMD/scalar ratio are also measured interleaved (`paired`): the
+//! probe and the kernel, or the two levels, timed one right after the other in each of
+//! 15 rounds, and the median of the per-round ratios reported. On a shared machine the
+//! load drifts over the minutes between criterion's probe and a kernel's figures; it
+//! moves both sides of a round alike.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -135,8 +140,12 @@ fn sum_bytes(data: &[u8], threads: &Threads) -> f32 {
 /// more preemptions than short ones).
 const PROBE_STEP: usize = 8 << 20;
 
-fn bench_bandwidth(c: &mut Criterion) {
-    let data: Vec<u8> = (0..WORKING_SET).map(|i| (i * 7 + i / 4096) as u8).collect();
+/// The probe's 1 GiB, every page written (so that it reads RAM, not the zero page).
+fn probe_bytes() -> Vec<u8> {
+    (0..WORKING_SET).map(|i| (i * 7 + i / 4096) as u8).collect()
+}
+
+fn bench_bandwidth(c: &mut Criterion, data: &[u8]) {
     let steps = WORKING_SET / PROBE_STEP;
     let mut g = c.benchmark_group("bandwidth");
     g.throughput(Throughput::Bytes(PROBE_STEP as u64));
@@ -166,7 +175,96 @@ fn levels() -> Vec<KernelLevel> {
     }
 }
 
-fn bench_matvec(c: &mut Criterion) {
+/// Rounds of the interleaved measurement ([`paired`]).
+const PAIRED_ROUNDS: usize = 15;
+
+/// Matvec calls (on successive copies) per timed turn of [`paired`], after one untimed;
+/// the probe reads as many bytes.
+const PAIRED_CALLS: usize = 6;
+
+/// The first five types, those of issue 3's targets, get the interleaved measurement.
+const PAIRED_TYPES: usize = 5;
+
+/// Ratios measured side by side, for one type: `PAIRED_ROUNDS` rounds, each timing, one
+/// right after the other (which goes first alternates), the read probe and the best
+/// level's matvec with 2 threads (over the same number of bytes), then the scalar and
+/// the best level's matvec with 1 thread.
+/// Returns the medians of the per-round ratios (matvec GB/s / probe GB/s, best /
+/// scalar): the machine's load moves both sides of a round alike, where criterion's
+/// figures for the probe and for a kernel are minutes apart.
+fn paired(
+    ty: GgmlType,
+    all: &[u8],
+    one: usize,
+    acts: &Acts,
+    probe: &[u8],
+    pools: &[Threads; 2],
+) -> (f64, f64) {
+    let copies = all.len() / one;
+    let steps = probe.len() / one;
+    let (mut i, mut p) = (0usize, 0usize);
+    let mut out = vec![0.0f32; ROWS];
+    // Each turn starts with one call left out of its time: it wakes the pool's workers,
+    // which may have gone to sleep during the other pool's turns.
+    let mut time = |level: KernelLevel, threads: &Threads| {
+        let k = kernels::kernels(level).unwrap();
+        let mut t0 = std::time::Instant::now();
+        for c in 0..=PAIRED_CALLS {
+            if c == 1 {
+                t0 = std::time::Instant::now();
+            }
+            let w = Weight {
+                name: "bench",
+                ty,
+                cols: COLS,
+                rows: ROWS,
+                data: &all[i * one..(i + 1) * one],
+            };
+            i = (i + 1) % copies;
+            k.matmul(&w, acts, &mut out, threads).unwrap();
+        }
+        black_box(out[0]);
+        t0.elapsed().as_secs_f64()
+    };
+    let mut probe_time = |threads: &Threads| {
+        let mut t0 = std::time::Instant::now();
+        for c in 0..=PAIRED_CALLS {
+            if c == 1 {
+                t0 = std::time::Instant::now();
+            }
+            black_box(sum_bytes(&probe[p * one..(p + 1) * one], threads));
+            p = (p + 1) % steps;
+        }
+        t0.elapsed().as_secs_f64()
+    };
+    let best = kernels::best_level();
+    let (mut share, mut speedup) = (Vec::new(), Vec::new());
+    for round in 0..PAIRED_ROUNDS {
+        // Which side of a pair goes first alternates from round to round.
+        let (tp, tk, ts, tv) = if round % 2 == 0 {
+            let tp = probe_time(&pools[1]);
+            let tk = time(best, &pools[1]);
+            let ts = time(KernelLevel::Scalar, &pools[0]);
+            (tp, tk, ts, time(best, &pools[0]))
+        } else {
+            let tk = time(best, &pools[1]);
+            let tp = probe_time(&pools[1]);
+            let tv = time(best, &pools[0]);
+            (tp, tk, time(KernelLevel::Scalar, &pools[0]), tv)
+        };
+        share.push(tp / tk);
+        speedup.push(ts / tv);
+    }
+    (median(&mut share), median(&mut speedup))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn bench_matvec(c: &mut Criterion, probe: &[u8]) -> Vec<(GgmlType, f64, f64)> {
+    let mut ratios = Vec::new();
     println!(
         "kernel level: best {}, dispatched {}",
         kernels::best_level(),
@@ -211,8 +309,13 @@ fn bench_matvec(c: &mut Criterion) {
                 });
             }
         }
+        if TYPES[..PAIRED_TYPES].contains(&ty) && kernels::best_level() != KernelLevel::Scalar {
+            let (share, speedup) = paired(ty, &all, one, &acts, probe, &pools);
+            ratios.push((ty, share, speedup));
+        }
     }
     g.finish();
+    ratios
 }
 
 const PF_ROWS: usize = 2048;
@@ -301,7 +404,7 @@ fn median_ns(group: &str, func: &str, param: &str) -> Option<f64> {
     v["median"]["point_estimate"].as_f64()
 }
 
-fn summary() {
+fn summary(paired: &[(GgmlType, f64, f64)]) {
     let gbs = |bytes: usize, ns: f64| bytes as f64 / ns;
     let bw: Vec<Option<f64>> = [1, 2]
         .iter()
@@ -357,14 +460,33 @@ fn summary() {
             speedup
         );
     }
+    if paired.is_empty() {
+        return;
+    }
+    println!(
+        "\n## Interleaved ratios (medians of {PAIRED_ROUNDS} rounds; each round times the probe and \
+         the {best} matvec, 2 threads, one right after the other, then scalar and {best}, 1 thread)\n"
+    );
+    println!("| type | {best} t2 / bandwidth | {best}/scalar (t1) |");
+    println!("|---|---|---|");
+    for (ty, share, speedup) in paired {
+        println!(
+            "| {} | {:.0}% | {:.1}× |",
+            ty.name(),
+            100.0 * share,
+            speedup
+        );
+    }
 }
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
-    bench_bandwidth(&mut c);
-    bench_matvec(&mut c);
+    let probe = probe_bytes();
+    bench_bandwidth(&mut c, &probe);
+    let paired = bench_matvec(&mut c, &probe);
+    drop(probe);
     bench_prefill(&mut c);
     c.final_summary();
-    summary();
+    summary(&paired);
     prefill_summary();
 }
