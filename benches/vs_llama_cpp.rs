@@ -21,9 +21,12 @@
 //!   highest thread count (`TRAMONTANE_BENCH_RSS_PAIRS` pairs, default 3).
 //!
 //! The machine's read bandwidth (a read-only sum over 1 GiB with the kernels' loads,
-//! as benches/kernels.rs) is measured at the start and at the end of the run, and the
-//! decode rate is turned into GB/s of weights read (bytes of weights touched per token
-//! × tok/s). Other knobs: `TRAMONTANE_BENCH_THREADS` (default `1,2`),
+//! as benches/kernels.rs) is measured at the start and at the end of the run, and right
+//! before each pair's decode runs. The decode rate is turned into GB/s of weights read
+//! (bytes of weights touched per token × tok/s), and its share of the bandwidth is the
+//! median over the pairs of the decode GB/s over the bandwidth measured just before
+//! (the load of a shared machine drifts over the minutes between the start and the
+//! end). Other knobs: `TRAMONTANE_BENCH_THREADS` (default `1,2`),
 //! `TRAMONTANE_BENCH_MODELS` (file-name substrings), `TRAMONTANE_MODELS_DIR`,
 //! `TRAMONTANE_PLOT_FONT` (a TTF file for the plot's text).
 //!
@@ -70,7 +73,22 @@ struct Row {
     resident_after_drop: f64,
     /// Share of the file's mapped pages mapped as 2 MiB pages, after the warm-up.
     huge_share: Option<f64>,
+    /// Read bandwidth (GB/s) measured right before each pair's decode runs.
+    probe: Vec<f64>,
     decode_bytes: u64,
+}
+
+impl Row {
+    /// Median over the pairs of decode GB/s (from `decode`, tok/s per pair) over the
+    /// read bandwidth measured before that pair.
+    fn share(&self, decode: &[f64]) -> f64 {
+        let shares: Vec<f64> = decode
+            .iter()
+            .zip(&self.probe)
+            .map(|(d, b)| self.decode_bytes as f64 * d / 1e9 / b)
+            .collect();
+        median(&shares)
+    }
 }
 
 struct Rss {
@@ -108,13 +126,14 @@ fn main() -> Res<()> {
     );
 
     let mut bw: Vec<(usize, Vec<f64>)> = cfg.threads.iter().map(|&t| (t, Vec::new())).collect();
-    measure_bandwidth(&mut bw)?;
+    let probe_buf = bandwidth_buffer(BANDWIDTH_BYTES);
+    measure_bandwidth(&probe_buf, &mut bw)?;
 
     let mut rows = Vec::new();
     let mut rss = Vec::new();
     for (name, path) in &cfg.models {
         for &t in &cfg.threads {
-            rows.push(measure(&backend, name, path, t, cfg.pairs)?);
+            rows.push(measure(&backend, name, path, t, cfg.pairs, &probe_buf)?);
         }
         if rss_pairs > 0 {
             let t = cfg.threads.iter().copied().max().unwrap_or(1);
@@ -141,7 +160,8 @@ fn main() -> Res<()> {
         }
     }
 
-    measure_bandwidth(&mut bw)?;
+    measure_bandwidth(&probe_buf, &mut bw)?;
+    drop(probe_buf);
     let load_after = loadavg();
 
     let md = report(
@@ -161,7 +181,7 @@ fn main() -> Res<()> {
     std::fs::write(&md_path, &md)?;
     eprintln!("wrote {}", md_path.display());
     let png = target.join("vs_llama_cpp.png");
-    match plot(&png, &rows, &rss, &bw, &started) {
+    match plot(&png, &rows, &rss, &started) {
         Ok(true) => eprintln!("wrote {}", png.display()),
         Ok(false) => eprintln!("no TTF font found (set TRAMONTANE_PLOT_FONT): plot skipped"),
         Err(e) => eprintln!("plot failed: {e}"),
@@ -174,10 +194,9 @@ fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target")
 }
 
-fn measure_bandwidth(bw: &mut [(usize, Vec<f64>)]) -> Res<()> {
-    let buf = bandwidth_buffer(BANDWIDTH_BYTES);
+fn measure_bandwidth(buf: &[u8], bw: &mut [(usize, Vec<f64>)]) -> Res<()> {
     for (t, v) in bw.iter_mut() {
-        let passes = read_bandwidth(&buf, *t, BANDWIDTH_PASSES + 1)?;
+        let passes = read_bandwidth(buf, *t, BANDWIDTH_PASSES + 1)?;
         v.extend_from_slice(&passes[1..]); // the first pass warms up
         eprintln!(
             "read bandwidth, {t} thread(s): {:.1} GB/s (median of passes so far)",
@@ -193,6 +212,7 @@ fn measure(
     path: &Path,
     threads: usize,
     pairs: usize,
+    probe_buf: &[u8],
 ) -> Res<Row> {
     eprintln!("{name}, {threads} thread(s)");
     // The file is read in by the open below, whatever read it before (the cold runs of
@@ -224,6 +244,7 @@ fn measure(
     let mut o = Figures::default();
     let mut l = Figures::default();
     let mut greedy_same = 0;
+    let mut probe = Vec::with_capacity(pairs);
     for p in 0..pairs {
         o.prefill_short
             .push(tok_s(PREFILL_SHORT, ours.prefill(ids_short)?));
@@ -237,6 +258,9 @@ fn measure(
             PREFILL_LONG,
             llama_prefill(&mut lctx, &mut batch, &l_long)?,
         ));
+        // The read bandwidth right before the decode runs (two passes, the second kept),
+        // so that each pair's decode GB/s stands against the machine's state of then.
+        probe.push(read_bandwidth(probe_buf, threads, 2)?[1]);
         let (od, oc, otoks) = ours.decode(ids_dec, DECODE_N)?;
         let (ld, lc, ltoks) = llama_decode(&mut lctx, &mut batch, &l_dec, DECODE_N)?;
         o.decode.push(tok_s(DECODE_N, od));
@@ -286,14 +310,9 @@ fn measure(
         first_token_same,
         resident_after_drop,
         huge_share,
+        probe,
         decode_bytes,
     })
-}
-
-fn bandwidth_for(bw: &[(usize, Vec<f64>)], threads: usize) -> f64 {
-    bw.iter()
-        .find(|(t, _)| *t == threads)
-        .map_or(f64::NAN, |(_, v)| median(v))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -346,12 +365,12 @@ fn report(
             fmt(rr, 2),
         );
     }
-    s += "\nAbsolute figures (medians; decode GB/s = bytes of weights read per token × tok/s, \
-          against the read bandwidth measured with the same thread count):\n\n";
+    s += "\nAbsolute figures (medians; decode GB/s = bytes of weights read per token × tok/s; \
+          of read bandwidth: the median over the pairs of the decode GB/s over the read \
+          bandwidth measured right before that pair's decode runs, same thread count):\n\n";
     s += "| model | threads | engine | prefill 128 tok/s | prefill 512 tok/s | decode tok/s | decode tok/CPU-s | decode GB/s | of read bandwidth | open → first token ms | peak RSS MB |\n";
     s += "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|\n";
     for r in rows {
-        let b = bandwidth_for(bw, r.threads);
         for (engine, f, rs) in [
             ("tramontane", &r.ours, rss_of(r.model).map(|x| &x.ours)),
             ("llama.cpp", &r.llama, rss_of(r.model).map(|x| &x.llama)),
@@ -366,7 +385,7 @@ fn report(
                 fmt(median(&f.decode), 1),
                 fmt(median(&f.decode_cpu), 1),
                 fmt(gbs, 2),
-                fmt(100.0 * gbs / b, 0),
+                fmt(100.0 * r.share(&f.decode), 0),
                 fmt(median(&f.ttft_ms), 0),
                 fmt(rs.map_or(f64::NAN, |v| median(v)), 0),
             );
@@ -381,6 +400,25 @@ fn report(
         "- Read bandwidth: {} (read-only sum over 1 GiB, median of {} passes at the start and the end of the run).\n",
         bws.join(", "),
         BANDWIDTH_PASSES * 2
+    );
+    let before: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let lo = r.probe.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = r.probe.iter().copied().fold(0.0f64, f64::max);
+            format!(
+                "{} {}t {} ({}–{})",
+                r.model,
+                r.threads,
+                fmt(median(&r.probe), 1),
+                fmt(lo, 1),
+                fmt(hi, 1)
+            )
+        })
+        .collect();
+    s += &format!(
+        "- Read bandwidth right before each pair's decode runs (median, range; GB/s): {}.\n",
+        before.join(", ")
     );
     for r in rows.iter().filter(|r| r.threads == rows[0].threads) {
         let same: Vec<String> = rows
@@ -468,14 +506,9 @@ const COLORS: [plotters::style::RGBColor; 4] = [
 ];
 
 /// Two panels: the ratios per figure (one bar per model × threads), and decode GB/s of
-/// both engines against the read bandwidth. Returns false when no font was found.
-fn plot(
-    path: &Path,
-    rows: &[Row],
-    rss: &[Rss],
-    bw: &[(usize, Vec<f64>)],
-    started: &str,
-) -> Res<bool> {
+/// both engines against the read bandwidth measured before their decode runs. Returns
+/// false when no font was found.
+fn plot(path: &Path, rows: &[Row], rss: &[Rss], started: &str) -> Res<bool> {
     use plotters::prelude::*;
     let Some(font) = find_font() else {
         return Ok(false);
@@ -596,7 +629,7 @@ fn plot(
             (
                 b * median(&r.ours.decode),
                 b * median(&r.llama.decode),
-                bandwidth_for(bw, r.threads),
+                median(&r.probe),
             )
         })
         .collect();
