@@ -52,7 +52,7 @@ impl Backing {
     /// (as with every mmap-based loader: llama.cpp makes the same demand). On Linux the
     /// map is advised to take transparent huge pages (`madvise(MADV_HUGEPAGE)`): where
     /// the file system's page cache holds 2 MiB folios, a decoded token then streams
-    /// the weights faster (Gemma 3 270M, 1 thread: about 10% more tokens per second).
+    /// the weights faster (Gemma 3 270M, 1 thread: about 7% more tokens per second).
     #[cfg(feature = "std")]
     pub fn map_file(path: impl AsRef<std::path::Path>) -> crate::Result<Backing> {
         Backing::map_file_keep(path).map(|(b, _, _)| b)

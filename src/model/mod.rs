@@ -137,9 +137,10 @@ pub enum Prefetch {
     /// 2 MiB folios, which the decode then streams with one page-table entry each (a
     /// read-ahead request would fill the page cache with small folios). Otherwise it
     /// asks for the tensors with `madvise(MADV_WILLNEED)`, keeping at most 32 MiB
-    /// queued so that a read the model needs at once never waits long, and before a
-    /// batch of several tokens, their embedding rows are asked for all at once (with
-    /// huge pages too, unless the embeddings are also the output head).
+    /// queued so that a read the model needs at once never waits long. Either way,
+    /// before a batch of several tokens, the batch's embedding rows are asked for all
+    /// at once, except on huge pages when the embeddings are also the output head
+    /// (asking would break up its 2 MiB folios).
     ///
     /// Costs: the whole file is read into the page cache at open, even if the model is
     /// never run (`token_embd.weight` is skipped when the output head is a separate
