@@ -6,7 +6,7 @@
 //! iterations cycle through the copies (the L3 here may be hundreds of MiB).
 //!
 //! ```text
-//! cargo bench --bench kernels                       # everything (~5 min)
+//! cargo bench --bench kernels                       # everything (~7 min)
 //! cargo bench --bench kernels -- 'matvec/Q4_K'      # one type (criterion filter)
 //! ```
 //!
