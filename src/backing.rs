@@ -256,12 +256,11 @@ impl Prefetcher {
                 // Chunks asked for and not yet seen arrive, oldest first.
                 let mut pending = alloc::collections::VecDeque::new();
                 let mut in_flight = 0usize;
-                // Never more than the file's length in all (a hostile tensor table can
-                // list overlapping ranges).
-                let file_len = map.as_ref().map_or(view.len, |m| m.len());
-                let mut budget = file_len;
+                // Never more than the map's length in all (a hostile tensor table can
+                // list overlapping ranges); nothing past the view, which `touch` clips to.
+                let mut budget = view.len;
                 for r in ranges {
-                    let end = r.end.min(file_len);
+                    let end = r.end.min(view.len);
                     let mut at = r.start;
                     while at < end {
                         let len = PREFETCH_CHUNK.min(end - at);

@@ -336,11 +336,7 @@ impl SamplerChain {
         }
         let logprob_of = |id: u32| raw_logprob(logits, id);
 
-        let needs_cands = !self.is_greedy()
-            || self.repeat_penalty != 1.0
-            || self.frequency_penalty != 0.0
-            || self.presence_penalty != 0.0
-            || !self.logit_bias.is_empty();
+        let needs_cands = !self.is_greedy() || self.has_penalties() || !self.logit_bias.is_empty();
         if !needs_cands {
             let id = argmax(logits).ok_or(SamplingError::NoCandidates)?;
             return Ok(Sampled {
@@ -349,11 +345,8 @@ impl SamplerChain {
             });
         }
 
-        let penalties = self.repeat_penalty != 1.0
-            || self.frequency_penalty != 0.0
-            || self.presence_penalty != 0.0;
         if !self.is_greedy()
-            && !penalties
+            && !self.has_penalties()
             && self.logit_bias.is_empty()
             && self.top_k > 0
             && self.top_k < logits.len()
@@ -488,11 +481,13 @@ impl SamplerChain {
         }
     }
 
+    /// Whether any of the repetition penalties changes the logits.
+    fn has_penalties(&self) -> bool {
+        self.repeat_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0
+    }
+
     fn apply_penalties(&mut self) {
-        let no_penalty = self.repeat_penalty == 1.0
-            && self.frequency_penalty == 0.0
-            && self.presence_penalty == 0.0;
-        if no_penalty || self.history_len == 0 {
+        if !self.has_penalties() || self.history_len == 0 {
             return;
         }
         let n = self.history_len;
