@@ -204,15 +204,9 @@ fn paired(
     let steps = probe.len() / one;
     let (mut i, mut p) = (0usize, 0usize);
     let mut out = vec![0.0f32; ROWS];
-    // Each turn starts with one call left out of its time: it wakes the pool's workers,
-    // which may have gone to sleep during the other pool's turns.
     let mut time = |level: KernelLevel, threads: &Threads| {
         let k = kernels::kernels(level).unwrap();
-        let mut t0 = std::time::Instant::now();
-        for c in 0..=PAIRED_CALLS {
-            if c == 1 {
-                t0 = std::time::Instant::now();
-            }
+        turn(|| {
             let w = Weight {
                 name: "bench",
                 ty,
@@ -222,20 +216,14 @@ fn paired(
             };
             i = (i + 1) % copies;
             k.matmul(&w, acts, &mut out, threads).unwrap();
-        }
-        black_box(out[0]);
-        t0.elapsed().as_secs_f64()
+            black_box(out[0]);
+        })
     };
     let mut probe_time = |threads: &Threads| {
-        let mut t0 = std::time::Instant::now();
-        for c in 0..=PAIRED_CALLS {
-            if c == 1 {
-                t0 = std::time::Instant::now();
-            }
+        turn(|| {
             black_box(sum_bytes(&probe[p * one..(p + 1) * one], threads));
             p = (p + 1) % steps;
-        }
-        t0.elapsed().as_secs_f64()
+        })
     };
     let best = kernels::best_level();
     let (mut share, mut speedup) = (Vec::new(), Vec::new());
@@ -256,6 +244,18 @@ fn paired(
         speedup.push(ts / tv);
     }
     (median(&mut share), median(&mut speedup))
+}
+
+/// Seconds that `PAIRED_CALLS` calls of `call` take, after one call left out of the
+/// time: it wakes the pool's workers, which may have gone to sleep during the other
+/// pool's turns.
+fn turn(mut call: impl FnMut()) -> f64 {
+    call();
+    let t0 = std::time::Instant::now();
+    for _ in 0..PAIRED_CALLS {
+        call();
+    }
+    t0.elapsed().as_secs_f64()
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -235,18 +235,11 @@ fn prefetch_modes_agree() {
 /// The `VmFlags` of this process's map of `path` (`/proc/self/smaps`).
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn vm_flags(path: &std::path::Path) -> Option<String> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    let name = path.to_str()?;
-    let mut in_map = false;
-    for line in smaps.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            in_map = line.ends_with(name);
-        } else if in_map {
-            if let Some(flags) = line.strip_prefix("VmFlags:") {
-                return Some(flags.trim().to_string());
-            }
-        }
-    }
-    None
+    let fields = smaps::map_fields(path)?;
+    let flags = fields.iter().find_map(|l| l.strip_prefix("VmFlags:"))?;
+    Some(flags.trim().to_string())
 }
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[path = "../benches/common/smaps.rs"]
+mod smaps;

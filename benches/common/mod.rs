@@ -326,6 +326,7 @@ pub fn llama_first_token(
 // ---------------------------------------------------------------- cold cache
 
 mod page_cache;
+mod smaps;
 #[allow(unused_imports)] // each bench uses a subset
 pub use page_cache::drop_from_page_cache;
 
@@ -477,25 +478,14 @@ impl std::ops::Deref for ProbeBuf {
 /// (`FilePmdMapped` / `Rss` over its maps in `/proc/self/smaps`); `None` where that
 /// file cannot be read or nothing of `path` is mapped.
 pub fn huge_mapped_share(path: &std::path::Path) -> Option<f64> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    let name = path.to_str()?;
-    let (mut rss, mut pmd, mut in_map) = (0u64, 0u64, false);
-    let kb = |l: &str| {
-        l.split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
+    let fields = smaps::map_fields(path)?;
+    let kb = |field: &str| -> u64 {
+        let lines = fields.iter().filter_map(|l| l.strip_prefix(field));
+        lines
+            .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
     };
-    for line in smaps.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            in_map = line.ends_with(name);
-        } else if in_map && line.starts_with("Rss:") {
-            rss += kb(line);
-        } else if in_map && line.starts_with("FilePmdMapped:") {
-            pmd += kb(line);
-        }
-    }
+    let (rss, pmd) = (kb("Rss:"), kb("FilePmdMapped:"));
     (rss > 0).then(|| pmd as f64 / rss as f64)
 }
 
