@@ -315,6 +315,10 @@ fn matmul_is_thread_and_batch_invariant() {
                 .into_iter()
                 .chain(SCALES.into_iter().map(|s| (17 * bs, s)))
                 .collect()
+            } else if bs == 256 {
+                // Super-blocks: also 65 (past the 64 whose vector sums Q4_K's AVX-512
+                // decode rows keep on the stack).
+                vec![(cols, Scale::Normal), (65 * bs, Scale::Normal)]
             } else {
                 vec![(cols, Scale::Normal)]
             };

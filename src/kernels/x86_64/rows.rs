@@ -142,7 +142,7 @@ fn nibbles_g(qs: &[u8; 16]) -> __m256i {
 
 /// The GF(2) matrix (for `vgf2p8affineqb`) that keeps a byte's low nibble: output bit
 /// `i < 4` is input bit `i`, selected by the matrix's byte `7 − i`.
-const GF_LOW_NIBBLE: i64 = 0x01_02_04_08_00_00_00_00;
+pub(super) const GF_LOW_NIBBLE: i64 = 0x01_02_04_08_00_00_00_00;
 
 /// The GF(2) matrix that moves a byte's high nibble down: output bit `i < 4` is input
 /// bit `i + 4`.
