@@ -21,6 +21,13 @@
 //! 15 rounds, and the median of the per-round ratios reported. On a shared machine the
 //! load drifts over the minutes between criterion's probe and a kernel's figures; it
 //! moves both sides of a round alike.
+//!
+//! Each round also times scalar and the best level, 1 thread, on the first
+//! [`HOT_ROWS`] rows of one copy, called over and over so that they stay in the core's
+//! L2: the ratio of the two kernels' arithmetic alone. Read from memory, one thread of
+//! a fast kernel waits on the memory (here about 13-15 GB/s), so its ratio to scalar is
+//! capped at the read bandwidth over the scalar rate: for Q4_K (scalar 1.8 GB/s) below
+//! 8× whatever the SIMD code does.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -185,13 +192,31 @@ const PAIRED_CALLS: usize = 6;
 /// The first five types, those of issue 3's targets, get the interleaved measurement.
 const PAIRED_TYPES: usize = 5;
 
+/// Rows of the in-cache turns of [`paired`]: 256 rows of 4096 values take 0.6 MB
+/// (Q4_K) to 1.1 MB (Q8_0), which fit in a 2 MB L2.
+const HOT_ROWS: usize = 256;
+
+/// Calls per timed in-cache turn (each reads [`HOT_ROWS`] rows).
+const HOT_CALLS: usize = 40;
+
+/// The interleaved ratios of one type ([`paired`]), medians over the rounds.
+struct Paired {
+    ty: GgmlType,
+    /// Best level, 2 threads, over the read probe, from memory.
+    share: f64,
+    /// Best level over scalar, 1 thread, from memory.
+    speedup: f64,
+    /// Best level over scalar, 1 thread, the same rows over and over, in cache.
+    speedup_hot: f64,
+}
+
 /// Ratios measured side by side, for one type: `PAIRED_ROUNDS` rounds, each timing, one
 /// right after the other (which goes first alternates), the read probe and the best
 /// level's matvec with 2 threads (over the same number of bytes), then the scalar and
-/// the best level's matvec with 1 thread.
-/// Returns the medians of the per-round ratios (matvec GB/s / probe GB/s, best /
-/// scalar): the machine's load moves both sides of a round alike, where criterion's
-/// figures for the probe and for a kernel are minutes apart.
+/// the best level's matvec with 1 thread, from memory and then on [`HOT_ROWS`] rows in
+/// cache. Returns the medians of the per-round ratios: the machine's load moves both
+/// sides of a round alike, where criterion's figures for the probe and for a kernel are
+/// minutes apart.
 fn paired(
     ty: GgmlType,
     all: &[u8],
@@ -199,7 +224,7 @@ fn paired(
     acts: &Acts,
     probe: &[u8],
     pools: &[Threads; 2],
-) -> (f64, f64) {
+) -> Paired {
     let copies = all.len() / one;
     let steps = probe.len() / one;
     let (mut i, mut p) = (0usize, 0usize);
@@ -219,6 +244,21 @@ fn paired(
             black_box(out[0]);
         })
     };
+    let mut hot_out = vec![0.0f32; HOT_ROWS];
+    let mut hot = |level: KernelLevel| {
+        let k = kernels::kernels(level).unwrap();
+        let w = Weight {
+            name: "bench",
+            ty,
+            cols: COLS,
+            rows: HOT_ROWS,
+            data: &all[..one / ROWS * HOT_ROWS],
+        };
+        turn_of(HOT_CALLS, || {
+            k.matmul(&w, acts, &mut hot_out, &pools[0]).unwrap();
+            black_box(hot_out[0]);
+        })
+    };
     let mut probe_time = |threads: &Threads| {
         turn(|| {
             black_box(sum_bytes(&probe[p * one..(p + 1) * one], threads));
@@ -226,7 +266,7 @@ fn paired(
         })
     };
     let best = kernels::best_level();
-    let (mut share, mut speedup) = (Vec::new(), Vec::new());
+    let (mut share, mut speedup, mut speedup_hot) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..PAIRED_ROUNDS {
         // Which side of a pair goes first alternates from round to round.
         let (tp, tk, ts, tv) = if round % 2 == 0 {
@@ -242,17 +282,35 @@ fn paired(
         };
         share.push(tp / tk);
         speedup.push(ts / tv);
+        let (hs, hv) = if round % 2 == 0 {
+            let hs = hot(KernelLevel::Scalar);
+            (hs, hot(best))
+        } else {
+            let hv = hot(best);
+            (hot(KernelLevel::Scalar), hv)
+        };
+        speedup_hot.push(hs / hv);
     }
-    (median(&mut share), median(&mut speedup))
+    Paired {
+        ty,
+        share: median(&mut share),
+        speedup: median(&mut speedup),
+        speedup_hot: median(&mut speedup_hot),
+    }
 }
 
 /// Seconds that `PAIRED_CALLS` calls of `call` take, after one call left out of the
 /// time: it wakes the pool's workers, which may have gone to sleep during the other
 /// pool's turns.
-fn turn(mut call: impl FnMut()) -> f64 {
+fn turn(call: impl FnMut()) -> f64 {
+    turn_of(PAIRED_CALLS, call)
+}
+
+/// Seconds that `calls` calls of `call` take, after one untimed (see [`turn`]).
+fn turn_of(calls: usize, mut call: impl FnMut()) -> f64 {
     call();
     let t0 = std::time::Instant::now();
-    for _ in 0..PAIRED_CALLS {
+    for _ in 0..calls {
         call();
     }
     t0.elapsed().as_secs_f64()
@@ -263,7 +321,7 @@ fn median(v: &mut [f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn bench_matvec(c: &mut Criterion, probe: &[u8]) -> Vec<(GgmlType, f64, f64)> {
+fn bench_matvec(c: &mut Criterion, probe: &[u8]) -> Vec<Paired> {
     let mut ratios = Vec::new();
     println!(
         "kernel level: best {}, dispatched {}",
@@ -310,8 +368,7 @@ fn bench_matvec(c: &mut Criterion, probe: &[u8]) -> Vec<(GgmlType, f64, f64)> {
             }
         }
         if TYPES[..PAIRED_TYPES].contains(&ty) && kernels::best_level() != KernelLevel::Scalar {
-            let (share, speedup) = paired(ty, &all, one, &acts, probe, &pools);
-            ratios.push((ty, share, speedup));
+            ratios.push(paired(ty, &all, one, &acts, probe, &pools));
         }
     }
     g.finish();
@@ -404,7 +461,7 @@ fn median_ns(group: &str, func: &str, param: &str) -> Option<f64> {
     v["median"]["point_estimate"].as_f64()
 }
 
-fn summary(paired: &[(GgmlType, f64, f64)]) {
+fn summary(paired: &[Paired]) {
     let gbs = |bytes: usize, ns: f64| bytes as f64 / ns;
     let bw: Vec<Option<f64>> = [1, 2]
         .iter()
@@ -465,16 +522,20 @@ fn summary(paired: &[(GgmlType, f64, f64)]) {
     }
     println!(
         "\n## Interleaved ratios (medians of {PAIRED_ROUNDS} rounds; each round times the probe and \
-         the {best} matvec, 2 threads, one right after the other, then scalar and {best}, 1 thread)\n"
+         the {best} matvec, 2 threads, one right after the other, then scalar and {best}, 1 thread, \
+         from memory and on {HOT_ROWS} rows in cache)\n"
     );
-    println!("| type | {best} t2 / bandwidth | {best}/scalar (t1) |");
-    println!("|---|---|---|");
-    for (ty, share, speedup) in paired {
+    println!(
+        "| type | {best} t2 / bandwidth | {best}/scalar (t1) | {best}/scalar (t1), in cache |"
+    );
+    println!("|---|---|---|---|");
+    for p in paired {
         println!(
-            "| {} | {:.0}% | {:.1}× |",
-            ty.name(),
-            100.0 * share,
-            speedup
+            "| {} | {:.0}% | {:.1}× | {:.1}× |",
+            p.ty.name(),
+            100.0 * p.share,
+            p.speedup,
+            p.speedup_hot
         );
     }
 }
