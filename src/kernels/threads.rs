@@ -9,6 +9,15 @@
 //! allocations, and waiting workers spin briefly before they park, which keeps the
 //! per-matvec overhead to a few microseconds.
 //!
+//! When other processes hold the cores, a worker may not run for a whole scheduler
+//! time slice (milliseconds), and every job waits for it. The caller sees this as a
+//! wait for the workers far longer than its own share of the work; it then runs the
+//! next jobs alone (at least [`pool::SERIAL_MIN`] of them, twice as many each time the
+//! lag is seen again, up to [`pool::SERIAL_MAX`], half as many when the first job after
+//! a stretch shows none), and the idle workers park and leave their cores to the
+//! others. On this 2-core machine, with one other process spinning, 2-thread decoding
+//! went from half the 1-thread speed to about the 1-thread speed.
+//!
 //! Work is split by output rows only — never inside one dot product — so results do
 //! not depend on the thread count or on which thread ran which task.
 
@@ -106,12 +115,26 @@ mod pool {
     use alloc::sync::Arc;
     use alloc::vec::Vec;
     use core::marker::PhantomData;
-    use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
     use std::sync::{Condvar, Mutex};
     use std::thread::JoinHandle;
 
     /// How many times a waiting thread polls before it sleeps.
     const SPIN: u32 = 20_000;
+
+    /// The fewest jobs the caller runs alone after the workers lagged (see the module
+    /// docs): at about 150 jobs per decoded token, a tenth of a token. A worker held
+    /// off once costs no more than that; one held off for long doubles the stretch.
+    pub(super) const SERIAL_MIN: u32 = 16;
+
+    /// The most jobs run alone in one stretch: dozens of tokens, after which one
+    /// parallel job checks whether the cores are free again.
+    pub(super) const SERIAL_MAX: u32 = 8192;
+
+    /// A wait for the workers counts as lag when it exceeds this and twice the caller's
+    /// own work in the job: more than a woken worker's start-up (tens of microseconds),
+    /// less than a scheduler time slice.
+    const LAG: core::time::Duration = core::time::Duration::from_micros(200);
 
     type Job<'a> = dyn Fn(usize) + Sync + 'a;
 
@@ -154,6 +177,12 @@ mod pool {
     pub(super) struct Pool {
         shared: Arc<Shared>,
         workers: Vec<JoinHandle<()>>,
+        /// Jobs still to run on the caller's thread alone (see the module docs).
+        serial: AtomicU32,
+        /// Length of the next such stretch.
+        stretch: AtomicU32,
+        /// Whether the next parallel job is the first after a stretch.
+        probe: AtomicBool,
     }
 
     impl core::fmt::Debug for Pool {
@@ -195,6 +224,9 @@ mod pool {
             let mut pool = Pool {
                 shared,
                 workers: Vec::with_capacity(workers),
+                serial: AtomicU32::new(0),
+                stretch: AtomicU32::new(SERIAL_MIN),
+                probe: AtomicBool::new(false),
             };
             for i in 0..workers {
                 let shared = Arc::clone(&pool.shared);
@@ -210,6 +242,14 @@ mod pool {
         /// return when all have finished. Allocates nothing.
         pub(super) fn run(&self, n_tasks: usize, job: &Job<'_>) {
             if n_tasks <= 1 || self.workers.is_empty() {
+                (0..n_tasks).for_each(job);
+                return;
+            }
+            // Only the caller's thread runs `run` at a time (`Threads` is used through
+            // `&mut` state), so plain loads and stores of the counters are enough.
+            let serial = self.serial.load(Ordering::Relaxed);
+            if serial > 0 {
+                self.serial.store(serial - 1, Ordering::Relaxed);
                 (0..n_tasks).for_each(job);
                 return;
             }
@@ -234,7 +274,9 @@ mod pool {
                 let _g = s.lock.lock().unwrap_or_else(|p| p.into_inner());
                 s.wake.notify_all();
             }
+            let start = std::time::Instant::now();
             s.work(job);
+            let worked = start.elapsed();
             // Wait for the workers to leave the job: spin, then sleep.
             let mut spins = 0u32;
             while s.busy.load(Ordering::Acquire) != 0 {
@@ -252,6 +294,20 @@ mod pool {
                 }
             }
             s.job.store(core::ptr::null_mut(), Ordering::Release);
+            let waited = start.elapsed().saturating_sub(worked);
+            let stretch = self.stretch.load(Ordering::Relaxed);
+            if waited > LAG && waited > 2 * worked {
+                self.serial.store(stretch, Ordering::Relaxed);
+                self.probe.store(true, Ordering::Relaxed);
+                self.stretch
+                    .store((2 * stretch).min(SERIAL_MAX), Ordering::Relaxed);
+            } else if self.probe.swap(false, Ordering::Relaxed) {
+                // The first job after a stretch, without lag: the next stretch is half as
+                // long (not reset: amid lasting contention the workers also get their
+                // turns, and a lucky job must not bring the lag back every few jobs).
+                self.stretch
+                    .store((stretch / 2).max(SERIAL_MIN), Ordering::Relaxed);
+            }
             if s.panicked.swap(false, Ordering::AcqRel) {
                 panic!("a kernel task panicked on a worker thread");
             }
@@ -353,5 +409,59 @@ mod pool {
             // own range (see `for_rows`), so no two live pieces overlap.
             Some(unsafe { core::slice::from_raw_parts_mut(self.ptr.add(start), n) })
         }
+    }
+}
+
+#[cfg(all(test, feature = "parallel"))]
+mod tests {
+    use super::pool::SERIAL_MIN;
+    use super::Threads;
+    use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use core::time::Duration;
+    use std::time::Instant;
+
+    /// Runs a 2-task job in which the worker's task sleeps `sleep` once both tasks have
+    /// started (the caller's task waits for the worker's to start, up to a second);
+    /// returns whether the worker took a task.
+    fn job_with_slow_worker(t: &Threads, sleep: Duration) -> bool {
+        let caller = std::thread::current().id();
+        let worker_in = AtomicBool::new(false);
+        let mut out = [0.0f32; 2];
+        t.for_rows(&mut out, 1, |_, _| {
+            if std::thread::current().id() == caller {
+                let t0 = Instant::now();
+                while !worker_in.load(Ordering::Acquire) && t0.elapsed() < Duration::from_secs(1) {
+                    core::hint::spin_loop();
+                }
+            } else {
+                worker_in.store(true, Ordering::Release);
+                std::thread::sleep(sleep);
+            }
+        });
+        worker_in.load(Ordering::Acquire)
+    }
+
+    #[test]
+    fn a_lagging_worker_sends_the_next_jobs_to_the_caller() {
+        let t = Threads::new(2).unwrap();
+        let caller = std::thread::current().id();
+        // The worker holds its task 200 ms while the caller is done at once: lag.
+        assert!(job_with_slow_worker(&t, Duration::from_millis(200)));
+        // The next SERIAL_MIN jobs run on the caller's thread alone.
+        let on_worker = AtomicUsize::new(0);
+        for _ in 0..SERIAL_MIN {
+            let mut out = [0.0f32; 8];
+            t.for_rows(&mut out, 1, |i, o| {
+                if std::thread::current().id() != caller {
+                    on_worker.fetch_add(1, Ordering::Relaxed);
+                }
+                o[0] = i as f32;
+            });
+            assert_eq!(out, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+        }
+        assert_eq!(on_worker.load(Ordering::Relaxed), 0);
+        // Then the worker takes part again (a job without lag, which also resets the
+        // stretch).
+        assert!(job_with_slow_worker(&t, Duration::ZERO));
     }
 }
