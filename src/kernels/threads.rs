@@ -18,6 +18,11 @@
 //! others. On this 2-core machine, with one other process spinning, 2-thread decoding
 //! went from half the 1-thread speed to about the 1-thread speed.
 //!
+//! The workers serve one job at a time: a job asked for while another runs (from
+//! another thread sharing the `Threads`, or from inside a task) runs on its caller's
+//! thread alone. A task that panics, on a worker or on the caller, makes the call
+//! panic once every worker has left the job, never before: they still use the closure.
+//!
 //! Work is split by output rows only — never inside one dot product — so results do
 //! not depend on the thread count or on which thread ran which task.
 
@@ -183,6 +188,17 @@ mod pool {
         stretch: AtomicU32,
         /// Whether the next parallel job is the first after a stretch.
         probe: AtomicBool,
+        /// Whether a job is running on the workers.
+        active: AtomicBool,
+    }
+
+    /// Clears a flag when dropped (also when a panic unwinds through its owner).
+    struct Release<'a>(&'a AtomicBool);
+
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::Release);
+        }
     }
 
     impl core::fmt::Debug for Pool {
@@ -227,6 +243,7 @@ mod pool {
                 serial: AtomicU32::new(0),
                 stretch: AtomicU32::new(SERIAL_MIN),
                 probe: AtomicBool::new(false),
+                active: AtomicBool::new(false),
             };
             for i in 0..workers {
                 let shared = Arc::clone(&pool.shared);
@@ -245,8 +262,16 @@ mod pool {
                 (0..n_tasks).for_each(job);
                 return;
             }
-            // Only the caller's thread runs `run` at a time (`Threads` is used through
-            // `&mut` state), so plain loads and stores of the counters are enough.
+            // The workers serve one job at a time. Another job asked for meanwhile (from
+            // another thread sharing the `Threads`, or by a task of this job) runs on
+            // its caller's thread alone.
+            if self.active.swap(true, Ordering::Acquire) {
+                (0..n_tasks).for_each(job);
+                return;
+            }
+            let _active = Release(&self.active);
+            // One job at a time (above), so plain loads and stores of the counters are
+            // enough.
             let serial = self.serial.load(Ordering::Relaxed);
             if serial > 0 {
                 self.serial.store(serial - 1, Ordering::Relaxed);
@@ -275,7 +300,10 @@ mod pool {
                 s.wake.notify_all();
             }
             let start = std::time::Instant::now();
-            s.work(job);
+            // A task that panics on this thread must not end the call before the
+            // workers are out of the job: they still use the closure and what it
+            // borrows. The panic goes on once they are.
+            let mine = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| s.work(job)));
             let worked = start.elapsed();
             // Wait for the workers to leave the job: spin, then sleep.
             let mut spins = 0u32;
@@ -294,6 +322,10 @@ mod pool {
                 }
             }
             s.job.store(core::ptr::null_mut(), Ordering::Release);
+            if let Err(p) = mine {
+                s.panicked.store(false, Ordering::Release);
+                std::panic::resume_unwind(p);
+            }
             let waited = start.elapsed().saturating_sub(worked);
             let stretch = self.stretch.load(Ordering::Relaxed);
             if waited > LAG && waited > 2 * worked {
@@ -462,6 +494,51 @@ mod tests {
         assert_eq!(on_worker.load(Ordering::Relaxed), 0);
         // Then the worker takes part again (a job without lag, which also resets the
         // stretch).
+        assert!(job_with_slow_worker(&t, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_task_may_run_a_job_of_its_own() {
+        let t = Threads::new(2).unwrap();
+        let mut out = [0.0f32; 6];
+        t.for_rows(&mut out, 1, |i, o| {
+            let mut inner = [0.0f32; 5];
+            t.for_rows(&mut inner, 1, |j, p| p[0] = (i * 10 + j) as f32);
+            o[0] = inner.iter().sum();
+        });
+        let want: [f32; 6] = core::array::from_fn(|i| (50 * i + 10) as f32);
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn a_panic_on_the_caller_waits_for_the_workers() {
+        let t = Threads::new(2).unwrap();
+        let caller = std::thread::current().id();
+        let worker_in = AtomicBool::new(false);
+        let worker_done = AtomicBool::new(false);
+        let r = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+            let mut out = [0.0f32; 2];
+            t.for_rows(&mut out, 1, |_, _| {
+                if std::thread::current().id() == caller {
+                    let t0 = Instant::now();
+                    while !worker_in.load(Ordering::Acquire)
+                        && t0.elapsed() < Duration::from_secs(1)
+                    {
+                        core::hint::spin_loop();
+                    }
+                    panic!("a task on the caller's thread");
+                }
+                worker_in.store(true, Ordering::Release);
+                std::thread::sleep(Duration::from_millis(1500));
+                worker_done.store(true, Ordering::Release);
+            });
+        }));
+        assert!(r.is_err());
+        // The worker's task had ended when the panic reached here (its 1.5 s are
+        // longer than a first panic takes to unwind, about 0.1 s here).
+        assert!(worker_in.load(Ordering::Acquire));
+        assert!(worker_done.load(Ordering::Acquire));
+        // And the pool still runs jobs, the worker included (a panic is not lag).
         assert!(job_with_slow_worker(&t, Duration::ZERO));
     }
 }
