@@ -28,7 +28,18 @@
 
 use super::KernelError;
 
-/// Worker threads for the kernels (see the module docs).
+/// Worker threads for the kernels: `n - 1` workers plus the caller's thread, which
+/// wait for jobs by spinning briefly, then parking.
+///
+/// - Results do not depend on the thread count: work is split by output rows only.
+/// - The workers serve one job at a time. A job asked for while another runs (from
+///   another thread sharing this `Threads`, or from inside a task) runs on its caller's
+///   thread alone.
+/// - A task that panics makes the call panic, once every worker has left the job.
+/// - When other processes hold the cores and a worker keeps the caller waiting (more
+///   than 200 µs and twice the caller's own share of a job), the next jobs run on the
+///   caller's thread alone for a while (16 jobs, doubling while the lag lasts), and the
+///   parked workers leave their cores to the others.
 #[derive(Debug)]
 pub struct Threads {
     n: usize,
