@@ -204,9 +204,9 @@ mod pool {
     }
 
     /// Clears a flag when dropped (also when a panic unwinds through its owner).
-    struct Release<'a>(&'a AtomicBool);
+    struct ClearOnDrop<'a>(&'a AtomicBool);
 
-    impl Drop for Release<'_> {
+    impl Drop for ClearOnDrop<'_> {
         fn drop(&mut self) {
             self.0.store(false, Ordering::Release);
         }
@@ -280,7 +280,7 @@ mod pool {
                 (0..n_tasks).for_each(job);
                 return;
             }
-            let _active = Release(&self.active);
+            let _active = ClearOnDrop(&self.active);
             // One job at a time (above), so plain loads and stores of the counters are
             // enough.
             let serial = self.serial.load(Ordering::Relaxed);

@@ -99,13 +99,13 @@ fn pair_sums(y: &BlockQ8K) -> __m128i {
 
 /// Generates one AVX-512 `DotRowsFn` entry for Q4_K with the nibble split `$nib`.
 ///
-/// Per super-block and row, the exact `isum` takes ten 512-bit operations instead of the
-/// 256-bit entry's thirty-odd: for each 64-quant chunk `j`, one split puts sub-block `2j`
+/// Per super-block and row, the exact `isum` takes fourteen 512-bit operations instead of
+/// the 256-bit entry's thirty-odd: for each 64-quant chunk `j`, one split puts sub-block `2j`
 /// in the low half and `2j + 1` in the high half, which lines up with the vector's 64
 /// bytes, and one `vpdpbusd` gives per i32 lane the sum of four products (`|·| ≤
 /// 4·15·128 < 2¹⁵`). Two saturating packs (which never saturate) put those lanes of
 /// four sub-blocks into i16, and one `vpmaddwd`/`vpdpwssd` per pack multiplies them by
-/// their sub-block's scale and adds. `msum` is one 128-bit `vpmaddwd` of the mins
+/// their sub-block's scale (laid out by one `vpermw` per pack) and adds. `msum` is one 128-bit `vpmaddwd` of the mins
 /// against the vector's sub-block sums, which are computed once per call for all rows.
 /// The scales and mins come out of their 12 bytes by byte shuffles and shifts in one
 /// 128-bit register, the two sums share their last horizontal adds, and `sum` and
