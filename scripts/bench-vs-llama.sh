@@ -19,7 +19,8 @@
 # GGML_NATIVE (AVX-512 and VNNI where the CPU has them), with LLAMA_ISA=avx2 only
 # AVX2/FMA/F16C/BMI2 (the level of our kernels). Its own target dir, so neither this
 # build nor fixtures/reference.sh's (target/llama-cpp) rebuilds the other; the first
-# build compiles llama.cpp (~10-15 min on 2 cores).
+# build compiles llama.cpp (~10-15 min on 2 cores), after scripts/llama-deps.sh has
+# installed cmake, clang and libclang-dev if they were missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=vs_llama_cpp
@@ -29,6 +30,7 @@ if [ "${1:-}" = "--bench" ]; then
 fi
 isa=${LLAMA_ISA:-native}
 
+scripts/llama-deps.sh
 fixtures/fetch-models.sh all >&2
 
 flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
