@@ -34,7 +34,12 @@ pub(super) static TABLE: Kernels = table(
         tiles_k::gemm_q4_k,
         tiles_q6k::gemm_q6_k,
     ],
-    [rows_q4_0, rows_q5_0, rows_q8_0, rows_iq4_nl],
+    [
+        rows::rows_q4_0_avx2,
+        rows::rows_q5_0_avx2,
+        rows::rows_q8_0_avx2,
+        rows::rows_iq4_nl_avx2,
+    ],
     None,
 );
 

@@ -1,5 +1,5 @@
 //! Decode matvec entries (`DotRowsFn`: consecutive weight rows against one vector) of
-//! the 32-value block types for the VNNI levels.
+//! the 32-value block types for AVX2 and the VNNI levels.
 //!
 //! Each output is computed exactly as the single dot product of [`super::avx2`]: per
 //! block, 8 exact i32 lane sums (lane `k` = products `4k..4k+3`), converted to f32,
@@ -9,7 +9,12 @@
 //! `vpdpbusd` adds `Σ4 (q + B)·y` onto the lanes `−B·Σ4 y`, exactly `Σ4 q·y`. The
 //! vector's corrections and block scales are computed once per call for all rows,
 //! which leaves per weight block an unpack, one `vpdpbusd`, one conversion and one
-//! multiply-add (the AVX2 entry spends four more instructions on the sign trick).
+//! multiply-add.
+//!
+//! AVX2 has no `vpdpbusd`: Q4_0 and Q5_0 take `maddubs` + `madd` + the correction
+//! (their unsigned quants stay below 32, so `maddubs` cannot saturate), Q8_0 and IQ4_NL
+//! the sign trick (`maddubs` would saturate on their quants + 128). The AVX2 entries go
+//! one row at a time (see `rows:` in [`rows32`]).
 //!
 //! At the AVX-512 levels the Q5_0 fifth bits go through a mask register (one masked
 //! byte add or move). The nibbles come from a broadcast load and one variable shift
@@ -20,7 +25,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::{bytes_from_bits, d_x8, f16, load16, load32};
-use super::tiles::{neg_offset, u_q8_0};
+use super::tiles::{lanes_offset_avx2, lanes_signed_avx2, neg_offset, s_iq4_nl, s_q8_0, u_q8_0};
 use crate::kernels::reduce8;
 use crate::kernels::scalar::blk;
 use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ8_0, KVALUES_IQ4NL};
@@ -34,10 +39,8 @@ const MAX_BLOCKS: usize = 512;
 /// See [`MAX_BLOCKS`].
 const SMALL_BLOCKS: usize = 64;
 
-/// Rows computed together.
-const ROWS: usize = 4;
-
-/// How far ahead each row prefetches its own bytes, in groups of [`ROWS`] rows: into
+/// How far ahead each row prefetches its own bytes, in groups of the rows an entry
+/// computes together (`rows:` in [`rows32`]): into
 /// L1 one group ahead, and into L2 six groups ahead (the far requests bring the lines
 /// close; the near ones then hit L2 and hold an L1 miss buffer only briefly). On the
 /// real models' output heads (cold, 1 thread) this streamed 3-11% faster than a single
@@ -100,7 +103,7 @@ fn u_q4_0_x16(x: &BlockQ4_0) -> __m256i {
     )
 }
 
-/// Q5_0 as unsigned quants `0..32` (offset 16), fifth bits as bytes (AVX-VNNI).
+/// Q5_0 as unsigned quants `0..32` (offset 16), fifth bits as bytes (AVX2, AVX-VNNI).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn u_q5_0(x: &BlockQ5_0) -> __m256i {
@@ -172,20 +175,28 @@ fn u_iq4_nl_g(x: &BlockIQ4NL) -> __m256i {
 /// AVX-VNNI: `corr + Σ4 q·y` per lane (unsigned `q`, signed `y`).
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 #[inline]
-fn dp_vnni(corr: __m256i, q: __m256i, y: __m256i) -> __m256i {
+fn dp_vnni(q: __m256i, y: __m256i, corr: __m256i) -> __m256i {
     _mm256_dpbusd_avx_epi32(corr, q, y)
 }
 
 /// AVX-512 VNNI (VL): the same on 256-bit registers.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
-fn dp_zmm(corr: __m256i, q: __m256i, y: __m256i) -> __m256i {
+fn dp_zmm(q: __m256i, y: __m256i, corr: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(corr, q, y)
 }
 
+/// Q4_0 as unsigned quants `0..16` (offset 8) by [`nibbles_b`] (AVX2: `maddubs` takes
+/// them as they are, where the ×16 high half of [`u_q4_0_x16`] would saturate it).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn u_q4_0(x: &BlockQ4_0) -> __m256i {
+    nibbles_b(&x.qs)
+}
+
 /// Generates one `DotRowsFn` entry: `$unpack` gives a weight block's quants + `$offset`
-/// as unsigned bytes, `$dp` the lanes, `$fallback` takes rows longer than
-/// [`MAX_BLOCKS`] (or malformed lengths).
+/// as unsigned bytes (or, with `$offset` 0, as signed bytes), `$dp(q, y, corr)` the
+/// lanes, `$fallback` takes rows longer than [`MAX_BLOCKS`] (or malformed lengths).
 ///
 /// `$high` is 1, or 16 where `$unpack` leaves the high half's quants (bytes 16..32,
 /// lanes 4..8) multiplied by 16 (Q4_0's high nibbles in place, which saves the shift).
@@ -198,6 +209,15 @@ fn dp_zmm(corr: __m256i, q: __m256i, y: __m256i) -> __m256i {
 /// product and sum is then a multiple of 2⁻⁷¹ (0 or far above 2⁻¹²⁶), and at most
 /// [`MAX_BLOCKS`] blocks of `|d·L| < 2³²·2¹² = 2⁴⁴` stay far below overflow even
 /// ×16. The lanes are scaled back by 1/16 (exact) before the final `reduce8`.
+///
+/// `$rows` rows go through together, each with its own chain of multiply-adds, so that
+/// the chains hide each other's latency: 4 at the VNNI levels (measured on Intel), 1 for
+/// AVX2. On AMD's Zen 3 (AVX2 only), one row at a time streamed faster from memory than
+/// 2 or 4 interleaved rows: Gemma 3's Q8_0 output head (262144 × 640, 178 MB), 1
+/// thread, 3 alternated rounds: 9.0-10.4 GB/s with 1 row, 8.1-8.6 with 2, 6.2-7.5 with
+/// 4, against 8.9-9.5 for the previous AVX2 code (one row, block scales gathered), with
+/// a 10.3 GB/s read probe. With the matrix in cache, 4 rows are faster (a 512 × 640
+/// Q8_0 matrix: 21-22 GB/s against 10-17 for the previous code).
 macro_rules! rows32 {
     (
         $feat:literal,
@@ -207,6 +227,7 @@ macro_rules! rows32 {
             dp: $dp:ident,
             offset: $offset:expr,
             high: $high:expr,
+            rows: $rows:expr,
             fallback: $fallback:path,
         }
     ) => {
@@ -215,6 +236,8 @@ macro_rules! rows32 {
         pub(super) fn $name(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
             /// The factor of the high half's quants (see `high:` above).
             const HIGH: u8 = $high;
+            /// Rows computed together (see `rows:` above).
+            const ROWS: usize = $rows;
 
             // The per-vector tables sized for the row: small ones for the common rows.
             if n / 32 <= SMALL_BLOCKS {
@@ -270,10 +293,10 @@ macro_rules! rows32 {
                     far: PREFETCH_FAR * ROWS * wrow,
                     span,
                 };
-                // Rows go through in fours: each row keeps its own accumulator and its own
-                // order of blocks, and the four independent chains of multiply-adds hide
-                // each other's latency (one chain alone waits on every `fma`).
-                let r0 = out.len() - out.len() % ROWS;
+                // Rows go through in groups of ROWS: each row keeps its own accumulator and
+                // its own order of blocks, and the independent chains of multiply-adds
+                // hide each other's latency (one chain alone waits on every `fma`).
+                let r0 = out.len() / ROWS * ROWS;
                 let mut quads = out.chunks_exact_mut(ROWS);
                 for (q, o) in (&mut quads).enumerate() {
                     let r = q * ROWS;
@@ -342,7 +365,7 @@ macro_rules! rows32 {
                     for i in 0..8 {
                         let y = load32(&yg[i].qs, 0);
                         for j in 0..R {
-                            let l = $dp(cg[i], $unpack(&xgs[j][i]), y);
+                            let l = $dp($unpack(&xgs[j][i]), y, cg[i]);
                             acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dd[j][i]), _mm256_cvtepi32_ps(l), acc[j]);
                         }
                     }
@@ -355,7 +378,7 @@ macro_rules! rows32 {
                     let y = load32(&yb.qs, 0);
                     for j in 0..R {
                         let Some(xb) = xs[j].get(b) else { return res };
-                        let l = $dp(c, $unpack(xb), y);
+                        let l = $dp($unpack(xb), y, c);
                         acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(f16(xb.d) * dyb), _mm256_cvtepi32_ps(l), acc[j]);
                     }
                 }
@@ -375,52 +398,72 @@ macro_rules! rows32 {
 }
 
 rows32! {
+    "avx2,fma,f16c",
+    /// q4_0 · q8_0 rows, AVX2.
+    fn rows_q4_0_avx2(BlockQ4_0) { unpack: u_q4_0, dp: lanes_offset_avx2, offset: 8, high: 1, rows: 1, fallback: super::avx2::rows_q4_0, }
+}
+rows32! {
+    "avx2,fma,f16c",
+    /// q5_0 · q8_0 rows, AVX2.
+    fn rows_q5_0_avx2(BlockQ5_0) { unpack: u_q5_0, dp: lanes_offset_avx2, offset: 16, high: 1, rows: 1, fallback: super::avx2::rows_q5_0, }
+}
+rows32! {
+    "avx2,fma,f16c",
+    /// q8_0 · q8_0 rows, AVX2 (signed quants, the sign trick).
+    fn rows_q8_0_avx2(BlockQ8_0) { unpack: s_q8_0, dp: lanes_signed_avx2, offset: 0, high: 1, rows: 1, fallback: super::avx2::rows_q8_0, }
+}
+rows32! {
+    "avx2,fma,f16c",
+    /// iq4_nl · q8_0 rows, AVX2 (signed values, the sign trick).
+    fn rows_iq4_nl_avx2(BlockIQ4NL) { unpack: s_iq4_nl, dp: lanes_signed_avx2, offset: 0, high: 1, rows: 1, fallback: super::avx2::rows_iq4_nl, }
+}
+rows32! {
     "avx2,fma,f16c,avxvnni",
     /// q4_0 · q8_0 rows, AVX-VNNI.
-    fn rows_q4_0_vnni(BlockQ4_0) { unpack: u_q4_0_x16, dp: dp_vnni, offset: 8, high: 16, fallback: super::avx2::rows_q4_0, }
+    fn rows_q4_0_vnni(BlockQ4_0) { unpack: u_q4_0_x16, dp: dp_vnni, offset: 8, high: 16, rows: 4, fallback: super::avx2::rows_q4_0, }
 }
 rows32! {
     "avx2,fma,f16c,avxvnni",
     /// q5_0 · q8_0 rows, AVX-VNNI.
-    fn rows_q5_0_vnni(BlockQ5_0) { unpack: u_q5_0, dp: dp_vnni, offset: 16, high: 1, fallback: super::avx2::rows_q5_0, }
+    fn rows_q5_0_vnni(BlockQ5_0) { unpack: u_q5_0, dp: dp_vnni, offset: 16, high: 1, rows: 4, fallback: super::avx2::rows_q5_0, }
 }
 rows32! {
     "avx2,fma,f16c,avxvnni",
     /// q8_0 · q8_0 rows, AVX-VNNI (quants + 128).
-    fn rows_q8_0_vnni(BlockQ8_0) { unpack: u_q8_0, dp: dp_vnni, offset: 128, high: 1, fallback: super::avx2::rows_q8_0, }
+    fn rows_q8_0_vnni(BlockQ8_0) { unpack: u_q8_0, dp: dp_vnni, offset: 128, high: 1, rows: 4, fallback: super::avx2::rows_q8_0, }
 }
 rows32! {
     "avx2,fma,f16c,avxvnni",
     /// iq4_nl · q8_0 rows, AVX-VNNI (values + 128).
-    fn rows_iq4_nl_vnni(BlockIQ4NL) { unpack: u_iq4_nl, dp: dp_vnni, offset: 128, high: 1, fallback: super::avx2::rows_iq4_nl, }
+    fn rows_iq4_nl_vnni(BlockIQ4NL) { unpack: u_iq4_nl, dp: dp_vnni, offset: 128, high: 1, rows: 4, fallback: super::avx2::rows_iq4_nl, }
 }
 rows32! {
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     /// q4_0 · q8_0 rows, AVX-512 VNNI.
-    fn rows_q4_0_zmm(BlockQ4_0) { unpack: u_q4_0_x16, dp: dp_zmm, offset: 8, high: 16, fallback: super::avx2::rows_q4_0, }
+    fn rows_q4_0_zmm(BlockQ4_0) { unpack: u_q4_0_x16, dp: dp_zmm, offset: 8, high: 16, rows: 4, fallback: super::avx2::rows_q4_0, }
 }
 rows32! {
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     /// q5_0 · q8_0 rows, AVX-512 VNNI (fifth bits through a mask register).
-    fn rows_q5_0_zmm(BlockQ5_0) { unpack: u_q5_0_k, dp: dp_zmm, offset: 16, high: 1, fallback: super::avx2::rows_q5_0, }
+    fn rows_q5_0_zmm(BlockQ5_0) { unpack: u_q5_0_k, dp: dp_zmm, offset: 16, high: 1, rows: 4, fallback: super::avx2::rows_q5_0, }
 }
 rows32! {
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     /// q8_0 · q8_0 rows, AVX-512 VNNI (quants + 128).
-    fn rows_q8_0_zmm(BlockQ8_0) { unpack: u_q8_0, dp: dp_zmm, offset: 128, high: 1, fallback: super::avx2::rows_q8_0, }
+    fn rows_q8_0_zmm(BlockQ8_0) { unpack: u_q8_0, dp: dp_zmm, offset: 128, high: 1, rows: 4, fallback: super::avx2::rows_q8_0, }
 }
 rows32! {
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     /// iq4_nl · q8_0 rows, AVX-512 VNNI (values + 128).
-    fn rows_iq4_nl_zmm(BlockIQ4NL) { unpack: u_iq4_nl, dp: dp_zmm, offset: 128, high: 1, fallback: super::avx2::rows_iq4_nl, }
+    fn rows_iq4_nl_zmm(BlockIQ4NL) { unpack: u_iq4_nl, dp: dp_zmm, offset: 128, high: 1, rows: 4, fallback: super::avx2::rows_iq4_nl, }
 }
 rows32! {
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni",
     /// q5_0 · q8_0 rows, AVX-512 VNNI + GFNI.
-    fn rows_q5_0_gfni(BlockQ5_0) { unpack: u_q5_0_g, dp: dp_zmm, offset: 16, high: 1, fallback: super::avx2::rows_q5_0, }
+    fn rows_q5_0_gfni(BlockQ5_0) { unpack: u_q5_0_g, dp: dp_zmm, offset: 16, high: 1, rows: 4, fallback: super::avx2::rows_q5_0, }
 }
 rows32! {
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni",
     /// iq4_nl · q8_0 rows, AVX-512 VNNI + GFNI (values + 128).
-    fn rows_iq4_nl_gfni(BlockIQ4NL) { unpack: u_iq4_nl_g, dp: dp_zmm, offset: 128, high: 1, fallback: super::avx2::rows_iq4_nl, }
+    fn rows_iq4_nl_gfni(BlockIQ4NL) { unpack: u_iq4_nl_g, dp: dp_zmm, offset: 128, high: 1, rows: 4, fallback: super::avx2::rows_iq4_nl, }
 }

@@ -51,7 +51,7 @@ pub(super) fn neg_offset(b: __m256i, y: __m256i) -> __m256i {
 /// 4-value lane sums, plus the lanes' offset correction.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn lanes_offset_avx2(q: __m256i, y: __m256i, corr: __m256i) -> __m256i {
+pub(super) fn lanes_offset_avx2(q: __m256i, y: __m256i, corr: __m256i) -> __m256i {
     let s = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), _mm256_set1_epi16(1));
     _mm256_add_epi32(s, corr)
 }
@@ -59,7 +59,7 @@ fn lanes_offset_avx2(q: __m256i, y: __m256i, corr: __m256i) -> __m256i {
 /// AVX2: signed quants with the sign trick (no correction).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn lanes_signed_avx2(q: __m256i, y: __m256i, _corr: __m256i) -> __m256i {
+pub(super) fn lanes_signed_avx2(q: __m256i, y: __m256i, _corr: __m256i) -> __m256i {
     mul_sum_i8_pairs(q, y)
 }
 
@@ -88,7 +88,7 @@ fn u_q5_0(x: &BlockQ5_0) -> __m256i {
 /// Q8_0 as signed quants.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn s_q8_0(x: &BlockQ8_0) -> __m256i {
+pub(super) fn s_q8_0(x: &BlockQ8_0) -> __m256i {
     load32(&x.qs, 0)
 }
 
@@ -102,7 +102,7 @@ pub(super) fn u_q8_0(x: &BlockQ8_0) -> __m256i {
 /// IQ4_NL as signed values (table lookup).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn s_iq4_nl(x: &BlockIQ4NL) -> __m256i {
+pub(super) fn s_iq4_nl(x: &BlockIQ4NL) -> __m256i {
     let table = _mm256_broadcastsi128_si256(load16(&KVALUES_IQ4NL, 0));
     _mm256_shuffle_epi8(table, nibbles(load16(&x.qs, 0)))
 }
