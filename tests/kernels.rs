@@ -336,11 +336,13 @@ fn matmul_is_thread_and_batch_invariant() {
                 };
                 // Super-blocks: also 2, 3, 6 and 7 vectors (Q4_K's tile takes whole
                 // groups of 4 in the batch arithmetic and the rest in the other), and
-                // 8 or more with tails of 4 and 7 (Q6_K's batch-only tile).
+                // 8 or more with tails of 4 and 7 (Q6_K's batch-only tile). 32-value
+                // blocks: the 256-bit tiles take up to 16 vectors as two halves of up
+                // to 8, so one half, both halves whole or not, and a second tile.
                 let nvs: &[usize] = if bs == 256 {
                     &[1, 2, 3, 5, 6, 7, 8, 9, 12, 15, 17]
                 } else {
-                    &[1, 5, 9, 17]
+                    &[1, 5, 9, 15, 16, 17, 31]
                 };
                 for &nv in nvs {
                     let x = random_acts(&mut rng, nv * cols, scale);
