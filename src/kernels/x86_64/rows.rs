@@ -278,8 +278,11 @@ macro_rules! rows32 {
                 for (d, yb) in dy.iter_mut().zip(ys).skip(whole) {
                     *d = f16(yb.d);
                 }
-                for (c, yb) in corr.iter_mut().zip(ys) {
-                    *c = neg_offset(bvec, load32(&yb.qs, 0));
+                // Signed quants (offset 0) have no correction: `corr` stays zero.
+                if offset != 0 {
+                    for (c, yb) in corr.iter_mut().zip(ys) {
+                        *c = neg_offset(bvec, load32(&yb.qs, 0));
+                    }
                 }
                 let dy = &dy[..nb];
                 let corr = &corr[..nb];
