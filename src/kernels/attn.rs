@@ -59,6 +59,22 @@ pub struct AttnShape {
     pub exact: bool,
     /// Scale of the `K·Q` scores.
     pub scale: f32,
+    /// Where the values are: rows like the keys, or transposed.
+    pub values: VLayout,
+}
+
+/// The layout of the values handed to [`HeadsFn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VLayout {
+    /// Rows like the keys: row `i` (cache position `first + i`) at `i · stride`.
+    Rows,
+    /// Transposed: value `d` of cache position `P` at `d · stride + (P − base)`, so
+    /// that one value of every cache position is a contiguous row (`KQ·V` is then one
+    /// dot product per value, its lanes contiguous). `base ≤ first`; the fast paths
+    /// want `base` a multiple of the lanes' count and every row readable from `base`
+    /// to the end of the block of 16 positions holding the last key (zeros or not:
+    /// positions outside the keys are never summed).
+    Cols { stride: usize, base: usize },
 }
 
 /// Values of one head's scratch block: `[out hd][q hd][scores n_ctx][lanes 64·hd]`
@@ -556,6 +572,19 @@ pub(crate) trait Dot4x16 {
         lane_sums::<H, W, EXACT, FUSE>(p, rows)
     }
 
+    /// `KQ·V` of all the heads of `ws` with transposed values: [`kqv_cols`]'s sums.
+    #[inline(always)]
+    fn kqv_cols<const L: usize, const EXACT: bool, const FUSE: bool>(
+        &self,
+        ws: &mut [f32],
+        block: usize,
+        s: &AttnShape,
+        v: &[f32],
+        c: Cols,
+    ) -> Option<()> {
+        kqv_cols::<L, EXACT, FUSE>(ws, block, s, v, c)
+    }
+
     /// [`dot4`](Self::dot4) of 4 rows `x` (keys) at once: `[key][head]`, the same bits.
     #[inline(always)]
     fn dot4x4(&self, exact: bool, x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
@@ -687,12 +716,72 @@ pub(crate) fn heads<const FUSE: bool, D: Dot4x16>(
         }
         softmax(scores, s.first, s.exact);
     }
+    if let VLayout::Cols { stride, base } = s.values {
+        let c = Cols { stride, base };
+        // `None` only for slices that are not all there (the callers never pass such).
+        let _ = match (s.lanes, s.exact) {
+            (Lanes::L16, true) => d.kqv_cols::<16, true, FUSE>(ws, block, s, v, c),
+            (Lanes::L16, false) => d.kqv_cols::<16, false, FUSE>(ws, block, s, v, c),
+            (Lanes::L64, true) => d.kqv_cols::<64, true, FUSE>(ws, block, s, v, c),
+            (Lanes::L64, false) => d.kqv_cols::<64, false, FUSE>(ws, block, s, v, c),
+        };
+        return;
+    }
     match (s.lanes, s.exact) {
         (Lanes::L16, true) => kqv_heads::<16, true, FUSE, D>(d, ws, block, s, v),
         (Lanes::L16, false) => kqv_heads::<16, false, FUSE, D>(d, ws, block, s, v),
         (Lanes::L64, true) => kqv_heads::<64, true, FUSE, D>(d, ws, block, s, v),
         (Lanes::L64, false) => kqv_heads::<64, false, FUSE, D>(d, ws, block, s, v),
     }
+}
+
+/// The transposed layout's parameters ([`VLayout::Cols`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cols {
+    pub(crate) stride: usize,
+    pub(crate) base: usize,
+}
+
+/// `KQ·V` with transposed values ([`VLayout::Cols`]), the portable body: for each head
+/// (scratch block of `ws`) and value `d`, `Σ_i p_i · v[d][i]` in `L` lanes by cache
+/// position, each lane in position order, then [`reduce_lanes`] into the head's output
+/// `d`: the sums of [`kqv_heads`], the same operations in the same order. The keys
+/// before the first whole block of `L` positions go to their lanes one by one, then the
+/// blocks (the last one may be short) lane by lane.
+#[inline(always)]
+pub(crate) fn kqv_cols<const L: usize, const EXACT: bool, const FUSE: bool>(
+    ws: &mut [f32],
+    block: usize,
+    s: &AttnShape,
+    v: &[f32],
+    c: Cols,
+) -> Option<()> {
+    let (hd, n) = (s.hd, s.n_keys);
+    let off = s.first.checked_sub(c.base)?;
+    let l0 = s.first % L;
+    let head = if l0 == 0 { 0 } else { (L - l0).min(n) };
+    for b in ws.chunks_exact_mut(block) {
+        let (out, rest) = b.split_at_mut_checked(hd)?;
+        let p = rest.get(hd..hd + n)?;
+        let (p_head, p_rest) = p.split_at_checked(head)?;
+        for (dv, o) in out.iter_mut().enumerate() {
+            let at = dv.checked_mul(c.stride)?.checked_add(off)?;
+            let x = v.get(at..at.checked_add(n)?)?;
+            let (x_head, x_rest) = x.split_at_checked(head)?;
+            let mut acc = [0.0f32; L];
+            let lanes = acc.get_mut(l0..).unwrap_or(&mut []);
+            for (a, (&p, &x)) in lanes.iter_mut().zip(p_head.iter().zip(x_head)) {
+                *a = step::<EXACT, FUSE>(*a, p, x);
+            }
+            for (pc, xc) in p_rest.chunks(L).zip(x_rest.chunks(L)) {
+                for ((a, &p), &x) in acc.iter_mut().zip(pc).zip(xc) {
+                    *a = step::<EXACT, FUSE>(*a, p, x);
+                }
+            }
+            *o = reduce_lanes(&acc);
+        }
+    }
+    Some(())
 }
 
 #[cfg(test)]
@@ -861,21 +950,52 @@ mod tests {
                                 lanes,
                                 exact,
                                 scale: 0.125,
+                                values: VLayout::Rows,
                             };
+                            // The same values transposed, from a base on a multiple of
+                            // 16 positions (the fast paths) or not; infinities around
+                            // them (never summed: they would turn the sums into NaNs).
+                            let cols = |base: usize| {
+                                let off = first - base;
+                                let t_len = (off + n).div_ceil(16) * 16 + 16 + n % 3;
+                                let mut vt = vec![f32::INFINITY; hd * t_len];
+                                for i in 0..n {
+                                    for d in 0..hd {
+                                        vt[d * t_len + off + i] = v[i * stride + d];
+                                    }
+                                }
+                                let shape = AttnShape {
+                                    values: VLayout::Cols {
+                                        stride: t_len,
+                                        base,
+                                    },
+                                    ..shape
+                                };
+                                (shape, vt)
+                            };
+                            let layouts = [
+                                (shape, v.clone()),
+                                cols(first - first % 16),
+                                cols(first - first % 64),
+                                cols(first.saturating_sub(3)),
+                            ];
                             let block = block_len(hd, n_ctx).unwrap();
                             for t in &levels {
-                                let mut ws = vec![f32::NAN; heads * block];
-                                for (j, q) in qs.iter().enumerate() {
-                                    ws[j * block + hd..j * block + 2 * hd].copy_from_slice(q);
-                                }
-                                t.attn_heads(&shape, &k, &v, &mut ws);
-                                for (j, w) in want.iter().enumerate() {
-                                    assert_eq!(
-                                        bits(&ws[j * block..j * block + hd]),
-                                        bits(w),
-                                        "{:?} head {j}/{heads} hd {hd} n {n} first {first} {lanes:?} exact {exact}",
-                                        t.level()
-                                    );
+                                for (shape, v) in &layouts {
+                                    let mut ws = vec![f32::NAN; heads * block];
+                                    for (j, q) in qs.iter().enumerate() {
+                                        ws[j * block + hd..j * block + 2 * hd].copy_from_slice(q);
+                                    }
+                                    t.attn_heads(shape, &k, v, &mut ws);
+                                    for (j, w) in want.iter().enumerate() {
+                                        assert_eq!(
+                                            bits(&ws[j * block..j * block + hd]),
+                                            bits(w),
+                                            "{:?} head {j}/{heads} hd {hd} n {n} first {first} {lanes:?} exact {exact} {:?}",
+                                            t.level(),
+                                            shape.values,
+                                        );
+                                    }
                                 }
                             }
                         }
@@ -901,6 +1021,7 @@ mod tests {
                         lanes,
                         exact: true,
                         scale: 1.0,
+                        values: VLayout::Rows,
                     };
                     t.attn_heads(&shape, &[1.0; 20], &[1.0; 20], &mut [0.0; 1000]);
                     t.attn_heads(&shape, &[1.0; 20], &[1.0; 4], &mut [0.0; 100]);
@@ -911,6 +1032,15 @@ mod tests {
                         ..shape
                     };
                     t.attn_heads(&zero, &[1.0; 8], &[1.0; 8], &mut [0.0; 1000]);
+                    for (stride, base) in [(16, 0), (0, 0), (16, 5), (3, 0), (usize::MAX, 0)] {
+                        let cols = AttnShape {
+                            values: VLayout::Cols { stride, base },
+                            ..shape
+                        };
+                        t.attn_heads(&cols, &[1.0; 20], &[1.0; 20], &mut [0.0; 1000]);
+                        t.attn_heads(&cols, &[1.0; 20], &[1.0; 200], &mut [0.0; 100]);
+                        t.attn_heads(&cols, &[], &[], &mut []);
+                    }
                 }
             }
         }

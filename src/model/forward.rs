@@ -91,7 +91,9 @@ pub struct State {
     /// (f16 cache only: each row is converted once per layer call, not once per query
     /// position and head).
     kf: Vec<f32>,
-    /// The same for the values.
+    /// The same for the values; for a batch (more than one query) transposed,
+    /// `[kv][t_len]` with the positions of [`v_cols`], so that `KQ·V` reads one value of
+    /// consecutive positions as a contiguous row.
     vf: Vec<f32>,
     /// RoPE `(cos, sin)` of the batch's positions `[max_batch][n_rot/2]`.
     rope: Vec<(f32, f32)>,
@@ -246,7 +248,7 @@ pub(crate) fn new_state(m: &Model, o: StateOptions) -> Result<State> {
         up: vec![0.0; s.ff],
         q16: vec![0u8; s.q16_bytes],
         ws: vec![0.0; s.ws],
-        kf: vec![0.0; s.vf],
+        kf: vec![0.0; s.kf],
         vf: vec![0.0; s.vf],
         rope: vec![(0.0, 0.0); s.rope],
         rope_for: None,
@@ -819,17 +821,33 @@ fn attention_block(
             st.vf.get_mut(..to - from).unwrap_or(&mut []),
         );
         let piece = kvd * 64;
-        st.threads.for_chunks2(
-            (to - from).div_ceil(piece.max(1)),
-            (kd, piece),
-            (vd, piece),
-            |task, kd, vd| {
-                let at = 2 * task * piece;
+        if b > 1 {
+            // The keys as rows, the values transposed (one task per group of value
+            // columns).
+            st.threads.for_rows(kd, piece, |at, kd| {
                 let len = 2 * kd.len();
-                kops::f16_to_f32_row(ks.get(at..at + len).unwrap_or(&[]), kd);
-                kops::f16_to_f32_row(vs.get(at..at + len).unwrap_or(&[]), vd);
-            },
-        );
+                kops::f16_to_f32_row(ks.get(2 * at..2 * at + len).unwrap_or(&[]), kd);
+            });
+            let (base, t_len) = v_cols(span_lo, span_hi);
+            let vt = st.vf.get_mut(..kvd * t_len).unwrap_or(&mut []);
+            let cols = kvd.div_ceil(4 * st.threads.count()).max(8);
+            let vs = (vs, kvd, span_lo, span_hi);
+            st.threads.for_rows(vt, cols * t_len, |at, vt| {
+                transpose_values(vs, base, t_len, at, vt)
+            });
+        } else {
+            st.threads.for_chunks2(
+                (to - from).div_ceil(piece.max(1)),
+                (kd, piece),
+                (vd, piece),
+                |task, kd, vd| {
+                    let at = 2 * task * piece;
+                    let len = 2 * kd.len();
+                    kops::f16_to_f32_row(ks.get(at..at + len).unwrap_or(&[]), kd);
+                    kops::f16_to_f32_row(vs.get(at..at + len).unwrap_or(&[]), vd);
+                },
+            );
+        }
     }
     if b > 1 {
         // One parallel section for the batch: tasks of consecutive queries.
@@ -902,6 +920,62 @@ fn attention_block(
     Ok(())
 }
 
+/// The positions of a batch's transposed values ([`State::vf`]) for the span
+/// `lo..hi`: `(base, t_len)`, the span rounded out to whole blocks of 16 positions
+/// (`base` a multiple of 16, what the fast `KQ·V` paths want; `t_len ≤ hi − lo +`
+/// [`VT_PAD`](super::sizes::VT_PAD)). Value `c` of position `P` is at
+/// `c · t_len + P − base`.
+fn v_cols(lo: usize, hi: usize) -> (usize, usize) {
+    let base = lo - lo % 16;
+    (base, hi.div_ceil(16) * 16 - base)
+}
+
+/// Values `at / t_len ..` of the f16 cache rows `vs.0` (`vs.1` values each, positions
+/// `vs.2 .. vs.3` of the layer from its first row) converted into `vt` transposed: row `c`
+/// of `vt` holds value `c` of positions `base .. base + t_len`, zeros outside the span.
+fn transpose_values(
+    (vs, kvd, lo, hi): (&[u8], usize, usize, usize),
+    base: usize,
+    t_len: usize,
+    at: usize,
+    vt: &mut [f32],
+) {
+    const TILE: usize = 16;
+    const COLS: usize = 64;
+    let Some(c0) = at.checked_div(t_len) else {
+        return;
+    };
+    let nc = vt.len() / t_len.max(1);
+    // Tiles of 16 positions × 64 columns: each position's columns converted as one
+    // piece of its row, then written down the columns.
+    let mut c = 0;
+    while c < nc {
+        let cn = (nc - c).min(COLS);
+        let mut p0 = 0;
+        while p0 < t_len {
+            let mut tile = [[0.0f32; COLS]; TILE];
+            for (k, t) in tile.iter_mut().enumerate() {
+                let pos = base + p0 + k;
+                if pos < lo || pos >= hi {
+                    continue;
+                }
+                let at = 2 * ((pos - lo) * kvd + c0 + c);
+                kops::f16_to_f32_row(vs.get(at..at + 2 * cn).unwrap_or(&[]), &mut t[..cn]);
+            }
+            for j in 0..cn {
+                let Some(dst) = vt.get_mut((c + j) * t_len + p0..) else {
+                    return;
+                };
+                for (d, t) in dst.iter_mut().zip(&tile) {
+                    *d = t[j];
+                }
+            }
+            p0 += TILE;
+        }
+        c += cn;
+    }
+}
+
 /// Which keys one query attends to.
 #[derive(Clone, Copy)]
 struct Span {
@@ -943,7 +1017,7 @@ fn attend(
     threads: &Threads,
     table: &Kernels,
 ) {
-    use crate::kernels::attn::{AttnShape, Lanes};
+    use crate::kernels::attn::{AttnShape, Lanes, VLayout};
     let Span {
         il,
         pos,
@@ -1005,6 +1079,7 @@ fn attend(
                 lanes,
                 exact: f16_cache,
                 scale: kq_scale,
+                values: VLayout::Rows,
             };
             let blocks = piece.get_mut(j0 * chunk..j1 * chunk).unwrap_or(&mut []);
             table.attn_heads(&shape, k, v, blocks);
@@ -1032,7 +1107,7 @@ fn attend_batch(
     threads: &Threads,
     table: &Kernels,
 ) {
-    use crate::kernels::attn::{AttnShape, Lanes};
+    use crate::kernels::attn::{AttnShape, Lanes, VLayout};
     let Span {
         il,
         pos: pos0,
@@ -1052,6 +1127,8 @@ fn attend_batch(
     }
     let f16_cache = matches!(kv.v, KvStore::F16(_));
     let b = att.len() / qd;
+    // With an f16 cache the values are transposed ([`v_cols`]).
+    let (base, t_len) = v_cols(span_lo, pos0 + b);
     // About sixteen tasks per thread: claimed costliest first, they even out the causal
     // work (the last query attends to b times as many keys as the first).
     let per = b.div_ceil(16 * threads.count()).max(1);
@@ -1096,9 +1173,21 @@ fn attend_batch(
                     lanes: Lanes::L16,
                     exact: f16_cache,
                     scale: c.kq_scale,
+                    values: if f16_cache {
+                        VLayout::Cols {
+                            stride: t_len,
+                            base,
+                        }
+                    } else {
+                        VLayout::Rows
+                    },
                 };
                 let k = head_rows(&kv.k, kvf.0, at_conv, at_cache);
-                let v = head_rows(&kv.v, kvf.1, at_conv, at_cache);
+                let v = if f16_cache {
+                    kvf.1.get(kvh * hd * t_len..).unwrap_or(&[])
+                } else {
+                    head_rows(&kv.v, kvf.1, at_conv, at_cache)
+                };
                 table.attn_heads(&shape, k, v, slot);
                 let dst = out.get_mut(h0 * hd..(h0 + group) * hd).unwrap_or(&mut []);
                 for (d, blk) in dst.chunks_exact_mut(hd).zip(slot.chunks_exact(chunk)) {

@@ -37,12 +37,18 @@ pub(crate) struct StateSizes {
     /// Attention scratch: the larger of `[n_head][ws_chunk(head_dim, n_ctx)]` (one
     /// token) and, for batches, `[threads][ws_batch]` (a slot per thread).
     pub(crate) ws: usize,
-    /// Cached keys of one layer as f32 `[n_ctx][kv_dim]` (f16 cache only, else 0); as
-    /// many for the values.
+    /// Cached keys of one layer as f32 `[n_ctx][kv_dim]` (f16 cache only, else 0).
+    pub(crate) kf: usize,
+    /// Cached values of one layer as f32, as rows `[n_ctx][kv_dim]` or transposed
+    /// `[kv_dim][n_ctx + VT_PAD]` (f16 cache only, else 0).
     pub(crate) vf: usize,
     /// RoPE `(cos, sin)` pairs of a batch's positions: `batch · n_rot / 2`.
     pub(crate) rope: usize,
 }
+
+/// Extra positions of a transposed value row: the span rounded out to whole blocks of
+/// 16 positions at both ends (see `forward::v_cols`).
+pub(crate) const VT_PAD: usize = 32;
 
 /// `a · b`, or the error naming `what`.
 fn mul(a: usize, b: usize, what: &'static str) -> Result<usize, ModelError> {
@@ -116,8 +122,12 @@ impl StateSizes {
             ff: mul(b, c.n_ff, "scratch buffer")?,
             q16_bytes: mul(q_dim, 2, "scratch buffer")?,
             ws: mul(c.n_head, ws_row, "attention scratch")?.max(ws_batch),
-            vf: match o.kv_type {
+            kf: match o.kv_type {
                 KvType::F16 => mul(o.n_ctx, kv_dim, "attention scratch")?,
+                KvType::F32 => 0,
+            },
+            vf: match o.kv_type {
+                KvType::F16 => mul(o.n_ctx.saturating_add(VT_PAD), kv_dim, "attention scratch")?,
                 KvType::F32 => 0,
             },
             rope: mul(b, c.n_rot / 2, "scratch buffer")?,
@@ -159,8 +169,8 @@ impl StateSizes {
                 f(self.ff)?,   // up
                 bytes_of::<u8>(self.q16_bytes, "scratch buffer")?,
                 f(self.ws)?,
-                f(self.vf)?, // kf
-                f(self.vf)?, // vf
+                f(self.kf)?,
+                f(self.vf)?,
                 bytes_of::<(f32, f32)>(self.rope, "scratch buffer")?,
             ],
             "scratch buffers",

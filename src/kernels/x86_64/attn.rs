@@ -13,7 +13,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::kernels::attn::{self, AttnKernels, AttnShape, Dot4x16, LaneRows};
+use crate::kernels::attn::{self, AttnKernels, AttnShape, Cols, Dot4x16, LaneRows};
 use crate::kernels::scalar::fma;
 
 /// The AVX2 entries.
@@ -53,6 +53,23 @@ impl Dot4x16 for ZmmDot4 {
     fn dot4x4(&self, _exact: bool, x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
         // SAFETY: as for `dot4`.
         unsafe { dot4x4_zmm(x, y) }
+    }
+
+    #[inline(always)]
+    fn kqv_cols<const L: usize, const EXACT: bool, const FUSE: bool>(
+        &self,
+        ws: &mut [f32],
+        block: usize,
+        s: &AttnShape,
+        v: &[f32],
+        c: Cols,
+    ) -> Option<()> {
+        if L == 16 && FUSE && c.base.is_multiple_of(16) {
+            // SAFETY: as for `dot4` (AVX-512 F implies the AVX2 kernel's features here).
+            unsafe { kqv_cols16(ws, block, s, v, c) }
+        } else {
+            attn::kqv_cols::<L, EXACT, FUSE>(ws, block, s, v, c)
+        }
     }
 
     #[inline(always)]
@@ -204,6 +221,29 @@ impl Dot4x16 for Avx2Dot4 {
         // with AVX2, FMA and F16C (it is reached through the AVX2 table alone).
         unsafe { dot4x16(x, y) }
     }
+
+    #[inline(always)]
+    fn dot4x4(&self, _exact: bool, x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
+        // SAFETY: as for `dot4`.
+        unsafe { dot4x4_avx2(x, y) }
+    }
+
+    #[inline(always)]
+    fn kqv_cols<const L: usize, const EXACT: bool, const FUSE: bool>(
+        &self,
+        ws: &mut [f32],
+        block: usize,
+        s: &AttnShape,
+        v: &[f32],
+        c: Cols,
+    ) -> Option<()> {
+        if L == 16 && FUSE && c.base.is_multiple_of(16) {
+            // SAFETY: as for `dot4`.
+            unsafe { kqv_cols16(ws, block, s, v, c) }
+        } else {
+            attn::kqv_cols::<L, EXACT, FUSE>(ws, block, s, v, c)
+        }
+    }
 }
 
 /// 8 f32 at `a[at..at + 8]` (the caller checked `at + 8 ≤ a.len()`).
@@ -215,6 +255,44 @@ fn load8(a: &[f32], at: usize) -> __m256 {
         Some(s) => unsafe { _mm256_loadu_ps(s.as_ptr()) },
         None => _mm256_setzero_ps(),
     }
+}
+
+/// [`dot4x16`] of 4 key rows `x` with the same 4 heads' rows `y`, `[key][head]`: each
+/// key's sums as `dot4x16` makes them (lane `i mod 16`, one fused multiply-add per
+/// value in index order), their reductions done 8 at a time in registers: `lo + hi`
+/// (the first step of `reduce16`), then [`super::tiles::reduce8_x8`] for two keys'
+/// 4 heads. Rows whose length is not a multiple of 16 go through `dot4x16`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn dot4x4_avx2(x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
+    let n = y[0].len();
+    if !n.is_multiple_of(16) || x.iter().chain(&y).any(|r| r.len() < n) {
+        return x.map(|r| dot4x16(r.get(..n).unwrap_or(r), y));
+    }
+    let mut out = [[0.0f32; 4]; 4];
+    for (pair, o) in x.chunks_exact(2).zip(out.chunks_exact_mut(2)) {
+        let mut sums = [_mm256_setzero_ps(); 8];
+        for (xr, s) in pair.iter().zip(sums.chunks_exact_mut(4)) {
+            let mut lo = [_mm256_setzero_ps(); 4];
+            let mut hi = [_mm256_setzero_ps(); 4];
+            let mut i = 0;
+            while i < n {
+                let (x0, x1) = (load8(xr, i), load8(xr, i + 8));
+                for j in 0..4 {
+                    lo[j] = _mm256_fmadd_ps(x0, load8(y[j], i), lo[j]);
+                    hi[j] = _mm256_fmadd_ps(x1, load8(y[j], i + 8), hi[j]);
+                }
+                i += 16;
+            }
+            for (s, (l, h)) in s.iter_mut().zip(lo.iter().zip(&hi)) {
+                *s = _mm256_add_ps(*l, *h);
+            }
+        }
+        // SAFETY: `o` is two `[f32; 4]`, 8 contiguous f32; `storeu` has no alignment
+        // requirement.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr().cast(), super::tiles::reduce8_x8(sums)) };
+    }
+    out
 }
 
 /// `Σ x_i·y_{j,i}` for the 4 rows `y_j` in 16 lanes (`lane = i mod 16`, a fused
@@ -256,4 +334,173 @@ fn dot4x16(x: &[f32], y: [&[f32]; 4]) -> [f32; 4] {
         }
         attn::reduce_lanes(&acc)
     })
+}
+
+/// `KQ·V` with transposed values ([`attn::VLayout::Cols`], `c.base` a multiple of 16),
+/// 16 lanes, every step a fused multiply-add: [`attn::kqv_cols`]'s sums. For each value
+/// `d`, its row of cache positions goes by aligned blocks of 16 (lane = position mod 16,
+/// two registers), each block loaded once for up to 4 heads; the two boundary blocks
+/// take their probabilities from zero-padded copies and their values through a mask, so
+/// the positions outside the keys add `fma(0, 0, acc) = acc`. Then per head `lo + hi`
+/// (the first step of `reduce16`) and [`super::tiles::reduce8_x8`] for 8 values at once.
+/// `None` if a slice is not all there (the callers never pass such).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn kqv_cols16(ws: &mut [f32], block: usize, s: &AttnShape, v: &[f32], c: Cols) -> Option<()> {
+    let n = s.n_keys;
+    let off = s.first.checked_sub(c.base)?;
+    if n == 0 || block == 0 {
+        return attn::kqv_cols::<16, true, true>(ws, block, s, v, c);
+    }
+    let end = off.checked_add(n)?;
+    let a0 = off - off % 16;
+    let nblk = (end.div_ceil(16) * 16 - a0) / 16;
+    let g = ColsGeom { off, end, a0, nblk };
+    let nh = ws.len() / block;
+    let mut h = 0;
+    while h < nh {
+        let hn = (nh - h).min(4);
+        let part = ws.get_mut(h * block..(h + hn) * block)?;
+        match hn {
+            4 => cols16_heads::<4>(part, block, s, v, c, g)?,
+            3 => cols16_heads::<3>(part, block, s, v, c, g)?,
+            2 => cols16_heads::<2>(part, block, s, v, c, g)?,
+            _ => cols16_heads::<1>(part, block, s, v, c, g)?,
+        }
+        h += hn;
+    }
+    Some(())
+}
+
+/// Where the keys sit in a transposed value row: positions `off .. end` (relative to
+/// the row's start), in `nblk` aligned blocks of 16 from `a0`.
+#[derive(Clone, Copy)]
+struct ColsGeom {
+    off: usize,
+    end: usize,
+    a0: usize,
+    nblk: usize,
+}
+
+/// [`kqv_cols16`] for the `H` heads of `ws` (`H` scratch blocks).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn cols16_heads<const H: usize>(
+    ws: &mut [f32],
+    block: usize,
+    s: &AttnShape,
+    v: &[f32],
+    c: Cols,
+    g: ColsGeom,
+) -> Option<()> {
+    let (hd, n) = (s.hd, s.n_keys);
+    let ColsGeom { off, end, a0, nblk } = g;
+    // Each head's output (mutable) and probabilities, from disjoint parts of its block.
+    let mut outs: [&mut [f32]; H] = core::array::from_fn(|_| Default::default());
+    let mut ps: [&[f32]; H] = [&[]; H];
+    for ((o, p), b) in outs
+        .iter_mut()
+        .zip(ps.iter_mut())
+        .zip(ws.chunks_exact_mut(block))
+    {
+        let (out, rest) = b.split_at_mut_checked(hd)?;
+        *o = out;
+        *p = rest.get(hd..hd + n)?;
+    }
+    // The boundary blocks (the first and the last, one block if they are the same):
+    // probabilities with zeros outside the keys, and masks for the values.
+    let last = a0 + 16 * (nblk - 1);
+    let inside = |j: usize| j >= off && j < end;
+    let mut pf = [[0.0f32; 16]; H];
+    let mut pl = [[0.0f32; 16]; H];
+    let mut mf = [0i32; 16];
+    let mut ml = [0i32; 16];
+    for k in 0..16 {
+        let (jf, jl) = (a0 + k, last + k);
+        if inside(jf) {
+            mf[k] = -1;
+            for (d, p) in pf.iter_mut().zip(&ps) {
+                d[k] = p.get(jf - off).copied().unwrap_or(0.0);
+            }
+        }
+        if inside(jl) {
+            ml[k] = -1;
+            for (d, p) in pl.iter_mut().zip(&ps) {
+                d[k] = p.get(jl - off).copied().unwrap_or(0.0);
+            }
+        }
+    }
+    let mask = |m: &[i32; 16], at: usize| -> __m256 {
+        match m.get(at..at + 8) {
+            // SAFETY: 8 readable i32; `loadu` has no alignment requirement.
+            Some(m) => unsafe { _mm256_castsi256_ps(_mm256_loadu_si256(m.as_ptr().cast())) },
+            None => _mm256_setzero_ps(),
+        }
+    };
+    let (mf_lo, mf_hi, ml_lo, ml_hi) = (mask(&mf, 0), mask(&mf, 8), mask(&ml, 0), mask(&ml, 8));
+    // The middle blocks' probabilities: from index `a0 + 16 − off` (≥ 1), whole blocks.
+    let nmid = nblk.saturating_sub(2);
+    let mut pm: [&[f32]; H] = [&[]; H];
+    if nmid > 0 {
+        let i1 = a0 + 16 - off;
+        for (d, p) in pm.iter_mut().zip(&ps) {
+            *d = p.get(i1..i1 + 16 * nmid)?;
+        }
+    }
+    let mut d0 = 0;
+    while d0 < hd {
+        let dn = (hd - d0).min(8);
+        // `t[dd][j]`: value `d0 + dd` of head `j`, its 16 lanes folded to 8.
+        let mut t = [[_mm256_setzero_ps(); H]; 8];
+        for (dd, td) in t.iter_mut().enumerate().take(dn) {
+            let at = (d0 + dd).checked_mul(c.stride)?.checked_add(a0)?;
+            let row = v.get(at..at.checked_add(16 * nblk)?)?;
+            let mut lo = [_mm256_setzero_ps(); H];
+            let mut hi = [_mm256_setzero_ps(); H];
+            // The first block.
+            let vlo = _mm256_and_ps(load8(row, 0), mf_lo);
+            let vhi = _mm256_and_ps(load8(row, 8), mf_hi);
+            for j in 0..H {
+                lo[j] = _mm256_fmadd_ps(load8(&pf[j], 0), vlo, lo[j]);
+                hi[j] = _mm256_fmadd_ps(load8(&pf[j], 8), vhi, hi[j]);
+            }
+            if nblk > 1 {
+                let mid = row.get(16..16 + 16 * nmid).unwrap_or(&[]);
+                let rp = mid.as_ptr();
+                for k in 0..mid.len() / 16 {
+                    // SAFETY: `mid` holds `16 · nmid` f32 and each of `pm` as many
+                    // (both sliced above), so `16k + 16` of them are readable; `loadu`
+                    // has no alignment requirement.
+                    unsafe {
+                        let vlo = _mm256_loadu_ps(rp.add(16 * k));
+                        let vhi = _mm256_loadu_ps(rp.add(16 * k + 8));
+                        for j in 0..H {
+                            let pp = pm[j].as_ptr().add(16 * k);
+                            lo[j] = _mm256_fmadd_ps(_mm256_loadu_ps(pp), vlo, lo[j]);
+                            hi[j] = _mm256_fmadd_ps(_mm256_loadu_ps(pp.add(8)), vhi, hi[j]);
+                        }
+                    }
+                }
+                // The last block.
+                let at = 16 * (nblk - 1);
+                let vlo = _mm256_and_ps(load8(row, at), ml_lo);
+                let vhi = _mm256_and_ps(load8(row, at + 8), ml_hi);
+                for j in 0..H {
+                    lo[j] = _mm256_fmadd_ps(load8(&pl[j], 0), vlo, lo[j]);
+                    hi[j] = _mm256_fmadd_ps(load8(&pl[j], 8), vhi, hi[j]);
+                }
+            }
+            for (t, (l, h)) in td.iter_mut().zip(lo.iter().zip(&hi)) {
+                *t = _mm256_add_ps(*l, *h);
+            }
+        }
+        for (j, o) in outs.iter_mut().enumerate() {
+            let tj: [__m256; 8] = core::array::from_fn(|dd| t[dd][j]);
+            let mut r = [0.0f32; 8];
+            // SAFETY: `r` has room for 8 f32; `storeu` has no alignment requirement.
+            unsafe { _mm256_storeu_ps(r.as_mut_ptr(), super::tiles::reduce8_x8(tj)) };
+            o.get_mut(d0..d0 + dn)?.copy_from_slice(r.get(..dn)?);
+        }
+        d0 += dn;
+    }
+    Some(())
 }

@@ -450,7 +450,7 @@ fn half8(r: __m512, h: usize) -> __m256 {
 /// sums in row order.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn reduce8_x8(x: [__m256; 8]) -> __m256 {
+pub(super) fn reduce8_x8(x: [__m256; 8]) -> __m256 {
     // `c_k + c_{k+4}`: rows 2i and 2i + 1 in one register.
     let s: [__m256; 4] = core::array::from_fn(|i| {
         let (a, b) = (x[2 * i], x[2 * i + 1]);
