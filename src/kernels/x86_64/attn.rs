@@ -275,12 +275,18 @@ fn dot4x4_avx2(x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
         for (xr, s) in pair.iter().zip(sums.chunks_exact_mut(4)) {
             let mut lo = [_mm256_setzero_ps(); 4];
             let mut hi = [_mm256_setzero_ps(); 4];
+            let (xp, yp) = (xr.as_ptr(), y.map(|r| r.as_ptr()));
             let mut i = 0;
             while i < n {
-                let (x0, x1) = (load8(xr, i), load8(xr, i + 8));
-                for j in 0..4 {
-                    lo[j] = _mm256_fmadd_ps(x0, load8(y[j], i), lo[j]);
-                    hi[j] = _mm256_fmadd_ps(x1, load8(y[j], i + 8), hi[j]);
+                // SAFETY: `i + 16 ≤ n`, and `x`'s and `y`'s rows hold at least `n` f32
+                // (checked above); `loadu` has no alignment requirement.
+                unsafe {
+                    let (x0, x1) = (_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(xp.add(i + 8)));
+                    for j in 0..4 {
+                        let q = yp[j].add(i);
+                        lo[j] = _mm256_fmadd_ps(x0, _mm256_loadu_ps(q), lo[j]);
+                        hi[j] = _mm256_fmadd_ps(x1, _mm256_loadu_ps(q.add(8)), hi[j]);
+                    }
                 }
                 i += 16;
             }
