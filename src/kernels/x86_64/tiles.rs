@@ -169,17 +169,28 @@ macro_rules! gemm32 {
             let mut acc1 = [[_mm256_setzero_ps(); M]; ROWS];
             // Per vector, once for all rows: a group's 8 block scales, quants and offset
             // corrections, in fixed-size arrays (no bounds checks, no pointer chasing in
-            // the inner loop). Made once per call (zeroing them per group costs as much
-            // as a fifth of the arithmetic); each group overwrites what it reads.
+            // the inner loop). Made once per call; each group overwrites what it reads.
+            // The quants and corrections are left uninitialised (zeroing them was an
+            // 8 KiB `memset` per call, about 2% of a prefill): every group writes slots
+            // `[h][v][i]` for all the vectors `v` of half `h` and `i < len` (the
+            // corrections only if `offset ≠ 0`) before its rows read exactly those.
             let mut dy = [[[0.0f32; 8]; HALF]; 2];
-            let mut yq = [[[_mm256_setzero_si256(); 8]; HALF]; 2];
-            let mut corr = [[[_mm256_setzero_si256(); 8]; HALF]; 2];
+            let mut yq = [[[MaybeUninit::<__m256i>::uninit(); 8]; HALF]; 2];
+            let mut corr = [[[MaybeUninit::<__m256i>::uninit(); 8]; HALF]; 2];
             let mut g = 0;
             while g < nb {
                 let len = (nb - g).min(8);
                 for h in 0..2 {
                     for v in 0..(if h == 0 { N } else { M }) {
-                        let Some(yg) = yss[h][v].get(g..g + len) else { continue };
+                        let Some(yg) = yss[h][v].get(g..g + len) else {
+                            // (Never: `nb` is at most every vector's length.) Zeros, so
+                            // that the slots read below are written all the same.
+                            for (q, c) in yq[h][v].iter_mut().zip(corr[h][v].iter_mut()).take(len) {
+                                q.write(_mm256_setzero_si256());
+                                c.write(_mm256_setzero_si256());
+                            }
+                            continue;
+                        };
                         match <&[BlockQ8_0; 8]>::try_from(yg) {
                             // SAFETY: `dy[h][v]` has room for 8 f32; `storeu` needs no
                             // alignment.
@@ -190,12 +201,11 @@ macro_rules! gemm32 {
                                 }
                             }
                         }
-                        for (q, b) in yq[h][v].iter_mut().zip(yg) {
-                            *q = load32(&b.qs, 0);
-                        }
-                        if offset != 0 {
-                            for (c, q) in corr[h][v].iter_mut().zip(&yq[h][v]) {
-                                *c = neg_offset(bvec, *q);
+                        for ((q, c), b) in yq[h][v].iter_mut().zip(corr[h][v].iter_mut()).zip(yg) {
+                            let y = load32(&b.qs, 0);
+                            q.write(y);
+                            if offset != 0 {
+                                c.write(neg_offset(bvec, y));
                             }
                         }
                     }
@@ -242,8 +252,8 @@ macro_rules! gemm32 {
                 len: usize,
                 dx: &[f32; 8],
                 dy: &[[f32; 8]; HALF],
-                yq: &[[__m256i; 8]; HALF],
-                corr: &[[__m256i; 8]; HALF],
+                yq: &[[MaybeUninit<__m256i>; 8]; HALF],
+                corr: &[[MaybeUninit<__m256i>; 8]; HALF],
             ) {
                 // dx·dy per pair and block: one f32 product, as the single dot.
                 let mut dd = [[0.0f32; 8]; K];
@@ -253,9 +263,22 @@ macro_rules! gemm32 {
                     }
                 }
                 let mut acc = *a;
+                let offset: u8 = $offset;
                 for (i, &q) in qs.iter().enumerate().take(len) {
                     for v in 0..K {
-                        let lanes = $lanes(q, yq[v][i], corr[v][i]);
+                        // SAFETY: `i < len` and `v < K`, the vectors of this half: the
+                        // group wrote these slots (the correction if `offset ≠ 0`).
+                        let (y, c) = unsafe {
+                            (
+                                yq[v][i].assume_init(),
+                                if offset != 0 {
+                                    corr[v][i].assume_init()
+                                } else {
+                                    _mm256_setzero_si256()
+                                },
+                            )
+                        };
+                        let lanes = $lanes(q, y, c);
                         let d = _mm256_set1_ps(dd[v][i]);
                         acc[v] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc[v]);
                     }
