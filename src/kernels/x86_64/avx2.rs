@@ -40,7 +40,7 @@ pub(super) static TABLE: Kernels = table(
         rows::rows_q8_0_avx2,
         rows::rows_iq4_nl_avx2,
     ],
-    None,
+    Some(rows_k::rows_q4_k_avx2),
 );
 
 /// The AVX-VNNI table: the AVX2 one with the VNNI prefill tiles.

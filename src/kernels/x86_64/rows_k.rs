@@ -1,4 +1,4 @@
-//! Decode matvec entries (`DotRowsFn`) of Q4_K for the VNNI levels.
+//! Decode matvec entries (`DotRowsFn`) of Q4_K for AVX2 and the VNNI levels.
 //!
 //! Each row is computed exactly as the single dot of [`super::avx2`] (ggml's repacked
 //! x86 `gemv` arithmetic): per super-block the exact i32 sums `isum = Σ scale·q·y` and
@@ -90,11 +90,136 @@ fn nibbles_gfni(qs: &[u8], off: usize) -> __m512i {
 const PAIR_CAP: usize = 64;
 
 /// The 8 sums of two consecutive `bsums` of `y` (the vector's sum over each 32-value
-/// sub-block, `|·| ≤ 32·128`) as i16.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+/// sub-block, `|·| ≤ 32·128`) as i16 (a signed pack, which never saturates here).
+#[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn pair_sums(y: &BlockQ8K) -> __m128i {
-    _mm256_cvtepi32_epi16(_mm256_madd_epi16(load32(&y.bsums, 0), _mm256_set1_epi16(1)))
+    let m = _mm256_madd_epi16(load32(&y.bsums, 0), _mm256_set1_epi16(1));
+    _mm_packs_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256::<1>(m))
+}
+
+/// A block's 8 mins (i16 lanes 0..8) and 8 scales (lanes 8..16), out of its 12 scale
+/// bytes (see `k4_scales`) by byte shuffles and shifts in one 128-bit register.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn mins_scales(x: &BlockQ4K) -> __m256i {
+    // Bytes 4..16 of a block (its 12 scale bytes u0, u1, u2) as the dwords
+    // [u1, u2, u0, u2] and [0, u1, 0, u0], from which the mins then the scales.
+    let pick = _mm_setr_epi8(8, 9, 10, 11, 12, 13, 14, 15, 4, 5, 6, 7, 12, 13, 14, 15);
+    let pick_hi = _mm_setr_epi8(-1, -1, -1, -1, 8, 9, 10, 11, -1, -1, -1, -1, 4, 5, 6, 7);
+    let shift = _mm_setr_epi32(0, 4, 0, 0);
+    let keep = _mm_setr_epi32(0x3f3f_3f3f, 0x0f0f_0f0f, 0x3f3f_3f3f, 0x0f0f_0f0f);
+    let keep_hi = _mm_set1_epi8(0x30);
+    let head = load16(core::slice::from_ref(x), 0);
+    let lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi8(head, pick), shift), keep);
+    let hi = _mm_and_si128(
+        _mm_srli_epi32::<2>(_mm_shuffle_epi8(head, pick_hi)),
+        keep_hi,
+    );
+    _mm256_cvtepu8_epi16(_mm_or_si128(lo, hi))
+}
+
+/// One super-block's end: `isum` (the 4 i32 lanes of `i`) and `msum` (the mins `ms`
+/// against the vector's sub-block sums `pair`) summed exactly, then `fma(isum, d·dy,
+/// acc₀)` and `fma(msum, dmin·dy, acc₁)` in lanes 0 and 1 of `acc`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn block_end(
+    i: __m128i,
+    ms: __m256i,
+    pair: __m128i,
+    x: &BlockQ4K,
+    y: &BlockQ8K,
+    acc: __m128,
+) -> __m128 {
+    let m = _mm_madd_epi16(_mm256_castsi256_si128(ms), pair);
+    // Lanes 0 and 1: isum and msum.
+    let t = _mm_add_epi32(_mm_unpacklo_epi32(i, m), _mm_unpackhi_epi32(i, m));
+    let im = _mm_cvtepi32_ps(_mm_add_epi32(t, _mm_unpackhi_epi64(t, t)));
+    // Lanes 0 and 1: d and dmin (2 and 3: zero).
+    let dd = [x.d[0], x.d[1], x.dmin[0], x.dmin[1]];
+    let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes(dd)));
+    _mm_fmadd_ps(im, _mm_mul_ps(dd, _mm_set1_ps(y.d())), acc)
+}
+
+/// `lanes[0] − lanes[1]` of the accumulator of [`block_end`]: `sum − summ`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn sum_minus_summ(acc: __m128) -> f32 {
+    let mut lanes = [0.0f32; 4];
+    // SAFETY: `lanes` has room for 4 f32; `storeu` has no alignment requirement.
+    unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), acc) };
+    lanes[0] - lanes[1]
+}
+
+/// q4_K · q8_K rows, AVX2: per 64 quants, the two sub-blocks' nibbles by a mask and a
+/// shift, one `maddubs` each against the vector (pairs `|·| ≤ 2·15·127`), and one
+/// `madd` each by the sub-block's scale (splat from the block's scales by one byte
+/// shuffle); the scales and mins by [`mins_scales`], the vector's sub-block sums once
+/// per call (rows of up to [`PAIR_CAP`] super-blocks), and the two sums' ends shared
+/// ([`block_end`]). The same exact `isum` and `msum` as the single dot, so the same bits.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn rows_q4_k_avx2(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
+    let ys = blk::<BlockQ8K>(y);
+    let nb = n / 256;
+    let wrow = nb * core::mem::size_of::<BlockQ4K>();
+    let mut pairs = [_mm_setzero_si128(); PAIR_CAP];
+    let kept = ys.len() <= PAIR_CAP;
+    if kept {
+        for (p, y) in pairs.iter_mut().zip(ys) {
+            *p = pair_sums(y);
+        }
+    }
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = blk::<BlockQ4K>(x.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]));
+        *o = if kept {
+            row_q4_k_avx2::<true>(row, ys, &pairs)
+        } else {
+            row_q4_k_avx2::<false>(row, ys, &[])
+        };
+    }
+}
+
+/// One row (`xs`) against the vector (`ys`), with the vector's sub-block sums from
+/// `pairs` if `KEPT`; blocks past the shorter are ignored (the callers pass equal
+/// lengths).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn row_q4_k_avx2<const KEPT: bool>(xs: &[BlockQ4K], ys: &[BlockQ8K], pairs: &[__m128i]) -> f32 {
+    let m4 = _mm256_set1_epi8(0x0f);
+    // Byte shuffles that splat scale k (i16 lane k of the upper half of `ms`, moved to
+    // both 128-bit lanes) over 16 i16 lanes.
+    let splat: [__m256i; 8] = core::array::from_fn(|k| {
+        let b = 2 * k as i16;
+        _mm256_set1_epi16(b | ((b + 1) << 8))
+    });
+    let mut acc = _mm_setzero_ps();
+    for (b, (x, y)) in xs.iter().zip(ys).enumerate() {
+        prefetch_ahead(x);
+        prefetch_far(x);
+        let ms = mins_scales(x);
+        let sc = _mm256_permute4x64_epi64::<0b1110_1110>(ms);
+        let mut i = _mm256_setzero_si256();
+        for j in 0..4 {
+            let q4 = load32(&x.qs, 32 * j);
+            let lo = _mm256_and_si256(q4, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), m4);
+            let plo = _mm256_maddubs_epi16(lo, load32(&y.qs, 64 * j));
+            let phi = _mm256_maddubs_epi16(hi, load32(&y.qs, 64 * j + 32));
+            let slo = _mm256_shuffle_epi8(sc, splat[2 * j]);
+            let shi = _mm256_shuffle_epi8(sc, splat[2 * j + 1]);
+            let p = _mm256_add_epi32(_mm256_madd_epi16(plo, slo), _mm256_madd_epi16(phi, shi));
+            i = _mm256_add_epi32(i, p);
+        }
+        let i = _mm_add_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256::<1>(i));
+        let pair = if KEPT {
+            pairs.get(b).copied().unwrap_or(_mm_setzero_si128())
+        } else {
+            pair_sums(y)
+        };
+        acc = block_end(i, ms, pair, x, y, acc);
+    }
+    sum_minus_summ(acc)
 }
 
 /// Generates one AVX-512 `DotRowsFn` entry for Q4_K with the nibble split `$nib`.
@@ -137,14 +262,6 @@ macro_rules! rows_q4_k_512 {
             #[target_feature(enable = $feat)]
             #[inline]
             fn row_q4_k<const KEPT: bool>(xs: &[BlockQ4K], ys: &[BlockQ8K], pairs: &[__m128i]) -> f32 {
-                // Bytes 4..16 of a block (its 12 scale bytes u0, u1, u2) as the dwords
-                // [u1, u2, u0, u2] and [0, u1, 0, u0], from which the mins then the
-                // scales (see `k4_scales`).
-                let pick = _mm_setr_epi8(8, 9, 10, 11, 12, 13, 14, 15, 4, 5, 6, 7, 12, 13, 14, 15);
-                let pick_hi = _mm_setr_epi8(-1, -1, -1, -1, 8, 9, 10, 11, -1, -1, -1, -1, 4, 5, 6, 7);
-                let shift = _mm_setr_epi32(0, 4, 0, 0);
-                let keep = _mm_setr_epi32(0x3f3f_3f3f, 0x0f0f_0f0f, 0x3f3f_3f3f, 0x0f0f_0f0f);
-                let keep_hi = _mm_set1_epi8(0x30);
                 // The i16 scales (lanes 8..16 of `ms`) of the packed lanes (see the
                 // macro's doc): in each 128-bit lane, four lanes of one sub-block then
                 // four of another.
@@ -159,11 +276,8 @@ macro_rules! rows_q4_k_512 {
                 for (b, (x, y)) in xs.iter().zip(ys).enumerate() {
                     prefetch_ahead(x);
                     prefetch_far(x);
-                    let head = load16(core::slice::from_ref(x), 0);
-                    let lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi8(head, pick), shift), keep);
-                    let hi = _mm_and_si128(_mm_srli_epi32::<2>(_mm_shuffle_epi8(head, pick_hi)), keep_hi);
                     // i16 lanes: the 8 mins, then the 8 scales.
-                    let ms = _mm256_cvtepu8_epi16(_mm_or_si128(lo, hi));
+                    let ms = mins_scales(x);
                     let ms512 = _mm512_zextsi256_si512(ms);
                     let mut d = [_mm512_setzero_si512(); 4];
                     for (j, dj) in d.iter_mut().enumerate() {
@@ -180,19 +294,9 @@ macro_rules! rows_q4_k_512 {
                     let i = _mm256_add_epi32(_mm512_castsi512_si256(i), _mm512_extracti64x4_epi64::<1>(i));
                     let i = _mm_add_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256::<1>(i));
                     let pair = if KEPT { pairs.get(b).copied().unwrap_or(_mm_setzero_si128()) } else { pair_sums(y) };
-                    let m = _mm_madd_epi16(_mm256_castsi256_si128(ms), pair);
-                    // Lanes 0 and 1: isum and msum.
-                    let t = _mm_add_epi32(_mm_unpacklo_epi32(i, m), _mm_unpackhi_epi32(i, m));
-                    let im = _mm_cvtepi32_ps(_mm_add_epi32(t, _mm_unpackhi_epi64(t, t)));
-                    // Lanes 0 and 1: d and dmin (2 and 3: zero).
-                    let dd = [x.d[0], x.d[1], x.dmin[0], x.dmin[1]];
-                    let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes(dd)));
-                    acc = _mm_fmadd_ps(im, _mm_mul_ps(dd, _mm_set1_ps(y.d())), acc);
+                    acc = block_end(i, ms, pair, x, y, acc);
                 }
-                let mut lanes = [0.0f32; 4];
-                // SAFETY: `lanes` has room for 4 f32; `storeu` has no alignment requirement.
-                unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), acc) };
-                lanes[0] - lanes[1]
+                sum_minus_summ(acc)
             }
         }
     };
