@@ -64,12 +64,8 @@ impl Dot4x16 for ZmmDot4 {
         v: &[f32],
         c: Cols,
     ) -> Option<()> {
-        if L == 16 && FUSE && c.base.is_multiple_of(16) {
-            // SAFETY: as for `dot4` (AVX-512 F implies the AVX2 kernel's features here).
-            unsafe { kqv_cols16(ws, block, s, v, c) }
-        } else {
-            attn::kqv_cols::<L, EXACT, FUSE>(ws, block, s, v, c)
-        }
+        // SAFETY: as for `dot4` (AVX-512 F implies the AVX2 kernel's features here).
+        unsafe { kqv_cols_x86::<L, EXACT, FUSE>(ws, block, s, v, c) }
     }
 
     #[inline(always)]
@@ -237,12 +233,8 @@ impl Dot4x16 for Avx2Dot4 {
         v: &[f32],
         c: Cols,
     ) -> Option<()> {
-        if L == 16 && FUSE && c.base.is_multiple_of(16) {
-            // SAFETY: as for `dot4`.
-            unsafe { kqv_cols16(ws, block, s, v, c) }
-        } else {
-            attn::kqv_cols::<L, EXACT, FUSE>(ws, block, s, v, c)
-        }
+        // SAFETY: as for `dot4`.
+        unsafe { kqv_cols_x86::<L, EXACT, FUSE>(ws, block, s, v, c) }
     }
 }
 
@@ -340,6 +332,28 @@ fn dot4x16(x: &[f32], y: [&[f32]; 4]) -> [f32; 4] {
         }
         attn::reduce_lanes(&acc)
     })
+}
+
+/// [`Dot4x16::kqv_cols`] of both x86 levels: [`kqv_cols16`] for 16 lanes, fused steps
+/// and a base on a multiple of 16 (every batch), else the portable body.
+///
+/// # Safety
+///
+/// The CPU must support AVX2, FMA and F16C.
+#[inline(always)]
+unsafe fn kqv_cols_x86<const L: usize, const EXACT: bool, const FUSE: bool>(
+    ws: &mut [f32],
+    block: usize,
+    s: &AttnShape,
+    v: &[f32],
+    c: Cols,
+) -> Option<()> {
+    if L == 16 && FUSE && c.base.is_multiple_of(16) {
+        // SAFETY: the caller guarantees the kernel's features.
+        unsafe { kqv_cols16(ws, block, s, v, c) }
+    } else {
+        attn::kqv_cols::<L, EXACT, FUSE>(ws, block, s, v, c)
+    }
 }
 
 /// `KQ·V` with transposed values ([`attn::VLayout::Cols`], `c.base` a multiple of 16),
