@@ -338,10 +338,15 @@ impl SamplerChain {
 
         let needs_cands = !self.is_greedy() || self.has_penalties() || !self.logit_bias.is_empty();
         if !needs_cands {
-            let id = argmax(logits).ok_or(SamplingError::NoCandidates)?;
+            // `argmax`, keeping the maximum for the log-probability.
+            let max = max_logit(logits);
+            let id = logits
+                .iter()
+                .position(|&l| l == max)
+                .ok_or(SamplingError::NoCandidates)?;
             return Ok(Sampled {
-                id,
-                logprob: logprob_of(id),
+                id: id as u32,
+                logprob: log_softmax_at(logits, max, max),
             });
         }
 
@@ -555,75 +560,84 @@ fn by_logit(a: &Cand, b: &Cand) -> core::cmp::Ordering {
 
 /// Index of the largest logit (first on ties), skipping NaN.
 pub fn argmax(logits: &[f32]) -> Option<u32> {
-    let mut best: Option<(usize, f32)> = None;
-    for (i, &l) in logits.iter().enumerate() {
-        if l.is_nan() {
-            continue;
-        }
-        match best {
-            Some((_, b)) if b >= l => {}
-            _ => best = Some((i, l)),
-        }
-    }
-    best.map(|(i, _)| i as u32)
+    // The maximum, then its first position: two passes the compiler vectorizes.
+    let max = max_logit(logits);
+    logits.iter().position(|&l| l == max).map(|i| i as u32)
 }
 
-fn raw_logprob(logits: &[f32], id: u32) -> f32 {
-    let Some(&l) = logits.get(id as usize) else {
-        return f32::NEG_INFINITY;
-    };
-    // The maximum (NaN skipped: comparisons with it are false), in 8 lanes so that it
-    // vectorizes.
+/// The largest logit, NaN skipped (comparisons with it are false); −∞ if there is
+/// none. In 8 lanes so that it vectorizes.
+fn max_logit(logits: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     for chunk in logits.chunks(8) {
         for (m, &v) in lanes.iter_mut().zip(chunk) {
             *m = if v > *m { v } else { *m };
         }
     }
-    let max = lanes
+    lanes
         .iter()
-        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a })
+}
+
+/// The log-probability of token `id` under the softmax of `logits` (−∞ for an id out
+/// of range).
+fn raw_logprob(logits: &[f32], id: u32) -> f32 {
+    match logits.get(id as usize) {
+        Some(&l) => log_softmax_at(logits, l, max_logit(logits)),
+        None => f32::NEG_INFINITY,
+    }
+}
+
+/// `l − log Σ e^logit`, given `max`, the largest logit ([`max_logit`]).
+fn log_softmax_at(logits: &[f32], l: f32, max: f32) -> f32 {
     // A pass over the whole vocabulary per token, so it is kept cheap: exponentials in
     // f32 with a polynomial the compiler vectorizes (same operations, same bits, on
-    // every machine), summed in f64 per block of 8.
-    let mut sum = 0.0f64;
-    let mut block = [0.0f32; 8];
-    for chunk in logits.chunks(8) {
-        for (b, &v) in block.iter_mut().zip(chunk) {
-            *b = exp_le0(v - max);
+    // every machine), summed in f64 in 8 lanes (value `i` into lane `i % 8`: eight
+    // independent chains of adds instead of one), the lanes added pairwise at the end.
+    let mut acc = [0.0f64; 8];
+    let mut chunks = logits.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut e = [0.0f32; 8];
+        for (e, &v) in e.iter_mut().zip(chunk) {
+            *e = exp_le0(v - max);
         }
-        for b in block.iter_mut().skip(chunk.len()) {
-            *b = 0.0;
+        for (a, &e) in acc.iter_mut().zip(&e) {
+            *a += f64::from(e);
         }
-        sum += block.iter().map(|&x| f64::from(x)).sum::<f64>();
     }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += f64::from(exp_le0(v - max));
+    }
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
+    let sum = ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7));
     l - max - libm::log(sum) as f32
 }
 
 /// `e^x` for `x ≤ 0` (relative error < 3e-7; 0 below -87 and for NaN), without branches
-/// so that a loop over it vectorizes: `x = n·ln2 + r` with `|r| ≤ ln2/2`, `e^r` by its
-/// degree-6 Taylor polynomial, `2^n` through the exponent bits.
+/// or saturating casts so that a loop over it vectorizes: `x = n·ln2 + r` with
+/// `|r| ≤ ln2/2`, `n` rounded to nearest by adding and subtracting 1.5·2²³ (which also
+/// leaves `n` in the low bits of the sum), `e^r` by its degree-6 Taylor polynomial,
+/// `2^n` through the exponent bits.
 #[inline(always)]
 fn exp_le0(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
+    const ROUND: f32 = 12_582_912.0;
     let keep = x >= -87.0; // false for NaN
     let x = if keep { x.min(0.0) } else { -87.0 };
-    // round(x / ln2) for x ≤ 0 (truncation of t − 0.5 rounds half down).
-    let n = (x * core::f32::consts::LOG2_E - 0.5) as i32;
-    let nf = n as f32;
+    // x·log2(e) is in [-125.6, 0]: the sum is exact to the unit, `n` = its low bits.
+    let m = x * core::f32::consts::LOG2_E + ROUND;
+    let nf = m - ROUND;
+    let n = (m.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let r = (x - nf * LN2_HI) - nf * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     // n ≥ -126: a normal power of two.
-    let scale = f32::from_bits(((n + 127) as u32) << 23);
-    if keep {
-        p * scale
-    } else {
-        0.0
-    }
+    let scale = f32::from_bits((n.wrapping_add(127) as u32) << 23);
+    let keep_bits = if keep { u32::MAX } else { 0 };
+    f32::from_bits((p * scale).to_bits() & keep_bits)
 }
 
 fn softmax(c: &mut [Cand]) {
@@ -650,6 +664,35 @@ mod tests {
         s.bind(4);
         assert_eq!(s.sample(&[1.0, 3.0, 3.0, f32::NAN]).unwrap().id, 1);
         assert!(s.sample(&[f32::NAN; 4]).is_err());
+        // Against a first-best loop, over lengths around the 8 lanes, with NaN, ±0 and ±∞.
+        let pool = [
+            0.5f32,
+            -0.0,
+            0.0,
+            f32::NAN,
+            f32::NEG_INFINITY,
+            2.0,
+            -3.0,
+            f32::INFINITY,
+        ];
+        for n in 1..40usize {
+            for seed in 0..20usize {
+                let l: Vec<f32> = (0..n)
+                    .map(|i| pool[(i * 7 + seed * 13 + i * i * seed) % (pool.len() - 1 + seed % 2)])
+                    .collect();
+                let mut want: Option<(usize, f32)> = None;
+                for (i, &v) in l.iter().enumerate() {
+                    if !v.is_nan() && want.is_none_or(|(_, b)| v > b) {
+                        want = Some((i, v));
+                    }
+                }
+                let want = want.map(|(i, _)| i as u32);
+                assert_eq!(argmax(&l), want, "{l:?}");
+                let mut s = SamplerChain::greedy();
+                s.bind(n);
+                assert_eq!(s.sample(&l).ok().map(|p| p.id), want, "{l:?}");
+            }
+        }
     }
 
     #[test]
@@ -765,6 +808,32 @@ mod tests {
             assert!(id < 6);
         }
         assert!(SamplerChain::default().top_p(1.5).validate().is_err());
+    }
+
+    #[test]
+    fn raw_logprob_matches_f64_log_softmax() {
+        // Lengths around the 8-lane blocks, values spread over ±40.
+        for n in [1usize, 7, 8, 9, 17, 1000, 262_147] {
+            let logits: Vec<f32> = (0..n)
+                .map(|i| ((i.wrapping_mul(2_654_435_761) % 8001) as f32 - 4000.0) / 100.0)
+                .collect();
+            let max = logits
+                .iter()
+                .fold(f64::NEG_INFINITY, |a, &b| a.max(f64::from(b)));
+            let sum: f64 = logits.iter().map(|&v| libm::exp(f64::from(v) - max)).sum();
+            for id in [0, n / 2, n - 1] {
+                let want = f64::from(logits[id]) - max - libm::log(sum);
+                let got = f64::from(raw_logprob(&logits, id as u32));
+                assert!(
+                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "n {n} id {id}: {got} vs {want}"
+                );
+            }
+        }
+        // NaN logits count for nothing; an id out of range has no probability.
+        let l = [0.0f32, f32::NAN, 0.0];
+        assert!((raw_logprob(&l, 0) - (-core::f32::consts::LN_2)).abs() < 1e-6);
+        assert_eq!(raw_logprob(&l, 3), f32::NEG_INFINITY);
     }
 
     #[test]
