@@ -152,6 +152,33 @@ fn sum_minus_summ(acc: __m128) -> f32 {
     lanes[0] - lanes[1]
 }
 
+/// The body of the AVX2 and AVX-512 Q4_K `DotRowsFn` entries, around their one-row
+/// function `$row::<KEPT>(row, ys, pairs)`: the vector's sub-block sums once per call
+/// when the row has at most [`PAIR_CAP`] super-blocks (`KEPT`; else each row makes its
+/// own), then the rows one by one. A macro, not a function, so that it expands inside
+/// each entry's target features.
+macro_rules! q4_k_rows {
+    ($x:ident, $y:ident, $n:ident, $out:ident, $row:ident) => {
+        let ys = blk::<BlockQ8K>($y);
+        let wrow = $n / 256 * core::mem::size_of::<BlockQ4K>();
+        let mut pairs = [_mm_setzero_si128(); PAIR_CAP];
+        let kept = ys.len() <= PAIR_CAP;
+        if kept {
+            for (p, y) in pairs.iter_mut().zip(ys) {
+                *p = pair_sums(y);
+            }
+        }
+        for (r, o) in $out.iter_mut().enumerate() {
+            let row = blk::<BlockQ4K>($x.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]));
+            *o = if kept {
+                $row::<true>(row, ys, &pairs)
+            } else {
+                $row::<false>(row, ys, &[])
+            };
+        }
+    };
+}
+
 /// q4_K · q8_K rows, AVX2: per 64 quants, the two sub-blocks' nibbles by a mask and a
 /// shift, one `maddubs` each against the vector (pairs `|·| ≤ 2·15·127`), and one
 /// `madd` each by the sub-block's scale (splat from the block's scales by one byte
@@ -160,24 +187,7 @@ fn sum_minus_summ(acc: __m128) -> f32 {
 /// ([`block_end`]). The same exact `isum` and `msum` as the single dot, so the same bits.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn rows_q4_k_avx2(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
-    let ys = blk::<BlockQ8K>(y);
-    let nb = n / 256;
-    let wrow = nb * core::mem::size_of::<BlockQ4K>();
-    let mut pairs = [_mm_setzero_si128(); PAIR_CAP];
-    let kept = ys.len() <= PAIR_CAP;
-    if kept {
-        for (p, y) in pairs.iter_mut().zip(ys) {
-            *p = pair_sums(y);
-        }
-    }
-    for (r, o) in out.iter_mut().enumerate() {
-        let row = blk::<BlockQ4K>(x.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]));
-        *o = if kept {
-            row_q4_k_avx2::<true>(row, ys, &pairs)
-        } else {
-            row_q4_k_avx2::<false>(row, ys, &[])
-        };
-    }
+    q4_k_rows!(x, y, n, out, row_q4_k_avx2);
 }
 
 /// One row (`xs`) against the vector (`ys`), with the vector's sub-block sums from
@@ -241,20 +251,7 @@ macro_rules! rows_q4_k_512 {
         $(#[$doc])*
         #[target_feature(enable = $feat)]
         pub(super) fn $name(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
-            let ys = blk::<BlockQ8K>(y);
-            let nb = n / 256;
-            let wrow = nb * core::mem::size_of::<BlockQ4K>();
-            let mut pairs = [_mm_setzero_si128(); PAIR_CAP];
-            let kept = ys.len() <= PAIR_CAP;
-            if kept {
-                for (p, y) in pairs.iter_mut().zip(ys) {
-                    *p = pair_sums(y);
-                }
-            }
-            for (r, o) in out.iter_mut().enumerate() {
-                let row = blk::<BlockQ4K>(x.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]));
-                *o = if kept { row_q4_k::<true>(row, ys, &pairs) } else { row_q4_k::<false>(row, ys, &[]) };
-            }
+            q4_k_rows!(x, y, n, out, row_q4_k);
 
             /// One row (`xs`) against the vector (`ys`), with the vector's sub-block
             /// sums from `pairs` if `KEPT`; blocks past the shorter are ignored (the
