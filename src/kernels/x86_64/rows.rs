@@ -365,6 +365,10 @@ macro_rules! rows32 {
                             _mm256_storeu_ps(dd[j].as_mut_ptr(), p);
                         }
                     }
+                    // Through memory: each block's scale then broadcasts from its slot
+                    // (a load, no shuffle), where the compiler would extract it from the
+                    // register with two shuffles.
+                    let dd = core::hint::black_box(&mut dd);
                     for i in 0..8 {
                         let y = load32(&yg[i].qs, 0);
                         for j in 0..R {
