@@ -338,14 +338,9 @@ impl SamplerChain {
 
         let needs_cands = !self.is_greedy() || self.has_penalties() || !self.logit_bias.is_empty();
         if !needs_cands {
-            // `argmax`, keeping the maximum for the log-probability.
-            let max = max_logit(logits);
-            let id = logits
-                .iter()
-                .position(|&l| l == max)
-                .ok_or(SamplingError::NoCandidates)?;
+            let (id, max) = argmax_and_max(logits).ok_or(SamplingError::NoCandidates)?;
             return Ok(Sampled {
-                id: id as u32,
+                id,
                 logprob: log_softmax_at(logits, max, max),
             });
         }
@@ -560,9 +555,15 @@ fn by_logit(a: &Cand, b: &Cand) -> core::cmp::Ordering {
 
 /// Index of the largest logit (first on ties), skipping NaN.
 pub fn argmax(logits: &[f32]) -> Option<u32> {
-    // The maximum, then its first position: two passes the compiler vectorizes.
+    argmax_and_max(logits).map(|(id, _)| id)
+}
+
+/// [`argmax`] and the maximum itself: the maximum, then its first position, two passes
+/// the compiler vectorizes.
+fn argmax_and_max(logits: &[f32]) -> Option<(u32, f32)> {
     let max = max_logit(logits);
-    logits.iter().position(|&l| l == max).map(|i| i as u32)
+    let id = logits.iter().position(|&l| l == max)?;
+    Some((id as u32, max))
 }
 
 /// The largest logit, NaN skipped (comparisons with it are false); −∞ if there is
@@ -617,7 +618,8 @@ fn raw_logprob(logits: &[f32], id: u32) -> f32 {
 ///
 /// On x86-64 with AVX2 (and `std`, to detect it) the same code is compiled for 256-bit
 /// vectors: the same operations on each value and lane (no fused multiply-adds: the
-/// `fma` feature is not enabled), so the same bits, in half the time.
+/// `fma` feature is not enabled), so the same bits, in about two thirds of the time
+/// here (Gemma 3's 262,144 logits, maximum included: 373 against 548 µs).
 fn log_softmax_at(logits: &[f32], l: f32, max: f32) -> f32 {
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
     if std::is_x86_feature_detected!("avx2") {
