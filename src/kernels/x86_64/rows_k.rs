@@ -38,7 +38,6 @@ pub(super) fn rows_q4_k_vnni(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 #[inline]
 fn row_q4_k_vnni(xs: &[BlockQ4K], ys: &[BlockQ8K]) -> f32 {
-    let m4 = _mm256_set1_epi8(0x0f);
     let mut sum = 0.0f32;
     let mut summ = 0.0f32;
     for (x, y) in xs.iter().zip(ys) {
@@ -48,11 +47,7 @@ fn row_q4_k_vnni(xs: &[BlockQ4K], ys: &[BlockQ8K]) -> f32 {
         let sc: [i16; 8] = core::array::from_fn(|k| i16::from(sm[k]));
         let (mut alo, mut ahi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
         for j in 0..4 {
-            let q4 = load32(&x.qs, 32 * j);
-            let lo = _mm256_and_si256(q4, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), m4);
-            let plo = _mm256_maddubs_epi16(lo, load32(&y.qs, 64 * j));
-            let phi = _mm256_maddubs_epi16(hi, load32(&y.qs, 64 * j + 32));
+            let (plo, phi) = pair_products(x, y, j);
             alo = _mm256_dpwssd_avx_epi32(alo, plo, _mm256_set1_epi16(sc[2 * j]));
             ahi = _mm256_dpwssd_avx_epi32(ahi, phi, _mm256_set1_epi16(sc[2 * j + 1]));
         }
@@ -83,6 +78,22 @@ fn nibbles_gfni(qs: &[u8], off: usize) -> __m512i {
     let both = _mm512_broadcast_i64x4(load32(qs, off));
     let m = _mm512_setr_epi64(low, low, low, low, high, high, high, high);
     _mm512_gf2p8affine_epi64_epi8::<0>(both, m)
+}
+
+/// Chunk `j` (quants `64j..64j + 64`) of a super-block against the vector: the pair sums
+/// (`maddubs`, `|·| ≤ 2·15·127`) of its low nibbles (sub-block `2j`) and of its high
+/// nibbles (sub-block `2j + 1`), for the AVX2 and AVX-VNNI rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn pair_products(x: &BlockQ4K, y: &BlockQ8K, j: usize) -> (__m256i, __m256i) {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let q4 = load32(&x.qs, 32 * j);
+    let lo = _mm256_and_si256(q4, m4);
+    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), m4);
+    (
+        _mm256_maddubs_epi16(lo, load32(&y.qs, 64 * j)),
+        _mm256_maddubs_epi16(hi, load32(&y.qs, 64 * j + 32)),
+    )
 }
 
 /// The most super-blocks per row whose vector pair sums `rows_q4_k_512` keeps on the
@@ -196,7 +207,6 @@ pub(super) fn rows_q4_k_avx2(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn row_q4_k_avx2<const KEPT: bool>(xs: &[BlockQ4K], ys: &[BlockQ8K], pairs: &[__m128i]) -> f32 {
-    let m4 = _mm256_set1_epi8(0x0f);
     // Byte shuffles that splat scale k (i16 lane k of the upper half of `ms`, moved to
     // both 128-bit lanes) over 16 i16 lanes.
     let splat: [__m256i; 8] = core::array::from_fn(|k| {
@@ -211,11 +221,7 @@ fn row_q4_k_avx2<const KEPT: bool>(xs: &[BlockQ4K], ys: &[BlockQ8K], pairs: &[__
         let sc = _mm256_permute4x64_epi64::<0b1110_1110>(ms);
         let mut i = _mm256_setzero_si256();
         for j in 0..4 {
-            let q4 = load32(&x.qs, 32 * j);
-            let lo = _mm256_and_si256(q4, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), m4);
-            let plo = _mm256_maddubs_epi16(lo, load32(&y.qs, 64 * j));
-            let phi = _mm256_maddubs_epi16(hi, load32(&y.qs, 64 * j + 32));
+            let (plo, phi) = pair_products(x, y, j);
             let slo = _mm256_shuffle_epi8(sc, splat[2 * j]);
             let shi = _mm256_shuffle_epi8(sc, splat[2 * j + 1]);
             let p = _mm256_add_epi32(_mm256_madd_epi16(plo, slo), _mm256_madd_epi16(phi, shi));
