@@ -62,6 +62,7 @@ use crate::gguf::GgmlType;
 mod acts;
 pub(crate) mod attn;
 mod level;
+pub(crate) mod logits;
 pub mod ops;
 pub(crate) mod scalar;
 mod split;
@@ -292,6 +293,12 @@ pub fn vec_dot_f16(a: &[u8], b: &[u8], n: usize) -> f32 {
         Ok(k) => k.dot_f16(a, b, n),
         Err(_) => scalar::dot_f16(a, b, n),
     }
+}
+
+/// The table of the level in use ([`cpu_features`]), the portable one if that level's
+/// table cannot be had (which `cpu_features` rules out: it only picks available levels).
+pub(crate) fn in_use() -> &'static Kernels {
+    kernels(cpu_features()).unwrap_or(&scalar::SCALAR)
 }
 
 /// A read-bandwidth probe: the wrapping sum of `data` as little-endian u64 words (a

@@ -100,6 +100,21 @@ pub(crate) type QuantizeActsFn =
 /// The CPU must support the table's level.
 pub(crate) type RopeFn = unsafe fn(x: &mut [f32], cs: &[(f32, f32)], neox: bool);
 
+/// The largest of a row of logits (see [`super::logits::max_logit_body`]).
+///
+/// # Safety
+///
+/// The CPU must support the table's level.
+pub(crate) type MaxLogitFn = unsafe fn(logits: &[f32]) -> f32;
+
+/// `l − log Σ e^logit` over a row of logits, given their maximum (see
+/// [`super::logits::log_softmax_body`]).
+///
+/// # Safety
+///
+/// The CPU must support the table's level.
+pub(crate) type LogSoftmaxFn = unsafe fn(logits: &[f32], l: f32, max: f32) -> f32;
+
 /// The kernels for one weight type.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TypeKernels {
@@ -255,6 +270,9 @@ pub struct Kernels {
     pub(crate) rope: RopeFn,
     /// Attention of one query head (see [`super::attn`]).
     pub(crate) attn: super::attn::AttnKernels,
+    /// The sampler's passes over the logits (see [`super::logits`]).
+    pub(crate) max_logit: MaxLogitFn,
+    pub(crate) log_softmax_at: LogSoftmaxFn,
 }
 
 /// The table of `level`, or [`KernelError::Unavailable`] if the CPU lacks it.
@@ -327,6 +345,8 @@ impl Kernels {
             quantize_acts: super::acts::quantize_into,
             rope: crate::model::ops::rope_head,
             attn: super::attn::SCALAR,
+            max_logit: super::logits::max_logit,
+            log_softmax_at: super::logits::log_softmax_at,
         }
     }
 
@@ -439,6 +459,22 @@ impl Kernels {
         // SAFETY: this table exists only for a level the CPU supports; the kernel
         // bounds itself by both lengths.
         unsafe { (self.swiglu)(gate, up) }
+    }
+
+    /// The largest logit, NaN skipped; −∞ if there is none. The same value at every
+    /// level.
+    pub(crate) fn max_logit(&self, logits: &[f32]) -> f32 {
+        // SAFETY: this table exists only for a level the CPU supports; the kernel
+        // reads only `logits`.
+        unsafe { (self.max_logit)(logits) }
+    }
+
+    /// `l − max − log Σ e^(logit − max)` over `logits` (NaN logits count for nothing),
+    /// given their maximum `max`. The same bits at every level.
+    pub(crate) fn log_softmax_at(&self, logits: &[f32], l: f32, max: f32) -> f32 {
+        // SAFETY: this table exists only for a level the CPU supports; the kernel
+        // reads only `logits`.
+        unsafe { (self.log_softmax_at)(logits, l, max) }
     }
 
     /// f16 · f16 for rows already checked to hold `n` values each.

@@ -566,43 +566,9 @@ fn argmax_and_max(logits: &[f32]) -> Option<(u32, f32)> {
     Some((id as u32, max))
 }
 
-/// The largest logit, NaN skipped (comparisons with it are false); −∞ if there is
-/// none. In 8 lanes so that it vectorizes, for 256-bit vectors where the CPU has AVX2
-/// (as [`log_softmax_at`]).
+/// The largest logit, NaN skipped; −∞ if there is none (the kernel level in use).
 fn max_logit(logits: &[f32]) -> f32 {
-    #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, the one feature the function enables.
-        return unsafe { max_logit_avx2(logits) };
-    }
-    max_logit_body(logits)
-}
-
-/// [`max_logit_body`] for AVX2.
-#[cfg(all(target_arch = "x86_64", feature = "std"))]
-#[target_feature(enable = "avx2")]
-fn max_logit_avx2(logits: &[f32]) -> f32 {
-    max_logit_body(logits)
-}
-
-/// The body of [`max_logit`].
-#[inline(always)]
-fn max_logit_body(logits: &[f32]) -> f32 {
-    // Whole blocks of 8, then the tail: with `chunks(8)` the compiler kept the lanes in
-    // memory and stored them masked every block.
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let mut chunks = logits.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (m, &v) in lanes.iter_mut().zip(chunk) {
-            *m = if v > *m { v } else { *m };
-        }
-    }
-    for (m, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *m = if v > *m { v } else { *m };
-    }
-    lanes
-        .iter()
-        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a })
+    crate::kernels::in_use().max_logit(logits)
 }
 
 /// The log-probability of token `id` under the softmax of `logits` (−∞ for an id out
@@ -614,79 +580,11 @@ fn raw_logprob(logits: &[f32], id: u32) -> f32 {
     }
 }
 
-/// `l − log Σ e^logit`, given `max`, the largest logit ([`max_logit`]).
-///
-/// On x86-64 with AVX2 (and `std`, to detect it) the same code is compiled for 256-bit
-/// vectors: the same operations on each value and lane (no fused multiply-adds: the
-/// `fma` feature is not enabled), so the same bits, in about two thirds of the time
-/// here (Gemma 3's 262,144 logits, maximum included: 373 against 548 µs).
+/// `l − log Σ e^logit`, given `max`, the largest logit ([`max_logit`]): a pass over
+/// the whole vocabulary, with the kernel level in use (the same bits at every level;
+/// see `kernels::logits`).
 fn log_softmax_at(logits: &[f32], l: f32, max: f32) -> f32 {
-    #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, the one feature the function enables.
-        return unsafe { log_softmax_at_avx2(logits, l, max) };
-    }
-    log_softmax_body(logits, l, max)
-}
-
-/// [`log_softmax_body`] for AVX2.
-#[cfg(all(target_arch = "x86_64", feature = "std"))]
-#[target_feature(enable = "avx2")]
-fn log_softmax_at_avx2(logits: &[f32], l: f32, max: f32) -> f32 {
-    log_softmax_body(logits, l, max)
-}
-
-/// The body of [`log_softmax_at`].
-#[inline(always)]
-fn log_softmax_body(logits: &[f32], l: f32, max: f32) -> f32 {
-    // A pass over the whole vocabulary per token, so it is kept cheap: exponentials in
-    // f32 with a polynomial the compiler vectorizes (same operations, same bits, on
-    // every machine), summed in f64 in 8 lanes (value `i` into lane `i % 8`: eight
-    // independent chains of adds instead of one), the lanes added pairwise at the end.
-    let mut acc = [0.0f64; 8];
-    let mut chunks = logits.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut e = [0.0f32; 8];
-        for (e, &v) in e.iter_mut().zip(chunk) {
-            *e = exp_le0(v - max);
-        }
-        for (a, &e) in acc.iter_mut().zip(&e) {
-            *a += f64::from(e);
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a += f64::from(exp_le0(v - max));
-    }
-    let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
-    let sum = ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7));
-    l - max - libm::log(sum) as f32
-}
-
-/// `e^x` for `x ≤ 0` (relative error < 3e-7; 0 below -87 and for NaN), without branches
-/// or saturating casts so that a loop over it vectorizes: `x = n·ln2 + r` with
-/// `|r| ≤ ln2/2`, `n` rounded to nearest by adding and subtracting 1.5·2²³ (which also
-/// leaves `n` in the low bits of the sum), `e^r` by its degree-6 Taylor polynomial,
-/// `2^n` through the exponent bits.
-#[inline(always)]
-fn exp_le0(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    const ROUND: f32 = 12_582_912.0;
-    let keep = x >= -87.0; // false for NaN
-    let x = if keep { x.min(0.0) } else { -87.0 };
-    // x·log2(e) is in [-125.6, 0]: the sum is exact to the unit, `n` = its low bits.
-    let m = x * core::f32::consts::LOG2_E + ROUND;
-    let nf = m - ROUND;
-    let n = (m.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
-    let r = (x - nf * LN2_HI) - nf * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // n ≥ -126: a normal power of two.
-    let scale = f32::from_bits((n.wrapping_add(127) as u32) << 23);
-    let keep_bits = if keep { u32::MAX } else { 0 };
-    f32::from_bits((p * scale).to_bits() & keep_bits)
+    crate::kernels::in_use().log_softmax_at(logits, l, max)
 }
 
 fn softmax(c: &mut [Cand]) {
@@ -883,43 +781,6 @@ mod tests {
         let l = [0.0f32, f32::NAN, 0.0];
         assert!((raw_logprob(&l, 0) - (-core::f32::consts::LN_2)).abs() < 1e-6);
         assert_eq!(raw_logprob(&l, 3), f32::NEG_INFINITY);
-    }
-
-    #[test]
-    fn log_softmax_levels_give_the_same_bits() {
-        // The dispatched entry (AVX2 where the CPU has it) against the portable body,
-        // over lengths around the 8 lanes and logits below the −87 cut.
-        for n in [1usize, 7, 8, 9, 33, 4099] {
-            let logits: Vec<f32> = (0..n)
-                .map(|i| ((i.wrapping_mul(2_654_435_761) % 20001) as f32 - 10000.0) / 97.0)
-                .collect();
-            let max = max_logit(&logits);
-            assert_eq!(max.to_bits(), max_logit_body(&logits).to_bits());
-            for id in [0, n / 3, n - 1] {
-                let l = logits[id];
-                let a = log_softmax_at(&logits, l, max);
-                let b = log_softmax_body(&logits, l, max);
-                assert_eq!(a.to_bits(), b.to_bits(), "n {n} id {id}: {a} vs {b}");
-            }
-        }
-    }
-
-    #[test]
-    fn exp_le0_is_close_to_exp() {
-        let mut x = 0.0f32;
-        while x >= -87.0 {
-            let want = libm::exp(f64::from(x));
-            let got = f64::from(exp_le0(x));
-            assert!(
-                (got - want).abs() <= 3e-7 * want + 1e-38,
-                "e^{x}: {got} vs {want}"
-            );
-            x -= 0.0123;
-        }
-        assert_eq!(exp_le0(0.0), 1.0);
-        assert_eq!(exp_le0(-88.0), 0.0);
-        assert_eq!(exp_le0(f32::NAN), 0.0);
-        assert_eq!(exp_le0(f32::NEG_INFINITY), 0.0);
     }
 
     #[test]

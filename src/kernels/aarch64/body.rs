@@ -54,6 +54,8 @@ macro_rules! neon_kernels {
             rope: crate::model::ops::rope_head,
             // Attention: the portable bodies (NEON is the aarch64 baseline).
             attn: crate::kernels::attn::SCALAR,
+            max_logit: crate::kernels::logits::max_logit,
+            log_softmax_at: crate::kernels::logits::log_softmax_at,
         };
 
         /// f16 → f32 (`fcvtl`, exact) for `min(src.len() / 2, dst.len())` values.

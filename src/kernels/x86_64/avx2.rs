@@ -163,7 +163,23 @@ const fn table(
         rope: rope_head,
         // Attention (kept in x86_64/attn.rs).
         attn: super::attn::AVX2_ATTN,
+        max_logit,
+        log_softmax_at,
     }
+}
+
+/// The largest logit: the portable body compiled with AVX2 (the same value).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn max_logit(logits: &[f32]) -> f32 {
+    crate::kernels::logits::max_logit_body(logits)
+}
+
+/// One token's log-probability: the portable body compiled with AVX2 (the same bits:
+/// Rust contracts no multiply and add into a fused one). Gemma 3's 262,144 logits,
+/// maximum included, took 373 µs here against 548 µs for the portable code.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn log_softmax_at(logits: &[f32], l: f32, max: f32) -> f32 {
+    crate::kernels::logits::log_softmax_body(logits, l, max)
 }
 
 /// Activation quantization of one row: the portable code compiled with AVX2 (same
