@@ -164,7 +164,8 @@ fn sum_minus_summ(acc: __m128) -> f32 {
 }
 
 /// The body of the AVX2 and AVX-512 Q4_K `DotRowsFn` entries, around their one-row
-/// function `$row::<KEPT>(row, ys, pairs)`: the vector's sub-block sums once per call
+/// function `$row::<KEPT>(row, ys, pairs)` (with `$extra` as a last argument if one
+/// is given: the AVX2 entry's scale splats): the vector's sub-block sums once per call
 /// when the row has at most [`PAIR_CAP`] super-blocks (`KEPT`; else each row makes its
 /// own), then the rows one by one. A macro, not a function, so that it expands inside
 /// each entry's target features.
