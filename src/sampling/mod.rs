@@ -16,6 +16,8 @@
 
 use alloc::vec::Vec;
 
+use crate::kernels::Kernels;
+
 /// What can go wrong while sampling.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -334,14 +336,16 @@ impl SamplerChain {
                 found: logits.len(),
             });
         }
-        let logprob_of = |id: u32| raw_logprob(logits, id);
+        // The kernel table of the level in use, looked up once per token.
+        let k = crate::kernels::in_use();
+        let logprob_of = |id: u32| raw_logprob(k, logits, id);
 
         let needs_cands = !self.is_greedy() || self.has_penalties() || !self.logit_bias.is_empty();
         if !needs_cands {
-            let (id, max) = argmax_and_max(logits).ok_or(SamplingError::NoCandidates)?;
+            let (id, max) = argmax_and_max(k, logits).ok_or(SamplingError::NoCandidates)?;
             return Ok(Sampled {
                 id,
-                logprob: log_softmax_at(logits, max, max),
+                logprob: k.log_softmax_at(logits, max, max),
             });
         }
 
@@ -555,36 +559,26 @@ fn by_logit(a: &Cand, b: &Cand) -> core::cmp::Ordering {
 
 /// Index of the largest logit (first on ties), skipping NaN.
 pub fn argmax(logits: &[f32]) -> Option<u32> {
-    argmax_and_max(logits).map(|(id, _)| id)
+    argmax_and_max(crate::kernels::in_use(), logits).map(|(id, _)| id)
 }
 
 /// [`argmax`] and the maximum itself: the maximum, then its first position, two passes
-/// the compiler vectorizes.
-fn argmax_and_max(logits: &[f32]) -> Option<(u32, f32)> {
-    let max = max_logit(logits);
+/// the compiler vectorizes (the maximum with the kernels of `k`).
+fn argmax_and_max(k: &Kernels, logits: &[f32]) -> Option<(u32, f32)> {
+    let max = k.max_logit(logits);
     let id = logits.iter().position(|&l| l == max)?;
     Some((id as u32, max))
 }
 
-/// The largest logit, NaN skipped; −∞ if there is none (the kernel level in use).
-fn max_logit(logits: &[f32]) -> f32 {
-    crate::kernels::in_use().max_logit(logits)
-}
-
 /// The log-probability of token `id` under the softmax of `logits` (−∞ for an id out
-/// of range).
-fn raw_logprob(logits: &[f32], id: u32) -> f32 {
+/// of range): the maximum, then `l − log Σ e^logit`, two passes over the whole
+/// vocabulary with the kernels of `k` (the same bits at every level; see
+/// `kernels::logits`).
+fn raw_logprob(k: &Kernels, logits: &[f32], id: u32) -> f32 {
     match logits.get(id as usize) {
-        Some(&l) => log_softmax_at(logits, l, max_logit(logits)),
+        Some(&l) => k.log_softmax_at(logits, l, k.max_logit(logits)),
         None => f32::NEG_INFINITY,
     }
-}
-
-/// `l − log Σ e^logit`, given `max`, the largest logit ([`max_logit`]): a pass over
-/// the whole vocabulary, with the kernel level in use (the same bits at every level;
-/// see `kernels::logits`).
-fn log_softmax_at(logits: &[f32], l: f32, max: f32) -> f32 {
-    crate::kernels::in_use().log_softmax_at(logits, l, max)
 }
 
 fn softmax(c: &mut [Cand]) {
@@ -770,7 +764,7 @@ mod tests {
             let sum: f64 = logits.iter().map(|&v| libm::exp(f64::from(v) - max)).sum();
             for id in [0, n / 2, n - 1] {
                 let want = f64::from(logits[id]) - max - libm::log(sum);
-                let got = f64::from(raw_logprob(&logits, id as u32));
+                let got = f64::from(raw_logprob(crate::kernels::in_use(), &logits, id as u32));
                 assert!(
                     (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
                     "n {n} id {id}: {got} vs {want}"
@@ -779,8 +773,14 @@ mod tests {
         }
         // NaN logits count for nothing; an id out of range has no probability.
         let l = [0.0f32, f32::NAN, 0.0];
-        assert!((raw_logprob(&l, 0) - (-core::f32::consts::LN_2)).abs() < 1e-6);
-        assert_eq!(raw_logprob(&l, 3), f32::NEG_INFINITY);
+        assert!(
+            (raw_logprob(crate::kernels::in_use(), &l, 0) - (-core::f32::consts::LN_2)).abs()
+                < 1e-6
+        );
+        assert_eq!(
+            raw_logprob(crate::kernels::in_use(), &l, 3),
+            f32::NEG_INFINITY
+        );
     }
 
     #[test]
