@@ -590,6 +590,33 @@ pub(crate) trait Dot4x16 {
     fn dot4x4(&self, exact: bool, x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
         x.map(|r| self.dot4(exact, r, y))
     }
+
+    /// The `K·Q` sums in 64 lanes ([`lane_dot`]) of 4 key rows `x` with the first `hn`
+    /// (at most 4) heads' queries `y`: `[key][head]`, 0 for the heads from `hn` on.
+    #[inline(always)]
+    fn kq64x4<const EXACT: bool, const FUSE: bool>(
+        &self,
+        x: [&[f32]; 4],
+        y: [&[f32]; 4],
+        hn: usize,
+    ) -> [[f32; 4]; 4] {
+        kq64x4::<EXACT, FUSE>(x, y, hn)
+    }
+}
+
+/// [`Dot4x16::kq64x4`] by the portable body: [`lane_dot`] per key and head.
+#[inline(always)]
+pub(crate) fn kq64x4<const EXACT: bool, const FUSE: bool>(
+    x: [&[f32]; 4],
+    y: [&[f32]; 4],
+    hn: usize,
+) -> [[f32; 4]; 4] {
+    x.map(|r| {
+        core::array::from_fn(|j| match y.get(j).filter(|_| j < hn) {
+            Some(q) => lane_dot::<64, EXACT, FUSE>(q, r),
+            None => 0.0,
+        })
+    })
 }
 
 /// [`Dot4x16`] by the portable body.
@@ -606,11 +633,12 @@ impl<const FUSE: bool> Dot4x16 for PortableDot4<FUSE> {
     }
 }
 
-/// `K·Q` of up to 4 heads with one key row at a time, so that each key row is loaded
-/// once for all of them; 16 lanes. The heads' queries are rows of `q` at `q_stride`
-/// (their scratch blocks); fewer than 4 are padded by repeating the last one.
+/// `K·Q` of up to 4 heads with 4 key rows at a time, so that each key row is loaded
+/// once for all of them. The heads' queries are rows of `q` at `q_stride` (their
+/// scratch blocks); with 16 lanes fewer than 4 are padded by repeating the last one
+/// (and their sums computed), with 64 lanes only the `hn` heads are computed.
 #[inline(always)]
-fn kq_heads<D: Dot4x16>(
+fn kq_heads<const FUSE: bool, D: Dot4x16>(
     d: &D,
     q: &[f32],
     q_stride: usize,
@@ -629,6 +657,11 @@ fn kq_heads<D: Dot4x16>(
         i.checked_mul(s.stride)
             .and_then(|at| k.get(at..at.checked_add(hd)?))
     };
+    let four = |x: [&[f32]; 4]| match (s.lanes, s.exact) {
+        (Lanes::L64, true) => d.kq64x4::<true, FUSE>(x, qs, hn),
+        (Lanes::L64, false) => d.kq64x4::<false, FUSE>(x, qs, hn),
+        (Lanes::L16, _) => d.dot4x4(s.exact, x, qs),
+    };
     let mut groups = out.chunks_exact_mut(4);
     let mut i = 0;
     for g in &mut groups {
@@ -636,8 +669,7 @@ fn kq_heads<D: Dot4x16>(
         else {
             return;
         };
-        let d4 = d.dot4x4(s.exact, [r0, r1, r2, r3], qs);
-        for (o, d) in g.iter_mut().zip(d4) {
+        for (o, d) in g.iter_mut().zip(four([r0, r1, r2, r3])) {
             *o = d.map(|x| x * s.scale);
         }
         i += 4;
@@ -646,7 +678,12 @@ fn kq_heads<D: Dot4x16>(
         let Some(r) = row(i) else {
             return;
         };
-        *o = d.dot4(s.exact, r, qs).map(|x| x * s.scale);
+        *o = match s.lanes {
+            // (The one row taken 4 times: the first result is its own.)
+            Lanes::L64 => four([r; 4])[0],
+            Lanes::L16 => d.dot4(s.exact, r, qs),
+        }
+        .map(|x| x * s.scale);
         i += 1;
     }
 }
@@ -673,9 +710,10 @@ pub(crate) fn heads<const FUSE: bool, D: Dot4x16>(
     let Some(ws) = s.heads.checked_mul(block).and_then(|len| ws.get_mut(..len)) else {
         return;
     };
-    // K·Q. With 16 lanes and several heads, 4 heads per pass over the key rows.
+    // K·Q. With 16 lanes and several heads, or with 64 lanes (one query: the costliest
+    // part of a long context's decoding), 4 heads per pass over the key rows.
     let mut h0 = 0;
-    if s.lanes == Lanes::L16 && s.heads > 1 {
+    if s.heads > 1 || s.lanes == Lanes::L64 {
         while h0 < s.heads {
             let hn = (s.heads - h0).min(4);
             let mut key0 = 0;
@@ -686,7 +724,7 @@ pub(crate) fn heads<const FUSE: bool, D: Dot4x16>(
                     let q = ws.get(h0 * block + hd..).unwrap_or(&[]);
                     let rows = k.get(key0 * s.stride..).unwrap_or(&[]);
                     let out = &mut tile[..kn];
-                    kq_heads(d, q, block, hn, rows, s, out);
+                    kq_heads::<FUSE, D>(d, q, block, hn, rows, s, out);
                 }
                 for j in 0..hn {
                     let at = (h0 + j) * block + 2 * hd + key0;

@@ -225,6 +225,18 @@ impl Dot4x16 for Avx2Dot4 {
     }
 
     #[inline(always)]
+    fn kq64x4<const EXACT: bool, const FUSE: bool>(
+        &self,
+        x: [&[f32]; 4],
+        y: [&[f32]; 4],
+        hn: usize,
+    ) -> [[f32; 4]; 4] {
+        // Exact or not, every step is a fused multiply-add here (see the module docs).
+        // SAFETY: as for `dot4`.
+        unsafe { kq64x4_avx2(x, y, hn) }.unwrap_or_else(|| attn::kq64x4::<EXACT, FUSE>(x, y, hn))
+    }
+
+    #[inline(always)]
     fn kqv_cols<const L: usize, const EXACT: bool, const FUSE: bool>(
         &self,
         ws: &mut [f32],
@@ -291,6 +303,72 @@ fn dot4x4_avx2(x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
         unsafe { _mm256_storeu_ps(o.as_mut_ptr().cast(), super::tiles::reduce8_x8(sums)) };
     }
     out
+}
+
+/// [`Dot4x16::kq64x4`]: the `K·Q` sums in 64 lanes (`lane = i mod 64`, a fused
+/// multiply-add per value in index order) of 4 key rows `x` with the first `hn` heads'
+/// queries `y`, `[key][head]`. Each (key, head)'s 64 lanes are 8 registers, folded as
+/// `attn::reduce_lanes` folds them: `(a_k + a_{k+32}) + (a_{k+16} + a_{k+48})`, then the
+/// two halves of the 16 (the first step of `reduce16`); the last steps go 8 sums at a
+/// time through [`super::tiles::reduce8_x8`]. `None` (for the portable body) if the head
+/// dimension is not a multiple of 8, `hn` is not 1 to 4, or a row is short.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn kq64x4_avx2(x: [&[f32]; 4], y: [&[f32]; 4], hn: usize) -> Option<[[f32; 4]; 4]> {
+    let n = y[0].len();
+    let ys = y.get(..hn).filter(|ys| !ys.is_empty())?;
+    if !n.is_multiple_of(8) || x.iter().chain(ys).any(|r| r.len() < n) {
+        return None;
+    }
+    // `folded[4·key + head]`; the heads from `hn` on stay 0.
+    let mut folded = [_mm256_setzero_ps(); 16];
+    let whole = n - n % 64;
+    for (xr, f) in x.iter().zip(folded.chunks_exact_mut(4)) {
+        for (yr, f) in ys.iter().zip(f.iter_mut()) {
+            let mut a = [_mm256_setzero_ps(); 8];
+            let (xp, yp) = (xr.as_ptr(), yr.as_ptr());
+            let mut c = 0;
+            while c < whole {
+                for (t, a) in a.iter_mut().enumerate() {
+                    // SAFETY: `c + 8·t + 8 ≤ whole ≤ n`, and both rows hold at least `n`
+                    // f32 (checked above); `loadu` has no alignment requirement.
+                    unsafe {
+                        let at = c + 8 * t;
+                        *a = _mm256_fmadd_ps(
+                            _mm256_loadu_ps(yp.add(at)),
+                            _mm256_loadu_ps(xp.add(at)),
+                            *a,
+                        );
+                    }
+                }
+                c += 64;
+            }
+            // The last `n − whole` values (a multiple of 8): the first lanes once more.
+            for (t, a) in a.iter_mut().enumerate().take((n - whole) / 8) {
+                // SAFETY: `whole + 8·t + 8 ≤ n`; as above.
+                unsafe {
+                    let at = whole + 8 * t;
+                    *a = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(yp.add(at)),
+                        _mm256_loadu_ps(xp.add(at)),
+                        *a,
+                    );
+                }
+            }
+            let lo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+            let hi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+            *f = _mm256_add_ps(lo, hi);
+        }
+    }
+    let mut out = [[0.0f32; 4]; 4];
+    for (f, o) in folded.chunks_exact(8).zip(out.chunks_exact_mut(2)) {
+        let f: [__m256; 8] =
+            core::array::from_fn(|i| f.get(i).copied().unwrap_or(_mm256_setzero_ps()));
+        // SAFETY: `o` is two `[f32; 4]`, 8 contiguous f32; `storeu` has no alignment
+        // requirement.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr().cast(), super::tiles::reduce8_x8(f)) };
+    }
+    Some(out)
 }
 
 /// `Σ x_i·y_{j,i}` for the 4 rows `y_j` in 16 lanes (`lane = i mod 16`, a fused
