@@ -1,7 +1,8 @@
 //! The attention kernel of [`crate::kernels::attn`] compiled with AVX2/FMA/F16C and with
 //! AVX-512: the same body as the portable entry (so the same operations in the same
 //! order, hence the same bits), which the compiler vectorises here, and hand-written
-//! steps. AVX2: the 16-lane dot products of one key row with 4 heads' queries.
+//! steps. AVX2: the 16-lane dot products of one key row with 4 heads' queries, and the
+//! 64-lane ones (one query) of 4 key rows with up to 4 heads.
 //! AVX-512: also those of 4 key rows at once, one register per (key, head), with their
 //! reductions done 16 at a time; and one lane of `KQ·V` for 64 values of up to 4 heads
 //! in 16 registers. Reached only through the AVX2 and AVX-512 tables, which only
