@@ -8,7 +8,8 @@
 //! instantiated three times: the portable entry below ([`SCALAR`]) and, on x86-64, two
 //! copies compiled with AVX2/FMA/F16C and with AVX-512 enabled (`x86_64/attn.rs`),
 //! which the compiler vectorises. A level may bring its own inner steps ([`Dot4x16`]):
-//! the `K·Q` dot products of 4 heads with one key or 4 keys, and one lane of `KQ·V`.
+//! the `K·Q` dot products of 4 heads with one key or 4 keys, those of one head with a
+//! tile of keys in 64 lanes (one query), and one lane of `KQ·V`.
 //! Every copy runs the same operations in the same order (Rust never contracts or
 //! reassociates float operations), so every level gives the same bits; `tests` checks
 //! them against the straightforward loops.
@@ -473,6 +474,126 @@ fn kqv_chunk<
     Some(())
 }
 
+/// Heads that [`kqv_seq`] takes in one pass over the value rows.
+const SEQ_HEADS: usize = 8;
+
+/// `KQ·V` in 64 lanes (one query) of all the heads of `ws`: [`kqv_seq`] by chunks of
+/// the head dimension (16 values, then 8, then 1 at the tail).
+#[inline(always)]
+fn kqv_rows64<const EXACT: bool, const FUSE: bool>(
+    ws: &mut [f32],
+    block: usize,
+    s: &AttnShape,
+    v: &[f32],
+) -> Option<()> {
+    let mut c0 = 0;
+    while c0 < s.hd {
+        c0 += match s.hd - c0 {
+            r if r >= 16 => kqv_seq::<16, 4, EXACT, FUSE>(ws, block, s, v, c0)?,
+            r if r >= 8 => kqv_seq::<8, 4, EXACT, FUSE>(ws, block, s, v, c0)?,
+            _ => kqv_seq::<1, 4, EXACT, FUSE>(ws, block, s, v, c0)?,
+        };
+    }
+    Some(())
+}
+
+/// `KQ·V` in 64 lanes (one query) of the heads of `ws` for the values `c0 .. c0 + W`,
+/// the sums of [`kqv_heads`] with the value rows walked in order rather than lane by
+/// lane (whose walk, 64 rows apart, keeps missing the caches on a long context). Each
+/// head's 64 lane sums stay in its lane area (`[lane][W]`, in L1 for up to
+/// [`SEQ_HEADS`] heads); the rows go `R` at a time, 64 apart (all in one lane), so that
+/// a lane's sums are loaded and stored once per `R` rows and the `R` rows, once
+/// loaded, serve every head; the rows after the last whole group of `64·R` go one at a
+/// time. Every lane still sums its rows in index order, one [`step`] per value and
+/// row: the same bits. Returns `W`; `None` if a slice is not all there (the callers
+/// never pass such).
+#[inline(always)]
+fn kqv_seq<const W: usize, const R: usize, const EXACT: bool, const FUSE: bool>(
+    ws: &mut [f32],
+    block: usize,
+    s: &AttnShape,
+    v: &[f32],
+    c0: usize,
+) -> Option<usize> {
+    const L: usize = 64;
+    let (hd, n) = (s.hd, s.n_keys);
+    let acc0 = 2 * hd + s.n_ctx;
+    let rows = LaneRows {
+        v,
+        stride: s.stride,
+        c0,
+        first: 0,
+        step: 1,
+    };
+    let mut blocks = ws.chunks_exact_mut(block.max(1));
+    loop {
+        // The next (up to) SEQ_HEADS heads: probabilities, lane sums and output.
+        let mut ps: [&[f32]; SEQ_HEADS] = [&[]; SEQ_HEADS];
+        let mut accs: [&mut [[f32; W]]; SEQ_HEADS] = Default::default();
+        let mut outs: [&mut [f32]; SEQ_HEADS] = Default::default();
+        let mut hn = 0;
+        // (The arrays first: `zip` then takes no block past the last slot.)
+        for ((p, (acc, out)), b) in ps
+            .iter_mut()
+            .zip(accs.iter_mut().zip(outs.iter_mut()))
+            .zip(&mut blocks)
+        {
+            let (head, lanes) = b.split_at_mut_checked(acc0)?;
+            let (o, rest) = head.split_at_mut_checked(hd)?;
+            *p = rest.get(hd..hd + n)?;
+            *out = o.get_mut(c0..c0 + W)?;
+            let (lanes, _) = lanes.get_mut(..L * W)?.as_chunks_mut::<W>();
+            lanes.fill([0.0; W]);
+            *acc = lanes;
+            hn += 1;
+        }
+        if hn == 0 {
+            return Some(W);
+        }
+        let group = L * R;
+        let full = n / group * group;
+        let mut i0 = 0;
+        while i0 < full {
+            for t in 0..L {
+                let l = (s.first + i0 + t) % L;
+                let mut x = [[0.0f32; W]; R];
+                for (j, x) in x.iter_mut().enumerate() {
+                    *x = *rows.row::<W>(i0 + t + L * j)?;
+                }
+                for (p, acc) in ps.iter().zip(accs.iter_mut()).take(hn) {
+                    let a = acc.get_mut(l)?;
+                    let mut pj = [0.0f32; R];
+                    for (j, pj) in pj.iter_mut().enumerate() {
+                        *pj = *p.get(i0 + t + L * j)?;
+                    }
+                    for (w, a) in a.iter_mut().enumerate() {
+                        let mut sum = *a;
+                        for (pj, x) in pj.iter().zip(&x) {
+                            sum = step::<EXACT, FUSE>(sum, *pj, x[w]);
+                        }
+                        *a = sum;
+                    }
+                }
+            }
+            i0 += group;
+        }
+        for i in full..n {
+            let l = (s.first + i) % L;
+            let x = rows.row::<W>(i)?;
+            for (p, acc) in ps.iter().zip(accs.iter_mut()).take(hn) {
+                let (a, &pi) = (acc.get_mut(l)?, p.get(i)?);
+                for (a, &x) in a.iter_mut().zip(x) {
+                    *a = step::<EXACT, FUSE>(*a, pi, x);
+                }
+            }
+        }
+        for (acc, out) in accs.iter_mut().zip(outs.iter_mut()).take(hn) {
+            reduce_lane_rows::<L, W>(acc);
+            out.copy_from_slice(acc.first()?);
+        }
+    }
+}
+
 /// Reduce `L` lane rows of `W` values into row 0: the additions of [`reduce_lanes`] on
 /// whole rows (the same pairs, in the same order, for every value).
 #[inline(always)]
@@ -591,32 +712,20 @@ pub(crate) trait Dot4x16 {
         x.map(|r| self.dot4(exact, r, y))
     }
 
-    /// The `K·Q` sums in 64 lanes ([`lane_dot`]) of 4 key rows `x` with the first `hn`
-    /// (at most 4) heads' queries `y`: `[key][head]`, 0 for the heads from `hn` on.
+    /// The `K·Q` scores in 64 lanes of one head's query `q` (the head dimension) with
+    /// the key rows of `k` (row `i` at `i · stride`), one per value of `scores`:
+    /// `scores_i = scale · lane_dot(q, k_i)`, as [`kq`] gives them.
     #[inline(always)]
-    fn kq64x4<const EXACT: bool, const FUSE: bool>(
+    fn kq64_keys<const EXACT: bool, const FUSE: bool>(
         &self,
-        x: [&[f32]; 4],
-        y: [&[f32]; 4],
-        hn: usize,
-    ) -> [[f32; 4]; 4] {
-        kq64x4::<EXACT, FUSE>(x, y, hn)
+        q: &[f32],
+        k: &[f32],
+        stride: usize,
+        scale: f32,
+        scores: &mut [f32],
+    ) {
+        kq_rows::<64, EXACT, FUSE>(q, k, stride, scale, scores);
     }
-}
-
-/// [`Dot4x16::kq64x4`] by the portable body: [`lane_dot`] per key and head.
-#[inline(always)]
-pub(crate) fn kq64x4<const EXACT: bool, const FUSE: bool>(
-    x: [&[f32]; 4],
-    y: [&[f32]; 4],
-    hn: usize,
-) -> [[f32; 4]; 4] {
-    x.map(|r| {
-        core::array::from_fn(|j| match y.get(j).filter(|_| j < hn) {
-            Some(q) => lane_dot::<64, EXACT, FUSE>(q, r),
-            None => 0.0,
-        })
-    })
 }
 
 /// [`Dot4x16`] by the portable body.
@@ -633,10 +742,10 @@ impl<const FUSE: bool> Dot4x16 for PortableDot4<FUSE> {
     }
 }
 
-/// `K·Q` of up to 4 heads with 4 key rows at a time, so that each key row is loaded
-/// once for all of them. The heads' queries are rows of `q` at `q_stride` (their
-/// scratch blocks); with 16 lanes fewer than 4 are padded by repeating the last one
-/// (and their sums computed), with 64 lanes only the `hn` heads are computed.
+/// `K·Q` in 16 lanes of up to 4 heads with 4 key rows at a time, so that each key row
+/// is loaded once for all of them. The heads' queries are rows of `q` at `q_stride`
+/// (their scratch blocks); fewer than 4 are padded by repeating the last one (and
+/// their sums computed).
 #[inline(always)]
 fn kq_heads<const FUSE: bool, D: Dot4x16>(
     d: &D,
@@ -657,11 +766,6 @@ fn kq_heads<const FUSE: bool, D: Dot4x16>(
         i.checked_mul(s.stride)
             .and_then(|at| k.get(at..at.checked_add(hd)?))
     };
-    let four = |x: [&[f32]; 4]| match (s.lanes, s.exact) {
-        (Lanes::L64, true) => d.kq64x4::<true, FUSE>(x, qs, hn),
-        (Lanes::L64, false) => d.kq64x4::<false, FUSE>(x, qs, hn),
-        (Lanes::L16, _) => d.dot4x4(s.exact, x, qs),
-    };
     let mut groups = out.chunks_exact_mut(4);
     let mut i = 0;
     for g in &mut groups {
@@ -669,7 +773,7 @@ fn kq_heads<const FUSE: bool, D: Dot4x16>(
         else {
             return;
         };
-        for (o, d) in g.iter_mut().zip(four([r0, r1, r2, r3])) {
+        for (o, d) in g.iter_mut().zip(d.dot4x4(s.exact, [r0, r1, r2, r3], qs)) {
             *o = d.map(|x| x * s.scale);
         }
         i += 4;
@@ -678,18 +782,16 @@ fn kq_heads<const FUSE: bool, D: Dot4x16>(
         let Some(r) = row(i) else {
             return;
         };
-        *o = match s.lanes {
-            // (The one row taken 4 times: the first result is its own.)
-            Lanes::L64 => four([r; 4])[0],
-            Lanes::L16 => d.dot4(s.exact, r, qs),
-        }
-        .map(|x| x * s.scale);
+        *o = d.dot4(s.exact, r, qs).map(|x| x * s.scale);
         i += 1;
     }
 }
 
 /// Scores of 4 heads for this many keys at a time (a stack buffer).
 const KQ_TILE: usize = 64;
+
+/// Bytes of key rows per tile of the 64-lane `K·Q` (half of a 32 KiB L1 data cache).
+const KQ_TILE_BYTES: usize = 16 << 10;
 
 /// The body of [`HeadsFn`].
 #[inline(always)]
@@ -710,10 +812,34 @@ pub(crate) fn heads<const FUSE: bool, D: Dot4x16>(
     let Some(ws) = s.heads.checked_mul(block).and_then(|len| ws.get_mut(..len)) else {
         return;
     };
-    // K·Q. With 16 lanes and several heads, or with 64 lanes (one query: the costliest
-    // part of a long context's decoding), 4 heads per pass over the key rows.
+    // K·Q. With 64 lanes (one query: the costliest part of a long context's decoding),
+    // tiles of keys that stay in L1 while every head takes its scores from them. With
+    // 16 lanes and several heads, 4 heads per pass over the key rows.
     let mut h0 = 0;
-    if s.heads > 1 || s.lanes == Lanes::L64 {
+    if s.lanes == Lanes::L64 {
+        let tile = (KQ_TILE_BYTES / (4 * hd).max(1)).max(8) / 8 * 8;
+        let mut key0 = 0;
+        while key0 < n {
+            let kn = (n - key0).min(tile);
+            let rows = k.get(key0 * s.stride..).unwrap_or(&[]);
+            for b in ws.chunks_exact_mut(block) {
+                let Some((q, rest)) = b.get_mut(hd..).and_then(|r| r.split_at_mut_checked(hd))
+                else {
+                    return;
+                };
+                let Some(out) = rest.get_mut(key0..key0 + kn) else {
+                    return;
+                };
+                if s.exact {
+                    d.kq64_keys::<true, FUSE>(q, rows, s.stride, s.scale, out);
+                } else {
+                    d.kq64_keys::<false, FUSE>(q, rows, s.stride, s.scale, out);
+                }
+            }
+            key0 += kn;
+        }
+        h0 = s.heads;
+    } else if s.heads > 1 {
         while h0 < s.heads {
             let hn = (s.heads - h0).min(4);
             let mut key0 = 0;
@@ -768,8 +894,12 @@ pub(crate) fn heads<const FUSE: bool, D: Dot4x16>(
     match (s.lanes, s.exact) {
         (Lanes::L16, true) => kqv_heads::<16, true, FUSE, D>(d, ws, block, s, v),
         (Lanes::L16, false) => kqv_heads::<16, false, FUSE, D>(d, ws, block, s, v),
-        (Lanes::L64, true) => kqv_heads::<64, true, FUSE, D>(d, ws, block, s, v),
-        (Lanes::L64, false) => kqv_heads::<64, false, FUSE, D>(d, ws, block, s, v),
+        (Lanes::L64, true) => {
+            let _ = kqv_rows64::<true, FUSE>(ws, block, s, v);
+        }
+        (Lanes::L64, false) => {
+            let _ = kqv_rows64::<false, FUSE>(ws, block, s, v);
+        }
     }
 }
 
@@ -946,11 +1076,13 @@ mod tests {
             .filter_map(|l| kernels(l).ok())
             .collect();
         for hd in [1usize, 7, 16, 24, 64, 72, 256] {
-            for n in [1usize, 2, 3, 4, 5, 15, 16, 17, 33, 70, 131] {
+            for n in [1usize, 2, 3, 4, 5, 15, 16, 17, 33, 70, 131, 300, 579] {
                 for first in [0usize, 5, 15, 16, 33] {
                     for (lanes, l) in [(Lanes::L16, 16), (Lanes::L64, 64)] {
                         for exact in [true, false] {
-                            let heads = 1 + (hd + n + first) % 5;
+                            // Up to 10 heads with the longer spans (more than one pass
+                            // of the 64-lane `KQ·V`, whose rows go 4 per lane).
+                            let heads = 1 + (hd + n + first) % 5 + if n > 256 { 5 } else { 0 };
                             let stride = if n % 2 == 0 { hd } else { 2 * hd + 3 };
                             let n_ctx = n + first % 7;
                             let round = |x: f32| {

@@ -2,7 +2,8 @@
 //! AVX-512: the same body as the portable entry (so the same operations in the same
 //! order, hence the same bits), which the compiler vectorises here, and hand-written
 //! steps. AVX2: the 16-lane dot products of one key row with 4 heads' queries, and the
-//! 64-lane ones (one query) of 4 key rows with up to 4 heads.
+//! 64-lane ones (one query) of one head's query with a tile of key rows, 8 keys'
+//! reductions at a time.
 //! AVX-512: also those of 4 key rows at once, one register per (key, head), with their
 //! reductions done 16 at a time; and one lane of `KQ·V` for 64 values of up to 4 heads
 //! in 16 registers. Reached only through the AVX2 and AVX-512 tables, which only
@@ -54,6 +55,21 @@ impl Dot4x16 for ZmmDot4 {
     fn dot4x4(&self, _exact: bool, x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
         // SAFETY: as for `dot4`.
         unsafe { dot4x4_zmm(x, y) }
+    }
+
+    #[inline(always)]
+    fn kq64_keys<const EXACT: bool, const FUSE: bool>(
+        &self,
+        q: &[f32],
+        k: &[f32],
+        stride: usize,
+        scale: f32,
+        scores: &mut [f32],
+    ) {
+        // SAFETY: as for `dot4` (AVX-512 F implies the AVX2 kernel's features here).
+        if unsafe { kq64_keys_avx2(q, k, stride, scale, scores) }.is_none() {
+            attn::kq::<FUSE>(q, k, stride, attn::Lanes::L64, EXACT, scale, scores);
+        }
     }
 
     #[inline(always)]
@@ -226,15 +242,19 @@ impl Dot4x16 for Avx2Dot4 {
     }
 
     #[inline(always)]
-    fn kq64x4<const EXACT: bool, const FUSE: bool>(
+    fn kq64_keys<const EXACT: bool, const FUSE: bool>(
         &self,
-        x: [&[f32]; 4],
-        y: [&[f32]; 4],
-        hn: usize,
-    ) -> [[f32; 4]; 4] {
+        q: &[f32],
+        k: &[f32],
+        stride: usize,
+        scale: f32,
+        scores: &mut [f32],
+    ) {
         // Exact or not, every step is a fused multiply-add here (see the module docs).
         // SAFETY: as for `dot4`.
-        unsafe { kq64x4_avx2(x, y, hn) }.unwrap_or_else(|| attn::kq64x4::<EXACT, FUSE>(x, y, hn))
+        if unsafe { kq64_keys_avx2(q, k, stride, scale, scores) }.is_none() {
+            attn::kq::<FUSE>(q, k, stride, attn::Lanes::L64, EXACT, scale, scores);
+        }
     }
 
     #[inline(always)]
@@ -306,70 +326,100 @@ fn dot4x4_avx2(x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
     out
 }
 
-/// [`Dot4x16::kq64x4`]: the `K·Q` sums in 64 lanes (`lane = i mod 64`, a fused
-/// multiply-add per value in index order) of 4 key rows `x` with the first `hn` heads'
-/// queries `y`, `[key][head]`. Each (key, head)'s 64 lanes are 8 registers, folded as
-/// `attn::reduce_lanes` folds them: `(a_k + a_{k+32}) + (a_{k+16} + a_{k+48})`, then the
-/// two halves of the 16 (the first step of `reduce16`); the last steps go 8 sums at a
-/// time through [`super::tiles::reduce8_x8`]. `None` (for the portable body) if the head
-/// dimension is not a multiple of 8, `hn` is not 1 to 4, or a row is short.
+/// [`Dot4x16::kq64_keys`]: the `K·Q` scores in 64 lanes (`lane = i mod 64`, a fused
+/// multiply-add per value in index order) of the query `q` with the key rows of `k`
+/// (row `i` at `i · stride`), one per value of `scores`. A key's 64 lanes are 8
+/// registers, folded as `attn::reduce_lanes` folds them:
+/// `(a_k + a_{k+32}) + (a_{k+16} + a_{k+48})`, then the two halves of the 16 (the first
+/// step of `reduce16`); the last
+/// steps go 8 keys at a time through [`super::tiles::reduce8_x8`], and the 8 sums are
+/// scaled together. With a head dimension of 64 the query stays in registers. `None`
+/// (for the portable body) if the head dimension is not a multiple of 8 or a row is
+/// short.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn kq64x4_avx2(x: [&[f32]; 4], y: [&[f32]; 4], hn: usize) -> Option<[[f32; 4]; 4]> {
-    let n = y[0].len();
-    let ys = y.get(..hn).filter(|ys| !ys.is_empty())?;
-    if !n.is_multiple_of(8) || x.iter().chain(ys).any(|r| r.len() < n) {
+fn kq64_keys_avx2(
+    q: &[f32],
+    k: &[f32],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+) -> Option<()> {
+    let hd = q.len();
+    let n = scores.len();
+    if hd == 0 || !hd.is_multiple_of(8) {
         return None;
     }
-    // `folded[4·key + head]`; the heads from `hn` on stay 0.
-    let mut folded = [_mm256_setzero_ps(); 16];
-    let whole = n - n % 64;
-    for (xr, f) in x.iter().zip(folded.chunks_exact_mut(4)) {
-        for (yr, f) in ys.iter().zip(f.iter_mut()) {
+    if n > 0 && k.len() < (n - 1).checked_mul(stride)?.checked_add(hd)? {
+        return None;
+    }
+    let whole = hd - hd % 64;
+    // The query's first 64 values (zeros past `hd`), for a head dimension of 64.
+    let q64: [__m256; 8] = if hd == 64 {
+        core::array::from_fn(|t| load8(q, 8 * t))
+    } else {
+        [_mm256_setzero_ps(); 8]
+    };
+    let qp = q.as_ptr();
+    let sc = _mm256_set1_ps(scale);
+    let mut i = 0;
+    while i < n {
+        let kn = (n - i).min(8);
+        let mut f = [_mm256_setzero_ps(); 8];
+        for (t, f) in f.iter_mut().enumerate().take(kn) {
+            // Row `i + t < n` holds `hd` f32 (checked above).
+            let xp = k.as_ptr().wrapping_add((i + t) * stride);
             let mut a = [_mm256_setzero_ps(); 8];
-            let (xp, yp) = (xr.as_ptr(), yr.as_ptr());
-            let mut c = 0;
-            while c < whole {
-                for (t, a) in a.iter_mut().enumerate() {
-                    // SAFETY: `c + 8·t + 8 ≤ whole ≤ n`, and both rows hold at least `n`
-                    // f32 (checked above); `loadu` has no alignment requirement.
-                    unsafe {
-                        let at = c + 8 * t;
-                        *a = _mm256_fmadd_ps(
-                            _mm256_loadu_ps(yp.add(at)),
-                            _mm256_loadu_ps(xp.add(at)),
-                            *a,
-                        );
-                    }
+            if hd == 64 {
+                for (c, a) in a.iter_mut().enumerate() {
+                    // SAFETY: the row holds 64 f32 from `xp`; `loadu` has no alignment
+                    // requirement.
+                    *a = _mm256_fmadd_ps(q64[c], unsafe { _mm256_loadu_ps(xp.add(8 * c)) }, *a);
                 }
-                c += 64;
-            }
-            // The last `n − whole` values (a multiple of 8): the first lanes once more.
-            for (t, a) in a.iter_mut().enumerate().take((n - whole) / 8) {
-                // SAFETY: `whole + 8·t + 8 ≤ n`; as above.
-                unsafe {
-                    let at = whole + 8 * t;
-                    *a = _mm256_fmadd_ps(
-                        _mm256_loadu_ps(yp.add(at)),
-                        _mm256_loadu_ps(xp.add(at)),
-                        *a,
-                    );
+            } else {
+                let mut c0 = 0;
+                while c0 < whole {
+                    for (c, a) in a.iter_mut().enumerate() {
+                        // SAFETY: `c0 + 8·c + 8 ≤ whole ≤ hd`, and the row and `q` hold
+                        // `hd` f32; `loadu` has no alignment requirement.
+                        unsafe {
+                            let at = c0 + 8 * c;
+                            let (y, x) = (_mm256_loadu_ps(qp.add(at)), _mm256_loadu_ps(xp.add(at)));
+                            *a = _mm256_fmadd_ps(y, x, *a);
+                        }
+                    }
+                    c0 += 64;
+                }
+                // The last `hd − whole` values (a multiple of 8): the first lanes once more.
+                for (c, a) in a.iter_mut().enumerate().take((hd - whole) / 8) {
+                    // SAFETY: `whole + 8·c + 8 ≤ hd`; as above.
+                    unsafe {
+                        let at = whole + 8 * c;
+                        let (y, x) = (_mm256_loadu_ps(qp.add(at)), _mm256_loadu_ps(xp.add(at)));
+                        *a = _mm256_fmadd_ps(y, x, *a);
+                    }
                 }
             }
             let lo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
             let hi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
             *f = _mm256_add_ps(lo, hi);
         }
+        let r = _mm256_mul_ps(super::tiles::reduce8_x8(f), sc);
+        match scores.get_mut(i..i + 8) {
+            // SAFETY: `g` holds 8 f32; `storeu` has no alignment requirement.
+            Some(g) => unsafe { _mm256_storeu_ps(g.as_mut_ptr(), r) },
+            None => {
+                let mut t = [0.0f32; 8];
+                // SAFETY: `t` holds 8 f32; `storeu` has no alignment requirement.
+                unsafe { _mm256_storeu_ps(t.as_mut_ptr(), r) };
+                for (d, s) in scores.iter_mut().skip(i).zip(t) {
+                    *d = s;
+                }
+            }
+        }
+        i += kn;
     }
-    let mut out = [[0.0f32; 4]; 4];
-    for (f, o) in folded.chunks_exact(8).zip(out.chunks_exact_mut(2)) {
-        let f: [__m256; 8] =
-            core::array::from_fn(|i| f.get(i).copied().unwrap_or(_mm256_setzero_ps()));
-        // SAFETY: `o` is two `[f32; 4]`, 8 contiguous f32; `storeu` has no alignment
-        // requirement.
-        unsafe { _mm256_storeu_ps(o.as_mut_ptr().cast(), super::tiles::reduce8_x8(f)) };
-    }
-    Some(out)
+    Some(())
 }
 
 /// `Σ x_i·y_{j,i}` for the 4 rows `y_j` in 16 lanes (`lane = i mod 16`, a fused
