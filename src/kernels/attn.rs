@@ -97,15 +97,31 @@ pub fn block_len(hd: usize, n_ctx: usize) -> Option<usize> {
 /// The CPU must support the table's level.
 pub(crate) type HeadsFn = unsafe fn(s: &AttnShape, k: &[f32], v: &[f32], ws: &mut [f32]);
 
+/// [`HeadsFn`] for one query (the decode of a token: `s.lanes` is [`Lanes::L64`]) with
+/// the keys and values read from the f16 cache itself: `k` and `v` are its
+/// little-endian bytes, row `i` from byte `2 · i · s.stride`, the values as rows
+/// whatever `s.values` says. The same results as [`HeadsFn`] on the rows widened to
+/// f32 (every f16 is exact in f32), without that copy of the span. Shapes with 16
+/// lanes are left alone (the callers pass none).
+///
+/// # Safety
+///
+/// The CPU must support the table's level.
+pub(crate) type HeadsF16Fn = unsafe fn(s: &AttnShape, k: &[u8], v: &[u8], ws: &mut [f32]);
+
 /// The attention kernels of one level.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct AttnKernels {
     pub(crate) heads: HeadsFn,
+    /// At the levels whose f16 conversion is cheap enough to redo per use (F16C);
+    /// the others widen the span once ([`HeadsFn`]).
+    pub(crate) heads_f16: Option<HeadsF16Fn>,
 }
 
 /// The portable entries.
 pub(crate) const SCALAR: AttnKernels = AttnKernels {
     heads: heads_scalar,
+    heads_f16: None,
 };
 
 fn heads_scalar(s: &AttnShape, k: &[f32], v: &[f32], ws: &mut [f32]) {
@@ -480,21 +496,73 @@ const SEQ_HEADS: usize = 8;
 /// `KQ·V` in 64 lanes (one query) of all the heads of `ws`: [`kqv_seq`] by chunks of
 /// the head dimension (16 values, then 8, then 1 at the tail).
 #[inline(always)]
-fn kqv_rows64<const EXACT: bool, const FUSE: bool>(
+fn kqv_rows64<const EXACT: bool, const FUSE: bool, V: ValueRows>(
     ws: &mut [f32],
     block: usize,
     s: &AttnShape,
-    v: &[f32],
+    v: V,
 ) -> Option<()> {
     let mut c0 = 0;
     while c0 < s.hd {
         c0 += match s.hd - c0 {
-            r if r >= 16 => kqv_seq::<16, 4, EXACT, FUSE>(ws, block, s, v, c0)?,
-            r if r >= 8 => kqv_seq::<8, 4, EXACT, FUSE>(ws, block, s, v, c0)?,
-            _ => kqv_seq::<1, 4, EXACT, FUSE>(ws, block, s, v, c0)?,
+            r if r >= 16 => kqv_seq::<16, 4, EXACT, FUSE, V>(ws, block, s, v, c0)?,
+            r if r >= 8 => kqv_seq::<8, 4, EXACT, FUSE, V>(ws, block, s, v, c0)?,
+            _ => kqv_seq::<1, 4, EXACT, FUSE, V>(ws, block, s, v, c0)?,
         };
     }
     Some(())
+}
+
+/// Where [`kqv_seq`] reads the value rows.
+pub(crate) trait ValueRows: Copy {
+    /// Values `c0 .. c0 + W` of row `i` as f32, if they are all there.
+    fn piece<const W: usize>(&self, i: usize, c0: usize) -> Option<[f32; W]>;
+}
+
+/// Value rows in f32: row `i` at `i · stride` of `v`.
+#[derive(Clone, Copy)]
+struct F32Rows<'a> {
+    v: &'a [f32],
+    stride: usize,
+}
+
+impl ValueRows for F32Rows<'_> {
+    #[inline(always)]
+    fn piece<const W: usize>(&self, i: usize, c0: usize) -> Option<[f32; W]> {
+        let at = i.checked_mul(self.stride)?.checked_add(c0)?;
+        self.v.get(at..at.checked_add(W)?)?.try_into().ok()
+    }
+}
+
+/// Value rows in f16 (little-endian bytes): row `i` from byte `2 · i · stride` of
+/// `v`, widened by the level's [`Dot4x16::widen`]. (Only the x86 levels read f16 rows.)
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct F16Rows<'a, D> {
+    v: &'a [u8],
+    stride: usize,
+    d: &'a D,
+}
+
+impl<D> Clone for F16Rows<'_, D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<D> Copy for F16Rows<'_, D> {}
+
+impl<D: Dot4x16> ValueRows for F16Rows<'_, D> {
+    #[inline(always)]
+    fn piece<const W: usize>(&self, i: usize, c0: usize) -> Option<[f32; W]> {
+        let at = i
+            .checked_mul(self.stride)?
+            .checked_add(c0)?
+            .checked_mul(2)?;
+        let src = self.v.get(at..at.checked_add(2 * W)?)?;
+        let mut out = [0.0f32; W];
+        self.d.widen(src, &mut out);
+        Some(out)
+    }
 }
 
 /// `KQ·V` in 64 lanes (one query) of the heads of `ws` for the values `c0 .. c0 + W`,
@@ -508,23 +576,16 @@ fn kqv_rows64<const EXACT: bool, const FUSE: bool>(
 /// row: the same bits. Returns `W`; `None` if a slice is not all there (the callers
 /// never pass such).
 #[inline(always)]
-fn kqv_seq<const W: usize, const R: usize, const EXACT: bool, const FUSE: bool>(
+fn kqv_seq<const W: usize, const R: usize, const EXACT: bool, const FUSE: bool, V: ValueRows>(
     ws: &mut [f32],
     block: usize,
     s: &AttnShape,
-    v: &[f32],
+    rows: V,
     c0: usize,
 ) -> Option<usize> {
     const L: usize = 64;
     let (hd, n) = (s.hd, s.n_keys);
     let acc0 = 2 * hd + s.n_ctx;
-    let rows = LaneRows {
-        v,
-        stride: s.stride,
-        c0,
-        first: 0,
-        step: 1,
-    };
     let mut blocks = ws.chunks_exact_mut(block.max(1));
     loop {
         // The next (up to) SEQ_HEADS heads: probabilities, lane sums and output.
@@ -558,7 +619,7 @@ fn kqv_seq<const W: usize, const R: usize, const EXACT: bool, const FUSE: bool>(
                 let l = (s.first + i0 + t) % L;
                 let mut x = [[0.0f32; W]; R];
                 for (j, x) in x.iter_mut().enumerate() {
-                    *x = *rows.row::<W>(i0 + t + L * j)?;
+                    *x = rows.piece::<W>(i0 + t + L * j, c0)?;
                 }
                 for (p, acc) in ps.iter().zip(accs.iter_mut()).take(hn) {
                     let a = acc.get_mut(l)?;
@@ -579,10 +640,10 @@ fn kqv_seq<const W: usize, const R: usize, const EXACT: bool, const FUSE: bool>(
         }
         for i in full..n {
             let l = (s.first + i) % L;
-            let x = rows.row::<W>(i)?;
+            let x = rows.piece::<W>(i, c0)?;
             for (p, acc) in ps.iter().zip(accs.iter_mut()).take(hn) {
                 let (a, &pi) = (acc.get_mut(l)?, p.get(i)?);
-                for (a, &x) in a.iter_mut().zip(x) {
+                for (a, x) in a.iter_mut().zip(x) {
                     *a = step::<EXACT, FUSE>(*a, pi, x);
                 }
             }
@@ -710,6 +771,31 @@ pub(crate) trait Dot4x16 {
     #[inline(always)]
     fn dot4x4(&self, exact: bool, x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
         x.map(|r| self.dot4(exact, r, y))
+    }
+
+    /// f16 → f32 (exact) for `min(src.len() / 2, dst.len())` values: `src` is
+    /// little-endian bytes.
+    #[inline(always)]
+    fn widen(&self, src: &[u8], dst: &mut [f32]) {
+        let mut s8 = src.chunks_exact(16);
+        let mut d8 = dst.chunks_exact_mut(8);
+        for (s, d) in (&mut s8).zip(&mut d8) {
+            if let (Ok(s), Ok(d)) = (<&[u8; 16]>::try_from(s), <&mut [f32; 8]>::try_from(d)) {
+                *d = self.widen8(s);
+            }
+        }
+        let (s, d) = (s8.remainder(), d8.into_remainder());
+        if !s.is_empty() && !d.is_empty() {
+            super::scalar::f16_to_f32_row(s, d);
+        }
+    }
+
+    /// [`widen`](Self::widen) of 8 values.
+    #[inline(always)]
+    fn widen8(&self, src: &[u8; 16]) -> [f32; 8] {
+        let mut out = [0.0f32; 8];
+        super::scalar::f16_to_f32_row(src, &mut out);
+        out
     }
 
     /// The `K·Q` scores in 64 lanes of one head's query `q` (the head dimension) with
@@ -895,11 +981,99 @@ pub(crate) fn heads<const FUSE: bool, D: Dot4x16>(
         (Lanes::L16, true) => kqv_heads::<16, true, FUSE, D>(d, ws, block, s, v),
         (Lanes::L16, false) => kqv_heads::<16, false, FUSE, D>(d, ws, block, s, v),
         (Lanes::L64, true) => {
-            let _ = kqv_rows64::<true, FUSE>(ws, block, s, v);
+            let _ = kqv_rows64::<true, FUSE, _>(
+                ws,
+                block,
+                s,
+                F32Rows {
+                    v,
+                    stride: s.stride,
+                },
+            );
         }
         (Lanes::L64, false) => {
-            let _ = kqv_rows64::<false, FUSE>(ws, block, s, v);
+            let _ = kqv_rows64::<false, FUSE, _>(
+                ws,
+                block,
+                s,
+                F32Rows {
+                    v,
+                    stride: s.stride,
+                },
+            );
         }
+    }
+}
+
+/// The body of [`HeadsF16Fn`]: [`heads`]'s 64-lane path on f16 rows. The keys go by
+/// tiles (as many as fit [`KQ_TILE_BYTES`], at most 64), each widened once into the
+/// last head's lane area (free until `KQ·V`) and scored there by every head; the value
+/// rows are widened as `KQ·V` loads them (once per pass over the rows, for up to
+/// [`SEQ_HEADS`] heads).
+#[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn heads_f16<const FUSE: bool, D: Dot4x16>(
+    d: &D,
+    s: &AttnShape,
+    k: &[u8],
+    v: &[u8],
+    ws: &mut [f32],
+) {
+    let _ = heads_f16_inner::<FUSE, D>(d, s, k, v, ws);
+}
+
+/// [`heads_f16`]; `None` if a slice is not all there (the callers never pass such).
+#[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn heads_f16_inner<const FUSE: bool, D: Dot4x16>(
+    d: &D,
+    s: &AttnShape,
+    k: &[u8],
+    v: &[u8],
+    ws: &mut [f32],
+) -> Option<()> {
+    let (hd, n) = (s.hd, s.n_keys);
+    let block = block_len(hd, s.n_ctx)?;
+    if n > s.n_ctx || hd == 0 || s.heads == 0 || s.lanes != Lanes::L64 {
+        return None;
+    }
+    let ws = ws.get_mut(..s.heads.checked_mul(block)?)?;
+    let acc0 = 2 * hd + s.n_ctx;
+    let (heads, spare) = ws.split_at_mut_checked((s.heads - 1) * block + acc0)?;
+    // K·Q.
+    let per_tile = (KQ_TILE_BYTES / (4 * hd)).clamp(8, 64);
+    let tile = spare.get_mut(..per_tile * hd)?;
+    let mut key0 = 0;
+    while key0 < n {
+        let kn = (n - key0).min(per_tile);
+        for (r, dst) in tile.chunks_exact_mut(hd).take(kn).enumerate() {
+            let at = (key0 + r).checked_mul(s.stride)?.checked_mul(2)?;
+            d.widen(k.get(at..at.checked_add(2 * hd)?)?, dst);
+        }
+        let keys = tile.get(..kn * hd)?;
+        for b in heads.chunks_mut(block) {
+            let (q, rest) = b.get_mut(hd..)?.split_at_mut_checked(hd)?;
+            let out = rest.get_mut(key0..key0 + kn)?;
+            if s.exact {
+                d.kq64_keys::<true, FUSE>(q, keys, hd, s.scale, out);
+            } else {
+                d.kq64_keys::<false, FUSE>(q, keys, hd, s.scale, out);
+            }
+        }
+        key0 += kn;
+    }
+    for b in ws.chunks_exact_mut(block) {
+        softmax(b.get_mut(2 * hd..2 * hd + n)?, s.first, s.exact);
+    }
+    let rows = F16Rows {
+        v,
+        stride: s.stride,
+        d,
+    };
+    if s.exact {
+        kqv_rows64::<true, FUSE, _>(ws, block, s, rows)
+    } else {
+        kqv_rows64::<false, FUSE, _>(ws, block, s, rows)
     }
 }
 
@@ -1075,6 +1249,7 @@ mod tests {
             .into_iter()
             .filter_map(|l| kernels(l).ok())
             .collect();
+        let mut f16_runs = 0;
         for hd in [1usize, 7, 16, 24, 64, 72, 256] {
             for n in [1usize, 2, 3, 4, 5, 15, 16, 17, 33, 70, 131, 300, 579] {
                 for first in [0usize, 5, 15, 16, 33] {
@@ -1150,6 +1325,33 @@ mod tests {
                                 cols(first.saturating_sub(3)),
                             ];
                             let block = block_len(hd, n_ctx).unwrap();
+                            // The f16 rows themselves, for the levels that read them
+                            // (one query: 64 lanes; every value an f16).
+                            let f16s = |x: &[f32]| -> Vec<u8> {
+                                x.iter()
+                                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                                    .collect()
+                            };
+                            let (k16, v16) = (f16s(&k), f16s(&v));
+                            for t in levels.iter().filter(|t| t.attn_reads_f16()) {
+                                if lanes != Lanes::L64 || !exact {
+                                    continue;
+                                }
+                                f16_runs += 1;
+                                let mut ws = vec![f32::NAN; heads * block];
+                                for (j, q) in qs.iter().enumerate() {
+                                    ws[j * block + hd..j * block + 2 * hd].copy_from_slice(q);
+                                }
+                                t.attn_heads_f16(&shape, &k16, &v16, &mut ws);
+                                for (j, w) in want.iter().enumerate() {
+                                    assert_eq!(
+                                        bits(&ws[j * block..j * block + hd]),
+                                        bits(w),
+                                        "{:?} f16 rows, head {j}/{heads} hd {hd} n {n} first {first}",
+                                        t.level(),
+                                    );
+                                }
+                            }
                             for t in &levels {
                                 for (shape, v) in &layouts {
                                     let mut ws = vec![f32::NAN; heads * block];
@@ -1173,6 +1375,13 @@ mod tests {
                 }
             }
         }
+        // An x86 CPU with AVX2 and F16C (the CI machines') reads the f16 rows directly.
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+            assert!(f16_runs > 0);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = f16_runs;
     }
 
     /// Short slices and scratch never panic.
@@ -1202,6 +1411,12 @@ mod tests {
                         ..shape
                     };
                     t.attn_heads(&zero, &[1.0; 8], &[1.0; 8], &mut [0.0; 1000]);
+                    let one = 0x3c00u16.to_le_bytes().repeat(20);
+                    t.attn_heads_f16(&shape, &one, &one, &mut [0.0; 1000]);
+                    t.attn_heads_f16(&shape, &one, &one[..8], &mut [0.0; 1000]);
+                    t.attn_heads_f16(&shape, &one[..7], &one, &mut [0.0; 100]);
+                    t.attn_heads_f16(&shape, &[], &[], &mut []);
+                    t.attn_heads_f16(&zero, &one, &one, &mut [0.0; 1000]);
                     for (stride, base) in [(16, 0), (0, 0), (16, 5), (3, 0), (usize::MAX, 0)] {
                         let cols = AttnShape {
                             values: VLayout::Cols { stride, base },

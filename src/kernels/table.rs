@@ -814,6 +814,28 @@ impl Kernels {
         // docs); the kernel bounds every access by the slices' lengths.
         unsafe { (self.attn.heads)(s, k, v, ws) }
     }
+
+    /// Whether [`attn_heads_f16`](Self::attn_heads_f16) reads an f16 cache directly at
+    /// this level (otherwise the caller widens the rows for [`attn_heads`](Self::attn_heads)).
+    pub(crate) fn attn_reads_f16(&self) -> bool {
+        self.attn.heads_f16.is_some()
+    }
+
+    /// [`attn::HeadsF16Fn`](super::attn::HeadsF16Fn): one query's attention over the f16
+    /// cache rows `k`, `v` (little-endian bytes). Does nothing at a level without it
+    /// ([`attn_reads_f16`](Self::attn_reads_f16)).
+    pub(crate) fn attn_heads_f16(
+        &self,
+        s: &super::attn::AttnShape,
+        k: &[u8],
+        v: &[u8],
+        ws: &mut [f32],
+    ) {
+        if let Some(f) = self.attn.heads_f16 {
+            // SAFETY: as for `attn_heads`.
+            unsafe { f(s, k, v, ws) }
+        }
+    }
 }
 
 /// Rows per task of a matmul over `rows` rows: enough tasks to balance the threads, few

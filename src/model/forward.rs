@@ -806,7 +806,8 @@ fn attention_block(
 
     // Causal attention. With an f16 cache the keys and values of the whole span the
     // batch attends to are converted to f32 once per layer call (not once per query
-    // position and head).
+    // position and head), except for one token at a level whose kernel reads the f16
+    // rows directly (`Kernels::attn_reads_f16`).
     let window = if c.is_swa(il) { c.sliding_window } else { None };
     let span_lo = window.map_or(0, |w| (n_past + 1).saturating_sub(w));
     let span_hi = n_past + b; // exclusive
@@ -835,7 +836,7 @@ fn attention_block(
             st.threads.for_rows(vt, cols * t_len, |at, vt| {
                 transpose_values(vs, base, t_len, at, vt)
             });
-        } else {
+        } else if !table.attn_reads_f16() {
             st.threads.for_chunks2(
                 (to - from).div_ceil(piece.max(1)),
                 (kd, piece),
@@ -1067,8 +1068,6 @@ fn attend(
             let j1 = ((kvh + 1) * group - h_first).min(n_here);
             let at_conv = (lo - span_lo) * kvd + kvh * hd;
             let at_cache = kv.row(il, lo) + kvh * hd;
-            let k = head_rows(&kv.k, kvf.0, at_conv, at_cache);
-            let v = head_rows(&kv.v, kvf.1, at_conv, at_cache);
             let shape = AttnShape {
                 heads: j1 - j0,
                 hd,
@@ -1082,7 +1081,18 @@ fn attend(
                 values: VLayout::Rows,
             };
             let blocks = piece.get_mut(j0 * chunk..j1 * chunk).unwrap_or(&mut []);
-            table.attn_heads(&shape, k, v, blocks);
+            match (&kv.k, &kv.v) {
+                (KvStore::F16(kc), KvStore::F16(vc)) if table.attn_reads_f16() => {
+                    let at = 2 * at_cache;
+                    let (k, v) = (kc.get(at..).unwrap_or(&[]), vc.get(at..).unwrap_or(&[]));
+                    table.attn_heads_f16(&shape, k, v, blocks);
+                }
+                _ => {
+                    let k = head_rows(&kv.k, kvf.0, at_conv, at_cache);
+                    let v = head_rows(&kv.v, kvf.1, at_conv, at_cache);
+                    table.attn_heads(&shape, k, v, blocks);
+                }
+            }
             j0 = j1;
         }
     });

@@ -19,20 +19,36 @@ use crate::kernels::attn::{self, AttnKernels, AttnShape, Cols, Dot4x16, LaneRows
 use crate::kernels::scalar::fma;
 
 /// The AVX2 entries.
-pub(super) const AVX2_ATTN: AttnKernels = AttnKernels { heads };
+pub(super) const AVX2_ATTN: AttnKernels = AttnKernels {
+    heads,
+    heads_f16: Some(heads_f16),
+};
 
 /// The AVX-512 entries: [`AVX2_ATTN`] with the `K·Q` of 4 keys × 4 heads in 512-bit
 /// registers ([`dot4x4_zmm`]); same bits.
-pub(super) const ZMM_ATTN: AttnKernels = AttnKernels { heads: heads_zmm };
+pub(super) const ZMM_ATTN: AttnKernels = AttnKernels {
+    heads: heads_zmm,
+    heads_f16: Some(heads_f16_zmm),
+};
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn heads(s: &AttnShape, k: &[f32], v: &[f32], ws: &mut [f32]) {
     attn::heads::<true, _>(&Avx2Dot4 { _private: () }, s, k, v, ws);
 }
 
+#[target_feature(enable = "avx2,fma,f16c")]
+fn heads_f16(s: &AttnShape, k: &[u8], v: &[u8], ws: &mut [f32]) {
+    attn::heads_f16::<true, _>(&Avx2Dot4 { _private: () }, s, k, v, ws);
+}
+
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 fn heads_zmm(s: &AttnShape, k: &[f32], v: &[f32], ws: &mut [f32]) {
     attn::heads::<true, _>(&ZmmDot4 { _private: () }, s, k, v, ws);
+}
+
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+fn heads_f16_zmm(s: &AttnShape, k: &[u8], v: &[u8], ws: &mut [f32]) {
+    attn::heads_f16::<true, _>(&ZmmDot4 { _private: () }, s, k, v, ws);
 }
 
 /// [`Dot4x16`] with AVX-512 registers for 4 keys at once; made only inside
@@ -55,6 +71,12 @@ impl Dot4x16 for ZmmDot4 {
     fn dot4x4(&self, _exact: bool, x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
         // SAFETY: as for `dot4`.
         unsafe { dot4x4_zmm(x, y) }
+    }
+
+    #[inline(always)]
+    fn widen8(&self, src: &[u8; 16]) -> [f32; 8] {
+        // SAFETY: as for `dot4` (F16C is among the AVX2 table's features).
+        unsafe { widen8(src) }
     }
 
     #[inline(always)]
@@ -242,6 +264,12 @@ impl Dot4x16 for Avx2Dot4 {
     }
 
     #[inline(always)]
+    fn widen8(&self, src: &[u8; 16]) -> [f32; 8] {
+        // SAFETY: as for `dot4` (F16C is among the AVX2 table's features).
+        unsafe { widen8(src) }
+    }
+
+    #[inline(always)]
     fn kq64_keys<const EXACT: bool, const FUSE: bool>(
         &self,
         q: &[f32],
@@ -269,6 +297,20 @@ impl Dot4x16 for Avx2Dot4 {
         // SAFETY: as for `dot4`.
         unsafe { kqv_cols_x86::<L, EXACT, FUSE>(ws, block, s, v, c) }
     }
+}
+
+/// 8 f16 (little-endian bytes) → f32 (`vcvtph2ps`, exact).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn widen8(src: &[u8; 16]) -> [f32; 8] {
+    let mut out = [0.0f32; 8];
+    // SAFETY: `src` holds 16 bytes and `out` 8 f32; `loadu`/`storeu` have no alignment
+    // requirement.
+    unsafe {
+        let h = _mm_loadu_si128(src.as_ptr().cast());
+        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_cvtph_ps(h));
+    }
+    out
 }
 
 /// 8 f32 at `a[at..at + 8]` (the caller checked `at + 8 ≤ a.len()`).
