@@ -11,7 +11,9 @@
 //! our open (so that both engines map the same page-cache folios, whatever read the
 //! file last):
 //! - prefill tok/s of a 128-token and of a 512-token prompt, each one batch;
-//! - decode tok/s over 128 greedy tokens, one per call, after a 16-token prompt;
+//! - decode tok/s over 128 greedy tokens, one per call, after a 16-token prompt, and
+//!   after the 512-token prompt (a longer context: positions 512 to 639, where the
+//!   attention over the cache takes a larger part of each token);
 //! - the time from opening the file (`Model::open`; llama.cpp: model load + context
 //!   creation) to the first generated token of a 64-token prompt, cold: the file is
 //!   dropped from the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`) before each
@@ -55,6 +57,8 @@ struct Figures {
     prefill_short: Vec<f64>,
     prefill_long: Vec<f64>,
     decode: Vec<f64>,
+    /// Decode tok/s after the 512-token prompt.
+    decode_long: Vec<f64>,
     /// Decoded tokens per CPU-second of the process.
     decode_cpu: Vec<f64>,
     ttft_ms: Vec<f64>,
@@ -65,8 +69,10 @@ struct Row {
     threads: usize,
     ours: Figures,
     llama: Figures,
-    /// Decoded tokens equal between the engines (first pair), out of DECODE_N.
+    /// Decoded tokens equal between the engines (first pair), out of DECODE_N: after
+    /// the 16-token prompt and after the 512-token one.
     greedy_same: usize,
+    greedy_same_long: usize,
     /// First tokens (after the 64-token prompt) equal in every pair.
     first_token_same: bool,
     /// Largest fraction of the file still in the page cache after a drop.
@@ -244,6 +250,7 @@ fn measure(
     let mut o = Figures::default();
     let mut l = Figures::default();
     let mut greedy_same = 0;
+    let mut greedy_same_long = 0;
     let mut probe = Vec::with_capacity(pairs);
     for p in 0..pairs {
         o.prefill_short
@@ -252,12 +259,17 @@ fn measure(
             PREFILL_SHORT,
             llama_prefill(&mut lctx, &mut batch, &l_short)?,
         ));
+        // The long prompt, then the decode that goes on from it.
         o.prefill_long
             .push(tok_s(PREFILL_LONG, ours.prefill(&ids_long)?));
+        let (od_long, _, otoks_long) = ours.greedy(DECODE_N)?;
         l.prefill_long.push(tok_s(
             PREFILL_LONG,
             llama_prefill(&mut lctx, &mut batch, &l_long)?,
         ));
+        let (ld_long, _, ltoks_long) = llama_greedy(&mut lctx, &mut batch, PREFILL_LONG, DECODE_N)?;
+        o.decode_long.push(tok_s(DECODE_N, od_long));
+        l.decode_long.push(tok_s(DECODE_N, ld_long));
         // The read bandwidth right before the decode runs (two passes, the second kept),
         // so that each pair's decode GB/s stands against the machine's state of then.
         probe.push(read_bandwidth(probe_buf, threads, 2)?[1]);
@@ -269,6 +281,11 @@ fn measure(
         l.decode_cpu.push(DECODE_N as f64 / lc);
         if p == 0 {
             greedy_same = otoks.iter().zip(&ltoks).take_while(|(a, b)| a == b).count();
+            greedy_same_long = otoks_long
+                .iter()
+                .zip(&ltoks_long)
+                .take_while(|(a, b)| a == b)
+                .count();
             eprintln!(
                 "  greedy ids, first 12: ours {:?}, llama.cpp {:?}",
                 &otoks[..12.min(otoks.len())],
@@ -276,8 +293,8 @@ fn measure(
             );
         }
         eprintln!(
-            "  pair {p}: prefill {PREFILL_SHORT} {:.1} | {:.1}, prefill {PREFILL_LONG} {:.1} | {:.1}, decode {:.1} | {:.1} tok/s (ours | llama.cpp)",
-            o.prefill_short[p], l.prefill_short[p], o.prefill_long[p], l.prefill_long[p], o.decode[p], l.decode[p]
+            "  pair {p}: prefill {PREFILL_SHORT} {:.1} | {:.1}, prefill {PREFILL_LONG} {:.1} | {:.1}, decode {:.1} | {:.1}, decode after {PREFILL_LONG} {:.1} | {:.1} tok/s (ours | llama.cpp)",
+            o.prefill_short[p], l.prefill_short[p], o.prefill_long[p], l.prefill_long[p], o.decode[p], l.decode[p], o.decode_long[p], l.decode_long[p]
         );
     }
     drop(lctx);
@@ -307,6 +324,7 @@ fn measure(
         ours: o,
         llama: l,
         greedy_same,
+        greedy_same_long,
         first_token_same,
         resident_after_drop,
         huge_share,
@@ -346,12 +364,12 @@ fn report(
          when other processes compete for the cores.\n\n"
     );
     let rss_of = |model: &str| rss.iter().find(|r| r.model == model);
-    s += "| model | threads | prefill 128 | prefill 512 | decode 128 | decode per CPU-second | open → first token, cold | peak RSS |\n";
-    s += "|---|--:|--:|--:|--:|--:|--:|--:|\n";
+    s += "| model | threads | prefill 128 | prefill 512 | decode 128 | decode per CPU-second | decode 128 after 512 | open → first token, cold | peak RSS |\n";
+    s += "|---|--:|--:|--:|--:|--:|--:|--:|--:|\n";
     for r in rows {
         let rr = rss_of(r.model).map_or(f64::NAN, |x| ratio_median(&x.ours, &x.llama));
         s += &format!(
-            "| {} | {} | {}× | {}× | {}× | {}× | {}× | {}× |\n",
+            "| {} | {} | {}× | {}× | {}× | {}× | {}× | {}× | {}× |\n",
             r.model,
             r.threads,
             fmt(
@@ -361,6 +379,7 @@ fn report(
             fmt(ratio_median(&r.ours.prefill_long, &r.llama.prefill_long), 2),
             fmt(ratio_median(&r.ours.decode, &r.llama.decode), 2),
             fmt(ratio_median(&r.ours.decode_cpu, &r.llama.decode_cpu), 2),
+            fmt(ratio_median(&r.ours.decode_long, &r.llama.decode_long), 2),
             fmt(ratio_median(&r.ours.ttft_ms, &r.llama.ttft_ms), 2),
             fmt(rr, 2),
         );
@@ -368,8 +387,8 @@ fn report(
     s += "\nAbsolute figures (medians; decode GB/s = bytes of weights read per token × tok/s; \
           of read bandwidth: the median over the pairs of the decode GB/s over the read \
           bandwidth measured right before that pair's decode runs, same thread count):\n\n";
-    s += "| model | threads | engine | prefill 128 tok/s | prefill 512 tok/s | decode tok/s | decode tok/CPU-s | decode GB/s | of read bandwidth | open → first token ms | peak RSS MB |\n";
-    s += "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+    s += "| model | threads | engine | prefill 128 tok/s | prefill 512 tok/s | decode tok/s | decode tok/CPU-s | decode GB/s | of read bandwidth | decode after 512 tok/s | open → first token ms | peak RSS MB |\n";
+    s += "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
     for r in rows {
         for (engine, f, rs) in [
             ("tramontane", &r.ours, rss_of(r.model).map(|x| &x.ours)),
@@ -377,7 +396,7 @@ fn report(
         ] {
             let gbs = r.decode_bytes as f64 * median(&f.decode) / 1e9;
             s += &format!(
-                "| {} | {} | {engine} | {} | {} | {} | {} | {} | {}% | {} | {} |\n",
+                "| {} | {} | {engine} | {} | {} | {} | {} | {} | {}% | {} | {} | {} |\n",
                 r.model,
                 r.threads,
                 fmt(median(&f.prefill_short), 1),
@@ -386,6 +405,7 @@ fn report(
                 fmt(median(&f.decode_cpu), 1),
                 fmt(gbs, 2),
                 fmt(100.0 * r.share(&f.decode), 0),
+                fmt(median(&f.decode_long), 1),
                 fmt(median(&f.ttft_ms), 0),
                 fmt(rs.map_or(f64::NAN, |v| median(v)), 0),
             );
@@ -424,7 +444,12 @@ fn report(
         let same: Vec<String> = rows
             .iter()
             .filter(|x| x.model == r.model)
-            .map(|x| format!("{} with {} thread(s)", x.greedy_same, x.threads))
+            .map(|x| {
+                format!(
+                    "{} ({} after the {PREFILL_LONG}-token prompt) with {} thread(s)",
+                    x.greedy_same, x.greedy_same_long, x.threads
+                )
+            })
             .collect();
         let first_same = rows
             .iter()
@@ -525,14 +550,15 @@ fn plot(path: &Path, rows: &[Row], rss: &[Rss], started: &str) -> Res<bool> {
     let (left, right) = root.split_horizontally(820);
 
     // Left: ratios.
-    const METRICS: [&str; 5] = [
+    const METRICS: [&str; 6] = [
         "prefill 128 ↑",
         "prefill 512 ↑",
         "decode ↑",
+        "decode after 512 ↑",
         "first token (cold) ↓",
         "peak RSS ↓",
     ];
-    let ratios: Vec<[f64; 5]> = rows
+    let ratios: Vec<[f64; 6]> = rows
         .iter()
         .map(|r| {
             let rr = rss
@@ -543,6 +569,7 @@ fn plot(path: &Path, rows: &[Row], rss: &[Rss], started: &str) -> Res<bool> {
                 ratio_median(&r.ours.prefill_short, &r.llama.prefill_short),
                 ratio_median(&r.ours.prefill_long, &r.llama.prefill_long),
                 ratio_median(&r.ours.decode, &r.llama.decode),
+                ratio_median(&r.ours.decode_long, &r.llama.decode_long),
                 ratio_median(&r.ours.ttft_ms, &r.llama.ttft_ms),
                 rr,
             ]

@@ -170,6 +170,12 @@ impl Ours {
     pub fn decode(&mut self, prompt: &[u32], n: usize) -> Res<(Duration, f64, Vec<u32>)> {
         self.state.clear();
         self.model.eval(&mut self.state, prompt, &mut self.logits)?;
+        self.greedy(n)
+    }
+
+    /// `n` greedy decode steps from the state the last evaluation left (its logits):
+    /// the timed part of [`decode`](Self::decode).
+    pub fn greedy(&mut self, n: usize) -> Res<(Duration, f64, Vec<u32>)> {
         let mut out = Vec::with_capacity(n);
         let mut next = argmax(&self.logits) as u32;
         let c0 = cpu_secs();
@@ -290,14 +296,25 @@ pub fn llama_decode(
     batch.clear();
     batch.add_sequence(prompt, 0, false)?;
     ctx.decode(batch)?;
-    let mut next = argmax(ctx.get_logits_ith(prompt.len() as i32 - 1)) as i32;
+    llama_greedy(ctx, batch, prompt.len(), n)
+}
+
+/// llama.cpp's side of [`Ours::greedy`]: `n` greedy decode steps after a prompt of
+/// `n_past` tokens evaluated as one batch (its last position's logits).
+pub fn llama_greedy(
+    ctx: &mut LlamaContext<'_>,
+    batch: &mut LlamaBatch,
+    n_past: usize,
+    n: usize,
+) -> Res<(Duration, f64, Vec<u32>)> {
+    let mut next = argmax(ctx.get_logits_ith(n_past as i32 - 1)) as i32;
     let mut out = Vec::with_capacity(n);
     let c0 = cpu_secs();
     let t0 = Instant::now();
     for k in 0..n {
         out.push(next as u32);
         batch.clear();
-        batch.add(LlamaToken::new(next), (prompt.len() + k) as i32, &[0], true)?;
+        batch.add(LlamaToken::new(next), (n_past + k) as i32, &[0], true)?;
         ctx.decode(batch)?;
         next = argmax(ctx.get_logits_ith(0)) as i32;
     }
