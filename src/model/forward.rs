@@ -89,7 +89,8 @@ pub struct State {
     ws: Vec<f32>,
     /// The layer's cached keys over the attention span, as f32 `[n_ctx][kv]`
     /// (f16 cache only: each row is converted once per layer call, not once per query
-    /// position and head).
+    /// position and head; unused for one token at a level whose attention reads the
+    /// f16 rows, `Kernels::attn_reads_f16`).
     kf: Vec<f32>,
     /// The same for the values; for a batch (more than one query) transposed,
     /// `[kv][t_len]` with the positions of [`v_cols`], so that `KQ·V` reads one value of

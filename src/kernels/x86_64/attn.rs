@@ -89,9 +89,7 @@ impl Dot4x16 for ZmmDot4 {
         scores: &mut [f32],
     ) {
         // SAFETY: as for `dot4` (AVX-512 F implies the AVX2 kernel's features here).
-        if unsafe { kq64_keys_avx2(q, k, stride, scale, scores) }.is_none() {
-            attn::kq::<FUSE>(q, k, stride, attn::Lanes::L64, EXACT, scale, scores);
-        }
+        unsafe { kq64_keys_x86::<EXACT, FUSE>(q, k, stride, scale, scores) }
     }
 
     #[inline(always)]
@@ -278,11 +276,8 @@ impl Dot4x16 for Avx2Dot4 {
         scale: f32,
         scores: &mut [f32],
     ) {
-        // Exact or not, every step is a fused multiply-add here (see the module docs).
         // SAFETY: as for `dot4`.
-        if unsafe { kq64_keys_avx2(q, k, stride, scale, scores) }.is_none() {
-            attn::kq::<FUSE>(q, k, stride, attn::Lanes::L64, EXACT, scale, scores);
-        }
+        unsafe { kq64_keys_x86::<EXACT, FUSE>(q, k, stride, scale, scores) }
     }
 
     #[inline(always)]
@@ -366,6 +361,27 @@ fn dot4x4_avx2(x: [&[f32]; 4], y: [&[f32]; 4]) -> [[f32; 4]; 4] {
         unsafe { _mm256_storeu_ps(o.as_mut_ptr().cast(), super::tiles::reduce8_x8(sums)) };
     }
     out
+}
+
+/// [`Dot4x16::kq64_keys`] of both x86 levels: [`kq64_keys_avx2`] (exact or not, every
+/// step a fused multiply-add, see the module docs), or the portable body for the head
+/// dimensions it leaves.
+///
+/// # Safety
+///
+/// The CPU must support AVX2, FMA and F16C.
+#[inline(always)]
+unsafe fn kq64_keys_x86<const EXACT: bool, const FUSE: bool>(
+    q: &[f32],
+    k: &[f32],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+) {
+    // SAFETY: the caller guarantees the kernel's features.
+    if unsafe { kq64_keys_avx2(q, k, stride, scale, scores) }.is_none() {
+        attn::kq::<FUSE>(q, k, stride, attn::Lanes::L64, EXACT, scale, scores);
+    }
 }
 
 /// [`Dot4x16::kq64_keys`]: the `K·Q` scores in 64 lanes (`lane = i mod 64`, a fused
