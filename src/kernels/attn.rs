@@ -496,7 +496,7 @@ const SEQ_HEADS: usize = 8;
 /// `KQ·V` in 64 lanes (one query) of all the heads of `ws`: [`kqv_seq`] by chunks of
 /// the head dimension (16 values, then 8, then 1 at the tail).
 #[inline(always)]
-fn kqv_rows64<const EXACT: bool, const FUSE: bool, V: ValueRows>(
+fn kqv_rows64<const FUSE: bool, V: ValueRows>(
     ws: &mut [f32],
     block: usize,
     s: &AttnShape,
@@ -504,13 +504,34 @@ fn kqv_rows64<const EXACT: bool, const FUSE: bool, V: ValueRows>(
 ) -> Option<()> {
     let mut c0 = 0;
     while c0 < s.hd {
-        c0 += match s.hd - c0 {
-            r if r >= 16 => kqv_seq::<16, 4, EXACT, FUSE, V>(ws, block, s, v, c0)?,
-            r if r >= 8 => kqv_seq::<8, 4, EXACT, FUSE, V>(ws, block, s, v, c0)?,
-            _ => kqv_seq::<1, 4, EXACT, FUSE, V>(ws, block, s, v, c0)?,
+        c0 += match (s.hd - c0, s.exact) {
+            (r, true) if r >= 16 => kqv_seq::<16, 4, true, FUSE, V>(ws, block, s, v, c0)?,
+            (r, false) if r >= 16 => kqv_seq::<16, 4, false, FUSE, V>(ws, block, s, v, c0)?,
+            (r, true) if r >= 8 => kqv_seq::<8, 4, true, FUSE, V>(ws, block, s, v, c0)?,
+            (r, false) if r >= 8 => kqv_seq::<8, 4, false, FUSE, V>(ws, block, s, v, c0)?,
+            (_, true) => kqv_seq::<1, 4, true, FUSE, V>(ws, block, s, v, c0)?,
+            (_, false) => kqv_seq::<1, 4, false, FUSE, V>(ws, block, s, v, c0)?,
         };
     }
     Some(())
+}
+
+/// [`Dot4x16::kq64_keys`] for the query `q` and the key rows `keys` (row `i` at
+/// `i · stride`) into `out`, with the shape's scale and exactness.
+#[inline(always)]
+fn kq64_scores<const FUSE: bool, D: Dot4x16>(
+    d: &D,
+    s: &AttnShape,
+    q: &[f32],
+    keys: &[f32],
+    stride: usize,
+    out: &mut [f32],
+) {
+    if s.exact {
+        d.kq64_keys::<true, FUSE>(q, keys, stride, s.scale, out);
+    } else {
+        d.kq64_keys::<false, FUSE>(q, keys, stride, s.scale, out);
+    }
 }
 
 /// Where [`kqv_seq`] reads the value rows.
@@ -916,11 +937,7 @@ pub(crate) fn heads<const FUSE: bool, D: Dot4x16>(
                 let Some(out) = rest.get_mut(key0..key0 + kn) else {
                     return;
                 };
-                if s.exact {
-                    d.kq64_keys::<true, FUSE>(q, rows, s.stride, s.scale, out);
-                } else {
-                    d.kq64_keys::<false, FUSE>(q, rows, s.stride, s.scale, out);
-                }
+                kq64_scores::<FUSE, D>(d, s, q, rows, s.stride, out);
             }
             key0 += kn;
         }
@@ -980,27 +997,12 @@ pub(crate) fn heads<const FUSE: bool, D: Dot4x16>(
     match (s.lanes, s.exact) {
         (Lanes::L16, true) => kqv_heads::<16, true, FUSE, D>(d, ws, block, s, v),
         (Lanes::L16, false) => kqv_heads::<16, false, FUSE, D>(d, ws, block, s, v),
-        (Lanes::L64, true) => {
-            let _ = kqv_rows64::<true, FUSE, _>(
-                ws,
-                block,
-                s,
-                F32Rows {
-                    v,
-                    stride: s.stride,
-                },
-            );
-        }
-        (Lanes::L64, false) => {
-            let _ = kqv_rows64::<false, FUSE, _>(
-                ws,
-                block,
-                s,
-                F32Rows {
-                    v,
-                    stride: s.stride,
-                },
-            );
+        (Lanes::L64, _) => {
+            let rows = F32Rows {
+                v,
+                stride: s.stride,
+            };
+            let _ = kqv_rows64::<FUSE, _>(ws, block, s, rows);
         }
     }
 }
@@ -1054,11 +1056,7 @@ fn heads_f16_inner<const FUSE: bool, D: Dot4x16>(
         for b in heads.chunks_mut(block) {
             let (q, rest) = b.get_mut(hd..)?.split_at_mut_checked(hd)?;
             let out = rest.get_mut(key0..key0 + kn)?;
-            if s.exact {
-                d.kq64_keys::<true, FUSE>(q, keys, hd, s.scale, out);
-            } else {
-                d.kq64_keys::<false, FUSE>(q, keys, hd, s.scale, out);
-            }
+            kq64_scores::<FUSE, D>(d, s, q, keys, hd, out);
         }
         key0 += kn;
     }
@@ -1070,11 +1068,7 @@ fn heads_f16_inner<const FUSE: bool, D: Dot4x16>(
         stride: s.stride,
         d,
     };
-    if s.exact {
-        kqv_rows64::<true, FUSE, _>(ws, block, s, rows)
-    } else {
-        kqv_rows64::<false, FUSE, _>(ws, block, s, rows)
-    }
+    kqv_rows64::<FUSE, _>(ws, block, s, rows)
 }
 
 /// The transposed layout's parameters ([`VLayout::Cols`]).
