@@ -496,7 +496,7 @@ const SEQ_HEADS: usize = 8;
 /// `KQ·V` in 64 lanes (one query) of all the heads of `ws`: [`kqv_seq`] by chunks of
 /// the head dimension (16 values, then 8, then 1 at the tail).
 #[inline(always)]
-fn kqv_rows64<const FUSE: bool, V: ValueRows>(
+pub(crate) fn kqv_rows64<const FUSE: bool, V: ValueRows>(
     ws: &mut [f32],
     block: usize,
     s: &AttnShape,
@@ -538,6 +538,21 @@ fn kq64_scores<const FUSE: bool, D: Dot4x16>(
 pub(crate) trait ValueRows: Copy {
     /// Values `c0 .. c0 + W` of row `i` as f32, if they are all there.
     fn piece<const W: usize>(&self, i: usize, c0: usize) -> Option<[f32; W]>;
+
+    /// The rows as stored, and the distance between two rows in values (for a level's
+    /// own [`Dot4x16::kqv64`]; only the x86 levels have one).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn stored(&self) -> (StoredRows<'_>, usize);
+}
+
+/// Value rows as they are stored: row `i` at value `i · stride` (see
+/// [`ValueRows::stored`]).
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) enum StoredRows<'a> {
+    F32(&'a [f32]),
+    /// f16 values as little-endian bytes.
+    F16(&'a [u8]),
 }
 
 /// Value rows in f32: row `i` at `i · stride` of `v`.
@@ -552,6 +567,10 @@ impl ValueRows for F32Rows<'_> {
     fn piece<const W: usize>(&self, i: usize, c0: usize) -> Option<[f32; W]> {
         let at = i.checked_mul(self.stride)?.checked_add(c0)?;
         self.v.get(at..at.checked_add(W)?)?.try_into().ok()
+    }
+
+    fn stored(&self) -> (StoredRows<'_>, usize) {
+        (StoredRows::F32(self.v), self.stride)
     }
 }
 
@@ -583,6 +602,10 @@ impl<D: Dot4x16> ValueRows for F16Rows<'_, D> {
         let mut out = [0.0f32; W];
         self.d.widen(src, &mut out);
         Some(out)
+    }
+
+    fn stored(&self) -> (StoredRows<'_>, usize) {
+        (StoredRows::F16(self.v), self.stride)
     }
 }
 
@@ -786,6 +809,19 @@ pub(crate) trait Dot4x16 {
         c: Cols,
     ) -> Option<()> {
         kqv_cols::<L, EXACT, FUSE>(ws, block, s, v, c)
+    }
+
+    /// `KQ·V` in 64 lanes (one query) of all the heads of `ws` from value rows:
+    /// [`kqv_rows64`]'s sums. `None` if a slice is not all there.
+    #[inline(always)]
+    fn kqv64<const FUSE: bool, V: ValueRows>(
+        &self,
+        ws: &mut [f32],
+        block: usize,
+        s: &AttnShape,
+        v: V,
+    ) -> Option<()> {
+        kqv_rows64::<FUSE, V>(ws, block, s, v)
     }
 
     /// [`dot4`](Self::dot4) of 4 rows `x` (keys) at once: `[key][head]`, the same bits.
@@ -1002,7 +1038,7 @@ pub(crate) fn heads<const FUSE: bool, D: Dot4x16>(
                 v,
                 stride: s.stride,
             };
-            let _ = kqv_rows64::<FUSE, _>(ws, block, s, rows);
+            let _ = d.kqv64::<FUSE, _>(ws, block, s, rows);
         }
     }
 }
@@ -1068,7 +1104,7 @@ fn heads_f16_inner<const FUSE: bool, D: Dot4x16>(
         stride: s.stride,
         d,
     };
-    kqv_rows64::<FUSE, _>(ws, block, s, rows)
+    d.kqv64::<FUSE, _>(ws, block, s, rows)
 }
 
 /// The transposed layout's parameters ([`VLayout::Cols`]).

@@ -3,7 +3,8 @@
 //! order, hence the same bits), which the compiler vectorises here, and hand-written
 //! steps. AVX2: the 16-lane dot products of one key row with 4 heads' queries, and the
 //! 64-lane ones (one query) of one head's query with a tile of key rows, 8 keys'
-//! reductions at a time.
+//! reductions at a time; and the 64-lane `KQ·V` of up to 3 heads over a short span
+//! with all the lanes of 8 values in registers ([`kqv64_avx2`]).
 //! AVX-512: also those of 4 key rows at once, one register per (key, head), with their
 //! reductions done 16 at a time; and one lane of `KQ·V` for 64 values of up to 4 heads
 //! in 16 registers. Reached only through the AVX2 and AVX-512 tables, which only
@@ -15,7 +16,9 @@
 
 use core::arch::x86_64::*;
 
-use crate::kernels::attn::{self, AttnKernels, AttnShape, Cols, Dot4x16, LaneRows};
+use crate::kernels::attn::{
+    self, AttnKernels, AttnShape, Cols, Dot4x16, LaneRows, StoredRows, ValueRows,
+};
 use crate::kernels::scalar::fma;
 
 /// The AVX2 entries.
@@ -103,6 +106,18 @@ impl Dot4x16 for ZmmDot4 {
     ) -> Option<()> {
         // SAFETY: as for `dot4` (AVX-512 F implies the AVX2 kernel's features here).
         unsafe { kqv_cols_x86::<L, EXACT, FUSE>(ws, block, s, v, c) }
+    }
+
+    #[inline(always)]
+    fn kqv64<const FUSE: bool, V: ValueRows>(
+        &self,
+        ws: &mut [f32],
+        block: usize,
+        s: &AttnShape,
+        v: V,
+    ) -> Option<()> {
+        // SAFETY: as for `dot4` (AVX-512 F implies the AVX2 kernel's features here).
+        unsafe { kqv64_x86::<FUSE, V>(ws, block, s, v) }
     }
 
     #[inline(always)]
@@ -291,6 +306,18 @@ impl Dot4x16 for Avx2Dot4 {
     ) -> Option<()> {
         // SAFETY: as for `dot4`.
         unsafe { kqv_cols_x86::<L, EXACT, FUSE>(ws, block, s, v, c) }
+    }
+
+    #[inline(always)]
+    fn kqv64<const FUSE: bool, V: ValueRows>(
+        &self,
+        ws: &mut [f32],
+        block: usize,
+        s: &AttnShape,
+        v: V,
+    ) -> Option<()> {
+        // SAFETY: as for `dot4`.
+        unsafe { kqv64_x86::<FUSE, V>(ws, block, s, v) }
     }
 }
 
@@ -710,4 +737,206 @@ fn cols16_heads<const H: usize>(
         d0 += dn;
     }
     Some(())
+}
+
+/// [`Dot4x16::kqv64`] of both x86 levels: [`kqv64_avx2`] (every step a fused
+/// multiply-add, `FUSE`), or the portable body for the shapes it leaves.
+///
+/// # Safety
+///
+/// The CPU must support AVX2, FMA and F16C.
+#[inline(always)]
+unsafe fn kqv64_x86<const FUSE: bool, V: ValueRows>(
+    ws: &mut [f32],
+    block: usize,
+    s: &AttnShape,
+    v: V,
+) -> Option<()> {
+    // SAFETY: the caller guarantees the kernel's features.
+    if FUSE && unsafe { kqv64_avx2(ws, block, s, v.stored()) }.is_some() {
+        return Some(());
+    }
+    attn::kqv_rows64::<FUSE, V>(ws, block, s, v)
+}
+
+/// The longest span [`kqv64_avx2`] takes. Its walks go 16 rows apart (4 KiB for rows
+/// of 256 bytes, so that they keep landing in the same L1 sets), where the portable
+/// body walks the rows in order. Whole attention calls (the f16 entry, in cache, 2
+/// alternated rounds of medians of 9 × 200 calls) on the AMD machine (Zen 3), with
+/// this step against without, for Gemma 3's 2 heads of 256 values and Qwen2.5's 7
+/// heads of 64: 19–26 against 40 µs and 19–24 against 33–41 at 128 keys; 29–33 against
+/// 49–57 and 28–33 against 40–50 at 192; 45–53 against 58–70 and 40–48 against 44–51
+/// at 256; about equal at 320–384; slower beyond (116 against 81 µs for the 2 heads at
+/// 500 keys, 440 against 272 for the 7 at 2,048).
+const KQV_REG_MAX: usize = 256;
+
+/// Loads of one head's value pieces: 8 values of a row as f32.
+#[derive(Clone, Copy)]
+struct Rows8 {
+    base: *const u8,
+    /// Bytes from one row to the next.
+    stride: usize,
+    /// Whether the values are f16 (else f32).
+    f16: bool,
+}
+
+/// `KQ·V` in 64 lanes (one query) of all the heads of `ws` (scratch blocks of `block`
+/// values: output at `0..hd`, probabilities at `2·hd..2·hd + n`), the sums of
+/// `attn::kqv_rows64` with the lanes in registers instead of the scratch's lane area.
+/// Lane `l` sums the rows `i` with `(first + i) mod 64 = l`, in index order, one fused
+/// multiply-add per value, from zero; the lanes are then folded as
+/// `attn::reduce_lanes` folds them. The lanes `k, k + 16, k + 32, k + 48` take the rows
+/// `i ≡ k − first (mod 16)`: one walk over those rows (16 apart) with 4 accumulators
+/// per head sums all four, and gives `(L_k + L_{k+32}) + (L_{k+16} + L_{k+48})`; the
+/// 16 such values then go through `reduce16`'s additions. 8 values of the head
+/// dimension at a time, for up to 3 heads at once (each loaded row piece serves them
+/// all; 12 accumulators stay in registers). `None` (for the portable body) if the head
+/// dimension is not a multiple of 8, the span longer than [`KQV_REG_MAX`], or a slice
+/// is not all there.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn kqv64_avx2(
+    ws: &mut [f32],
+    block: usize,
+    s: &AttnShape,
+    rows: (StoredRows<'_>, usize),
+) -> Option<()> {
+    let (hd, n) = (s.hd, s.n_keys);
+    let (stored, stride) = rows;
+    if hd == 0 || !hd.is_multiple_of(8) || n > KQV_REG_MAX || block < 2 * hd + n {
+        return None;
+    }
+    // Values `0..(n − 1)·stride + hd` of the rows are read.
+    let need = match n {
+        0 => 0,
+        _ => (n - 1).checked_mul(stride)?.checked_add(hd)?,
+    };
+    let r = match stored {
+        StoredRows::F32(v) if v.len() >= need => Rows8 {
+            base: v.as_ptr().cast(),
+            stride: stride.checked_mul(4)?,
+            f16: false,
+        },
+        StoredRows::F16(v) if v.len() >= need.checked_mul(2)? => Rows8 {
+            base: v.as_ptr(),
+            stride: stride.checked_mul(2)?,
+            f16: true,
+        },
+        _ => return None,
+    };
+    let mut blocks = ws.chunks_exact_mut(block);
+    let mut left = blocks.len();
+    while left > 0 {
+        // Groups of at most 3 heads; 4 as 2 + 2.
+        let g = if left == 4 { 2 } else { left.min(3) };
+        let mut ps: [&[f32]; 3] = [&[]; 3];
+        let mut outs: [&mut [f32]; 3] = Default::default();
+        // (The arrays first: `zip` then takes no block past the group.)
+        for ((p, out), b) in ps.iter_mut().zip(outs.iter_mut()).take(g).zip(&mut blocks) {
+            let (o, rest) = b.split_at_mut_checked(hd)?;
+            *p = rest.get(hd..hd + n)?;
+            *out = o;
+        }
+        let [p0, p1, p2] = ps;
+        let [o0, o1, o2] = outs;
+        // SAFETY: every row piece read lies in the rows checked above (`i < n`,
+        // `c + 8 ≤ hd`); each `p` holds `n` values and each output `hd` (sliced so).
+        unsafe {
+            match g {
+                1 => kqv64_group::<1>([p0], [o0], r, n, s.first, hd),
+                2 => kqv64_group::<2>([p0, p1], [o0, o1], r, n, s.first, hd),
+                _ => kqv64_group::<3>([p0, p1, p2], [o0, o1, o2], r, n, s.first, hd),
+            }
+        }
+        left -= g;
+    }
+    Some(())
+}
+
+/// [`kqv64_avx2`] for `H` heads.
+///
+/// # Safety
+///
+/// AVX2, FMA and F16C; row `i < n` of `r` readable for `hd` values; every `p` at least
+/// `n` values and every `out` at least `hd`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn kqv64_group<const H: usize>(
+    p: [&[f32]; H],
+    mut out: [&mut [f32]; H],
+    r: Rows8,
+    n: usize,
+    first: usize,
+    hd: usize,
+) {
+    let size = if r.f16 { 2 } else { 4 };
+    let pp = p.map(|p| p.as_ptr());
+    // One row piece and its products with the heads' probabilities into `acc[..][j]`.
+    macro_rules! step {
+        ($acc:ident, $i:expr, $c:expr, $j:expr) => {{
+            let i = $i;
+            // SAFETY: by the caller's contract, row `i < n` and values `c .. c + 8 ≤ hd`
+            // are readable.
+            let at = unsafe { r.base.add(i * r.stride + $c * size) };
+            let x = if r.f16 {
+                // SAFETY: as above, 16 readable bytes.
+                _mm256_cvtph_ps(unsafe { _mm_loadu_si128(at.cast()) })
+            } else {
+                // SAFETY: as above, 8 readable f32.
+                unsafe { _mm256_loadu_ps(at.cast()) }
+            };
+            for h in 0..H {
+                // SAFETY: `i < n ≤ p[h].len()`.
+                let ph = _mm256_set1_ps(unsafe { *pp[h].add(i) });
+                $acc[h][$j] = _mm256_fmadd_ps(ph, x, $acc[h][$j]);
+            }
+        }};
+    }
+    let mut c = 0;
+    while c + 8 <= hd {
+        // t[h][k] = (L_k + L_{k+32}) + (L_{k+16} + L_{k+48}) for these 8 values.
+        let mut t = [[_mm256_setzero_ps(); 16]; H];
+        for k in 0..16 {
+            // The first row of the lanes k, k + 16, k + 32, k + 48: rows i0 + 16·j +
+            // 64·m go to one lane for each j, `acc[..][j]`.
+            let i0 = (k + 16 - first % 16) % 16;
+            let mut acc = [[_mm256_setzero_ps(); 4]; H];
+            let mut i = i0;
+            while i + 48 < n {
+                step!(acc, i, c, 0);
+                step!(acc, i + 16, c, 1);
+                step!(acc, i + 32, c, 2);
+                step!(acc, i + 48, c, 3);
+                i += 64;
+            }
+            if i < n {
+                step!(acc, i, c, 0);
+            }
+            if i + 16 < n {
+                step!(acc, i + 16, c, 1);
+            }
+            if i + 32 < n {
+                step!(acc, i + 32, c, 2);
+            }
+            for (t, a) in t.iter_mut().zip(&acc) {
+                // Lane k + 16·m is a[(m − s0) mod 4] with s0 the lane of row i0, so
+                // lanes k and k + 32 are a[j] and a[j + 2] for some j, as are k + 16
+                // and k + 48: whatever s0, the sum is (a0 + a2) + (a1 + a3) up to the
+                // order of two operands of an addition, which gives the same bits.
+                t[k] = _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+            }
+        }
+        for (t, o) in t.iter().zip(out.iter_mut()) {
+            // reduce16: c_k = t_k + t_{k+8}, then reduce8: ((c0 + c4) + (c2 + c6)) +
+            // ((c1 + c5) + (c3 + c7)).
+            let c8: [__m256; 8] = core::array::from_fn(|k| _mm256_add_ps(t[k], t[k + 8]));
+            let s4: [__m256; 4] = core::array::from_fn(|k| _mm256_add_ps(c8[k], c8[k + 4]));
+            let sum = _mm256_add_ps(_mm256_add_ps(s4[0], s4[2]), _mm256_add_ps(s4[1], s4[3]));
+            if let Some(o) = o.get_mut(c..c + 8) {
+                // SAFETY: `o` holds 8 f32; `storeu` has no alignment requirement.
+                unsafe { _mm256_storeu_ps(o.as_mut_ptr(), sum) };
+            }
+        }
+        c += 8;
+    }
 }
