@@ -583,8 +583,12 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
                 table.swiglu_row(row, up(t))
             }),
             FfnActivation::GeluTanh => par_rows(&st.threads, &mut st.gate, b, ff, |t, row| {
-                m.gelu
-                    .geglu_with(|x, h| table.f32_to_f16_row(x, h), row, up(t))
+                m.gelu.geglu_with(
+                    |x, h| table.f32_to_f16_row(x, h),
+                    |h, x| table.f16_to_f32_row(h, x),
+                    row,
+                    up(t),
+                )
             }),
         }
         trace(st, "ffn_gate_par", il, b, ff, &st.gate);

@@ -50,7 +50,9 @@ mod math {
 
 pub use math::tanhf;
 
-/// Round to the nearest f16 and back (`GGML_CPU_FP32_TO_FP16` then `FP16_TO_FP32`).
+/// Round to the nearest f16 and back (`GGML_CPU_FP32_TO_FP16` then `FP16_TO_FP32`):
+/// the GELU reference of the tests.
+#[cfg(test)]
 #[inline]
 pub fn round_f16(x: f32) -> f32 {
     f16::from_f32(x).to_f32()
@@ -143,10 +145,21 @@ fn gelu_f32(x: f32) -> f32 {
     0.5 * x * (1.0 + math::tanhf(SQRT_2_OVER_PI * x * fma(GELU_COEF_A * x, x, 1.0)))
 }
 
-/// ggml's GELU table (`GGML_GELU_FP16`): `gelu(x)` for every f16 `x`, rounded to f16,
-/// stored as f32 (256 KiB, built once per model).
+/// The largest magnitude the GELU table holds, as f16 bits: 10.0.
+const GELU_MAX_BITS: u16 = 0x4900;
+
+/// Entries of the GELU table per sign: the f16 magnitudes `0 ..= 10`.
+const GELU_HALF: usize = GELU_MAX_BITS as usize + 1;
+
+/// ggml's GELU table (`GGML_GELU_FP16`): `gelu(x)` rounded to f16 for the f16 values
+/// `x` in `[−10, 10]`, the only ones [`GeluTable::geglu_with`] looks up (below −10 the
+/// result is 0, above 10 it is `x`), stored as f16 bits, the positive values then the
+/// negative ones: 73 KiB, where ggml's table (every f16, as f32) takes 256 KiB. The
+/// lookups of one layer are scattered over the table, and the weights streamed between
+/// two layers evict it from the caches; the smaller table leaves fewer lines to fetch
+/// again. Built once per model.
 #[derive(Clone)]
-pub struct GeluTable(Vec<f32>);
+pub struct GeluTable(Vec<u16>);
 
 impl core::fmt::Debug for GeluTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -158,8 +171,12 @@ impl GeluTable {
     /// Build the table.
     pub fn new() -> GeluTable {
         GeluTable(
-            (0..=u16::MAX)
-                .map(|bits| round_f16(gelu_f32(f16::from_bits(bits).to_f32())))
+            (0..2 * GELU_HALF)
+                .map(|i| match i.checked_sub(GELU_HALF) {
+                    // (Both fit in 16 bits: `i < 2 · 0x4901`.)
+                    None => Self::entry(i as u16),
+                    Some(m) => Self::entry(0x8000 | m as u16),
+                })
                 .collect(),
         )
     }
@@ -169,47 +186,82 @@ impl GeluTable {
         GeluTable(Vec::new())
     }
 
-    /// ggml's `ggml_vec_geglu_f32`: 0 below −10, `x` above 10, the table in between
-    /// (the input rounded to f16). The reference for [`GeluTable::geglu_with`].
+    /// ggml's table entry for the f16 `bits`: `gelu` of that value, rounded to f16.
+    fn entry(bits: u16) -> u16 {
+        f16::from_f32(gelu_f32(f16::from_bits(bits).to_f32())).to_bits()
+    }
+
+    /// The entry for the f16 `bits` (the input of a lookup): from the table within
+    /// `[−10, 10]`; a NaN's computed (a NaN); 0 for the other values, whose result the
+    /// caller takes elsewhere (`x ≤ −10` or `x ≥ 10`).
+    #[inline(always)]
+    fn lookup(&self, bits: u16) -> u16 {
+        let mag = bits & 0x7fff;
+        if mag <= GELU_MAX_BITS {
+            let i = usize::from(mag) + if bits & 0x8000 != 0 { GELU_HALF } else { 0 };
+            self.0.get(i).copied().unwrap_or(0)
+        } else if mag > 0x7c00 {
+            Self::entry(bits)
+        } else {
+            0
+        }
+    }
+
+    /// ggml's `ggml_vec_geglu_f32`: 0 below −10, `x` above 10, in between `gelu` of
+    /// the input rounded to f16, rounded to f16 (computed, not looked up). The reference
+    /// for [`GeluTable::geglu_with`].
     #[cfg(test)]
     #[inline]
-    pub fn gelu(&self, x: f32) -> f32 {
+    pub fn gelu(x: f32) -> f32 {
         if x <= -10.0 {
             0.0
         } else if x >= 10.0 {
             x
         } else {
-            let i = usize::from(f16::from_f32(x).to_bits());
-            self.0.get(i).copied().unwrap_or(0.0)
+            round_f16(gelu_f32(round_f16(x)))
         }
     }
 
     /// `gate ← gelu(gate) · up` (ggml `geglu_split`), one value at a time: the reference
     /// for [`GeluTable::geglu_with`].
     #[cfg(test)]
-    pub fn geglu(&self, gate: &mut [f32], up: &[f32]) {
+    pub fn geglu(gate: &mut [f32], up: &[f32]) {
         for (g, &u) in gate.iter_mut().zip(up) {
-            *g = if *g <= -10.0 { 0.0 } else { self.gelu(*g) * u };
+            *g = if *g <= -10.0 { 0.0 } else { Self::gelu(*g) * u };
         }
     }
 
-    /// `GeluTable::geglu` (kept for the tests) with the inputs rounded to f16 by `to_f16` (the kernel
-    /// table's row conversion, 64 values at a time) instead of one at a time: the same
-    /// table entries, so the same results (a NaN input gives a NaN either way).
-    pub fn geglu_with(&self, to_f16: impl Fn(&[f32], &mut [u8]), gate: &mut [f32], up: &[f32]) {
+    /// [`GeluTable::geglu`] (kept for the tests) with the table: the inputs rounded to
+    /// f16 by `to_f16` and the entries widened by `widen` (the kernel table's row
+    /// conversions, 64 values at a time) instead of one at a time. The same values, so
+    /// the same results (a NaN input gives a NaN either way).
+    pub fn geglu_with(
+        &self,
+        to_f16: impl Fn(&[f32], &mut [u8]),
+        widen: impl Fn(&[u8], &mut [f32]),
+        gate: &mut [f32],
+        up: &[f32],
+    ) {
         const N: usize = 64;
         let mut bits = [0u8; 2 * N];
+        let mut ents = [0u8; 2 * N];
+        let mut vals = [0.0f32; N];
         for (g, u) in gate.chunks_mut(N).zip(up.chunks(N)) {
+            let n = g.len();
             to_f16(g, &mut bits);
-            for ((g, &u), h) in g.iter_mut().zip(u).zip(bits.chunks_exact(2)) {
+            for (h, e) in bits.chunks_exact(2).zip(ents.chunks_exact_mut(2)).take(n) {
+                let v = self.lookup(u16::from_le_bytes([h[0], h[1]]));
+                e.copy_from_slice(&v.to_le_bytes());
+            }
+            widen(&ents[..2 * n], &mut vals[..n]);
+            for ((g, &u), &t) in g.iter_mut().zip(u).zip(&vals) {
                 let x = *g;
                 *g = if x <= -10.0 {
                     0.0
                 } else if x >= 10.0 {
                     x * u
                 } else {
-                    let i = usize::from(u16::from_le_bytes([h[0], h[1]]));
-                    self.0.get(i).copied().unwrap_or(0.0) * u
+                    t * u
                 };
             }
         }
@@ -274,27 +326,44 @@ mod tests {
 
     #[test]
     fn gelu_matches_tanh_formula_within_f16() {
-        let t = GeluTable::new();
         for i in -150..150 {
             let x = i as f32 * 0.1;
             let exact = gelu_f32(x);
             assert!(
-                (t.gelu(x) - exact).abs() <= 2e-3 * (1.0 + exact.abs()),
+                (GeluTable::gelu(x) - exact).abs() <= 2e-3 * (1.0 + exact.abs()),
                 "{x}"
             );
         }
-        assert_eq!(t.gelu(-10.0), 0.0);
-        assert_eq!(t.gelu(12.0), 12.0);
+        assert_eq!(GeluTable::gelu(-10.0), 0.0);
+        assert_eq!(GeluTable::gelu(12.0), 12.0);
     }
 
+    /// Every f16 value (and values between them, and past ±10) through the table gives
+    /// the bits of the computed reference.
     #[test]
-    fn geglu_with_row_conversion_gives_the_same_bits() {
+    fn geglu_with_the_table_gives_the_same_bits() {
         let t = GeluTable::new();
-        let g: Vec<f32> = (0..301).map(|i| (i as f32 - 150.0) * 0.0731).collect();
-        let u: Vec<f32> = (0..301).map(|i| 1.0 + i as f32 * 0.01).collect();
+        let mut g: Vec<f32> = (0..=u16::MAX).map(|b| f16::from_bits(b).to_f32()).collect();
+        g.extend((0..3001).map(|i| (i as f32 - 1500.0) * 0.00731));
+        g.extend([
+            9.999, 10.001, -9.999, -10.001, 10.0, -10.0, 65504.0, -70000.0,
+        ]);
+        let u: Vec<f32> = (0..g.len())
+            .map(|i| 1.0 + (i % 301) as f32 * 0.01)
+            .collect();
         let (mut a, mut b) = (g.clone(), g.clone());
-        t.geglu(&mut a, &u);
-        t.geglu_with(crate::kernels::ops::f32_to_f16_row, &mut b, &u);
-        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        GeluTable::geglu(&mut a, &u);
+        t.geglu_with(
+            crate::kernels::ops::f32_to_f16_row,
+            crate::kernels::ops::f16_to_f32_row,
+            &mut b,
+            &u,
+        );
+        for ((x, y), g) in a.iter().zip(&b).zip(&g) {
+            assert!(
+                x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                "gate {g}: {x} against {y}"
+            );
+        }
     }
 }
