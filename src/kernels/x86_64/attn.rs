@@ -770,14 +770,12 @@ unsafe fn kqv64_x86<const FUSE: bool, V: ValueRows>(
 /// 500 keys, 440 against 272 for the 7 at 2,048).
 const KQV_REG_MAX: usize = 256;
 
-/// Loads of one head's value pieces: 8 values of a row as f32.
+/// The value rows of [`kqv64_group`]: their first byte and the bytes from one row to
+/// the next; the values are f16 or f32 by the group's `F16`.
 #[derive(Clone, Copy)]
 struct Rows8 {
     base: *const u8,
-    /// Bytes from one row to the next.
     stride: usize,
-    /// Whether the values are f16 (else f32).
-    f16: bool,
 }
 
 /// `KQ·V` in 64 lanes (one query) of all the heads of `ws` (scratch blocks of `block`
@@ -803,7 +801,11 @@ fn kqv64_avx2(
 ) -> Option<()> {
     let (hd, n) = (s.hd, s.n_keys);
     let (stored, stride) = rows;
-    if hd == 0 || !hd.is_multiple_of(8) || n > KQV_REG_MAX || block < 2 * hd + n {
+    if hd == 0
+        || !hd.is_multiple_of(8)
+        || n > KQV_REG_MAX
+        || block < hd.checked_mul(2)?.checked_add(n)?
+    {
         return None;
     }
     // Values `0..(n − 1)·stride + hd` of the rows are read.
@@ -811,19 +813,36 @@ fn kqv64_avx2(
         0 => 0,
         _ => (n - 1).checked_mul(stride)?.checked_add(hd)?,
     };
-    let r = match stored {
-        StoredRows::F32(v) if v.len() >= need => Rows8 {
-            base: v.as_ptr().cast(),
-            stride: stride.checked_mul(4)?,
-            f16: false,
-        },
-        StoredRows::F16(v) if v.len() >= need.checked_mul(2)? => Rows8 {
-            base: v.as_ptr(),
-            stride: stride.checked_mul(2)?,
-            f16: true,
-        },
-        _ => return None,
-    };
+    match stored {
+        StoredRows::F32(v) if v.len() >= need => {
+            let r = Rows8 {
+                base: v.as_ptr().cast(),
+                stride: stride.checked_mul(4)?,
+            };
+            kqv64_heads::<false>(ws, block, s, r)
+        }
+        StoredRows::F16(v) if v.len() >= need.checked_mul(2)? => {
+            let r = Rows8 {
+                base: v.as_ptr(),
+                stride: stride.checked_mul(2)?,
+            };
+            kqv64_heads::<true>(ws, block, s, r)
+        }
+        _ => None,
+    }
+}
+
+/// [`kqv64_avx2`] after its checks: the heads of `ws` by groups of at most 3, from the
+/// rows `r` (f16 if `F16`, else f32), which hold the span's `hd` values of every row.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn kqv64_heads<const F16: bool>(
+    ws: &mut [f32],
+    block: usize,
+    s: &AttnShape,
+    r: Rows8,
+) -> Option<()> {
+    let (hd, n) = (s.hd, s.n_keys);
     let mut blocks = ws.chunks_exact_mut(block);
     let mut left = blocks.len();
     while left > 0 {
@@ -839,13 +858,13 @@ fn kqv64_avx2(
         }
         let [p0, p1, p2] = ps;
         let [o0, o1, o2] = outs;
-        // SAFETY: every row piece read lies in the rows checked above (`i < n`,
+        // SAFETY: every row piece read lies in the rows `kqv64_avx2` checked (`i < n`,
         // `c + 8 ≤ hd`); each `p` holds `n` values and each output `hd` (sliced so).
         unsafe {
             match g {
-                1 => kqv64_group::<1>([p0], [o0], r, n, s.first, hd),
-                2 => kqv64_group::<2>([p0, p1], [o0, o1], r, n, s.first, hd),
-                _ => kqv64_group::<3>([p0, p1, p2], [o0, o1, o2], r, n, s.first, hd),
+                1 => kqv64_group::<1, F16>([p0], [o0], r, n, s.first, hd),
+                2 => kqv64_group::<2, F16>([p0, p1], [o0, o1], r, n, s.first, hd),
+                _ => kqv64_group::<3, F16>([p0, p1, p2], [o0, o1, o2], r, n, s.first, hd),
             }
         }
         left -= g;
@@ -853,7 +872,7 @@ fn kqv64_avx2(
     Some(())
 }
 
-/// [`kqv64_avx2`] for `H` heads.
+/// [`kqv64_avx2`] for `H` heads, the rows f16 if `F16` (else f32).
 ///
 /// # Safety
 ///
@@ -861,7 +880,7 @@ fn kqv64_avx2(
 /// `n` values and every `out` at least `hd`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn kqv64_group<const H: usize>(
+unsafe fn kqv64_group<const H: usize, const F16: bool>(
     p: [&[f32]; H],
     mut out: [&mut [f32]; H],
     r: Rows8,
@@ -869,7 +888,7 @@ unsafe fn kqv64_group<const H: usize>(
     first: usize,
     hd: usize,
 ) {
-    let size = if r.f16 { 2 } else { 4 };
+    let size = if F16 { 2 } else { 4 };
     let pp = p.map(|p| p.as_ptr());
     // One row piece and its products with the heads' probabilities into `acc[..][j]`.
     macro_rules! step {
@@ -878,7 +897,7 @@ unsafe fn kqv64_group<const H: usize>(
             // SAFETY: by the caller's contract, row `i < n` and values `c .. c + 8 ≤ hd`
             // are readable.
             let at = unsafe { r.base.add(i * r.stride + $c * size) };
-            let x = if r.f16 {
+            let x = if F16 {
                 // SAFETY: as above, 16 readable bytes.
                 _mm256_cvtph_ps(unsafe { _mm_loadu_si128(at.cast()) })
             } else {
