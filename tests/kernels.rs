@@ -1,6 +1,7 @@
 //! Kernels: every SIMD level against the scalar twins (bit-exact), the scalar twins
 //! against an f64 dot product of the dequantized values (per-type bounds), matmul
-//! invariance under thread count and batching, and the f32 operators.
+//! invariance under thread count and batching, the paired matvec of a feed-forward
+//! with its activation, and the f32 operators.
 //!
 //! Every level this CPU supports is run directly (not only the dispatched one); the
 //! detected and dispatched levels are printed.
@@ -377,6 +378,111 @@ fn matmul_is_thread_and_batch_invariant() {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn paired_matvec_equals_two_matmuls_then_the_activation() {
+    let mut rng = Rng(12);
+    let threads = [
+        Threads::single(),
+        Threads::new(2).unwrap(),
+        Threads::new(3).unwrap(),
+    ];
+    for k in levels() {
+        for ty in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K] {
+            let cols = 256;
+            let at = act_type(ty).unwrap();
+            // Rows: fewer than one run, runs of 64 with a short last one, a tail of the
+            // activation's 16-value groups (100 = 6·16 + 4), Qwen2.5's 4864.
+            for rows in [1usize, 37, 100, 130, 4864] {
+                let up = random_weights(&mut rng, ty, rows, cols, Scale::Normal);
+                let gate = random_weights(&mut rng, ty, rows, cols, Scale::Normal);
+                let wu = Weight {
+                    name: "up",
+                    ty,
+                    cols,
+                    rows,
+                    data: &up,
+                };
+                let wg = Weight {
+                    name: "gate",
+                    ty,
+                    cols,
+                    rows,
+                    data: &gate,
+                };
+                let mut acts = Acts::new(cols, 1);
+                acts.quantize(at, &random_acts(&mut rng, cols, Scale::Normal), cols)
+                    .unwrap();
+                let t1 = Threads::single();
+                let (mut u, mut g) = (vec![0.0f32; rows], vec![0.0f32; rows]);
+                k.matmul(&wu, &acts, &mut u, &t1).unwrap();
+                k.matmul(&wg, &acts, &mut g, &t1).unwrap();
+                // Large enough that the activation's exp over- and underflows too.
+                g.iter_mut().for_each(|v| *v *= 40.0);
+                k.swiglu_row(&mut g, &u);
+                for t in &threads {
+                    let (mut pu, mut pg) = (vec![1.0f32; rows], vec![1.0f32; rows]);
+                    let seen = std::sync::Mutex::new(vec![0u32; rows]);
+                    k.matvec_pair_then(
+                        [&wu, &wg],
+                        &acts,
+                        [&mut pu, &mut pg],
+                        64,
+                        t,
+                        |first, u, g| {
+                            assert_eq!(first % 64, 0, "runs start at multiples of 64");
+                            assert_eq!(u.len(), g.len());
+                            seen.lock().unwrap()[first..first + g.len()]
+                                .iter_mut()
+                                .for_each(|s| *s += 1);
+                            g.iter_mut().for_each(|v| *v *= 40.0);
+                            k.swiglu_row(g, u);
+                        },
+                    )
+                    .unwrap();
+                    assert!(
+                        seen.into_inner().unwrap().iter().all(|&s| s == 1),
+                        "every row once"
+                    );
+                    for r in 0..rows {
+                        assert!(same(pu[r], u[r]), "{} {ty} up row {r} of {rows}", k.level());
+                        assert!(
+                            same(pg[r], g[r]),
+                            "{} {ty} gate row {r} of {rows}, {} threads",
+                            k.level(),
+                            t.count()
+                        );
+                    }
+                }
+                // Refused: two vectors, matrices of different rows.
+                let mut two = Acts::new(cols, 2);
+                two.quantize(at, &random_acts(&mut rng, 2 * cols, Scale::Normal), cols)
+                    .unwrap();
+                let (mut a, mut b) = (vec![0.0f32; 2 * rows], vec![0.0f32; 2 * rows]);
+                let e =
+                    k.matvec_pair_then([&wu, &wg], &two, [&mut a, &mut b], 64, &t1, |_, _, _| {});
+                assert!(matches!(e, Err(KernelError::Length { .. })), "{e:?}");
+                if rows > 1 {
+                    let short = Weight {
+                        rows: rows - 1,
+                        data: &gate[..gate.len() / rows * (rows - 1)],
+                        ..wg
+                    };
+                    let (mut a, mut b) = (vec![0.0f32; rows], vec![0.0f32; rows - 1]);
+                    let e = k.matvec_pair_then(
+                        [&wu, &short],
+                        &acts,
+                        [&mut a, &mut b],
+                        64,
+                        &t1,
+                        |_, _, _| {},
+                    );
+                    assert!(matches!(e, Err(KernelError::Length { .. })), "{e:?}");
                 }
             }
         }

@@ -3,6 +3,7 @@
 use super::acts::row_bytes;
 use super::{act_type, scalar, Acts, KernelError, KernelLevel, Threads, Weight};
 use crate::gguf::GgmlType;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Dot product of one weight row with one activation row of `n` values.
 ///
@@ -678,6 +679,10 @@ impl Kernels {
 /// The most matrices [`Kernels::matvec_multi`] takes in one call.
 pub const MULTI_MAX: usize = 3;
 
+/// The most runs of rows [`Kernels::matvec_pair_then`] splits its matrices into (one
+/// completion counter each, on the stack); more rows make longer runs.
+const PAIR_MAX_RUNS: usize = 256;
+
 impl Kernels {
     /// Several matrices against the same vectors in one parallel section: `outs[i] =
     /// ws[i] · x`, each exactly as [`Kernels::matmul`] computes it (same results, any
@@ -713,62 +718,124 @@ impl Kernels {
         let mut plan = [Part::EMPTY; MULTI_MAX];
         let mut n_tasks = 0usize;
         for ((w, out), p) in ws.iter().zip(outs.iter_mut()).zip(plan.iter_mut()) {
-            let k = self.checked_for(w.ty, x.ty())?;
-            check_len("activation columns", w.cols, x.cols())?;
-            let wrow = row_bytes(w.ty, w.cols)?;
-            let wbytes = wrow.checked_mul(w.rows).ok_or(KernelError::Overflow {
-                what: "weight bytes",
-            })?;
-            check_len("weight bytes", wbytes, w.data.len())?;
-            check_len("output length", w.rows, out.len())?;
             let chunk = task_rows(w.rows, threads);
-            let tasks = w.rows.div_ceil(chunk);
-            *p = Part {
-                k: Some(k),
-                data: w.data,
-                cols: w.cols,
-                wrow,
-                chunk,
-                first_task: n_tasks,
-                end_task: n_tasks + tasks,
-                out: SharedOut::new(out),
-            };
-            n_tasks += tasks;
+            *p = self.part(w, x, out, chunk, n_tasks)?;
+            n_tasks = p.end_task;
         }
         let acts = x.bytes();
         let plan = &plan[..n];
         threads.for_tasks(n_tasks, |task| {
-            let Some(p) = plan.iter().find(|p| task < p.end_task) else {
-                return;
-            };
-            let Some(k) = p.k else { return };
-            let first = (task - p.first_task) * p.chunk;
-            let end = (first + p.chunk).min(p.out.len);
-            let n = p.cols;
-            // SAFETY: tasks own disjoint row ranges of their matrix (task indices are
-            // claimed once), so no two live pieces overlap; see `SharedOut::piece`.
-            let Some(piece) = (unsafe { p.out.piece(first, end) }) else {
-                return;
-            };
-            let xs = p.data.get(first * p.wrow..end * p.wrow).unwrap_or(&[]);
-            if let Some(dot_rows) = k.dot_rows {
-                // SAFETY: level supported (type invariant); `xs` holds `piece.len()`
-                // whole rows of `n` values (rows·wrow bytes checked above, end ≤ rows)
-                // and `acts` one vector of the partner type.
-                unsafe { dot_rows(xs, acts, n, piece) };
-                return;
-            }
-            for (o, xr) in piece.iter_mut().zip(xs.chunks_exact(p.wrow)) {
-                // SAFETY: level supported (type invariant); `xr` is a whole row of `n`
-                // values and `acts` one vector of `n` values of the partner type.
-                *o = unsafe { (k.dot)(xr, acts, n) };
+            if let Some(p) = plan.iter().find(|p| task < p.end_task) {
+                // SAFETY: `for_tasks` hands each task index to one call of this closure.
+                unsafe { p.rows_of_task(task, acts) };
             }
         });
         Ok(())
     }
+
+    /// A feed-forward's `up` and `gate` for one vector (`outs = [up · x, gate · x]`,
+    /// each exactly as [`Kernels::matmul`] computes it), then `then(first, up_rows,
+    /// gate_rows)` on each run of rows `first..` in the same parallel section: the
+    /// task that finishes the second of a run's two pieces (usually the `gate` one)
+    /// runs `then` on it. The activation (and any bias) so runs on every thread,
+    /// beside the other threads' dot products, with no pass of its own; the matrices
+    /// stream as in [`Kernels::matvec_multi`] (all of `up`, then all of `gate`).
+    ///
+    /// The runs start at multiples of `align` rows (`then`'s vector width), so an
+    /// element-wise `then` that treats a row's tail apart sees it where the whole row
+    /// puts it, and gives the same results as on whole rows. Both matrices must have
+    /// the same rows and the activation type of `x`, which holds one vector.
+    pub fn matvec_pair_then(
+        &self,
+        ws: [&Weight<'_>; 2],
+        x: &Acts,
+        outs: [&mut [f32]; 2],
+        align: usize,
+        threads: &Threads,
+        then: impl Fn(usize, &mut [f32], &mut [f32]) + Sync + Send,
+    ) -> Result<(), KernelError> {
+        let [up, gate] = ws;
+        check_len("vectors of a paired matvec", 1, x.n_vecs())?;
+        check_len("rows of a paired matvec", up.rows, gate.rows)?;
+        let align = align.max(1);
+        let mut chunk = task_rows(up.rows, threads).next_multiple_of(align);
+        if up.rows.div_ceil(chunk) > PAIR_MAX_RUNS {
+            chunk = up.rows.div_ceil(PAIR_MAX_RUNS).next_multiple_of(align);
+        }
+        let [up_out, gate_out] = outs;
+        let pu = self.part(up, x, up_out, chunk, 0)?;
+        let runs = pu.end_task;
+        let pg = self.part(gate, x, gate_out, chunk, runs)?;
+        // Pieces finished per run: 0, 1, then 2 once both are.
+        let done = [const { AtomicU8::new(0) }; PAIR_MAX_RUNS];
+        let acts = x.bytes();
+        threads.for_tasks(2 * runs, |task| {
+            let (mine, other, run) = if task < runs {
+                (&pu, &pg, task)
+            } else {
+                (&pg, &pu, task - runs)
+            };
+            // SAFETY: `for_tasks` hands each task index to one call of this closure.
+            let Some(piece) = (unsafe { mine.rows_of_task(task, acts) }) else {
+                return;
+            };
+            let Some(n_done) = done.get(run) else { return };
+            // AcqRel: the second finisher sees every write of the first one's piece.
+            if n_done.fetch_add(1, Ordering::AcqRel) != 1 {
+                return;
+            }
+            let first = run * chunk;
+            let end = (first + chunk).min(other.out.len);
+            // SAFETY: the other piece of this run was written by a task that has
+            // finished (the counter read 1 after it) and that no longer uses it; only
+            // the run's second finisher, this task, gets here, once; and it is in the
+            // other output than `piece`.
+            let Some(rest) = (unsafe { other.out.piece(first, end) }) else {
+                return;
+            };
+            if task < runs {
+                then(first, piece, rest);
+            } else {
+                then(first, rest, piece);
+            }
+        });
+        Ok(())
+    }
+
+    /// The checks of `matmul` for `w` against the one vector of `x` into `out`, and
+    /// the matrix as tasks `first_task..` of `chunk` rows each.
+    fn part<'a>(
+        &'a self,
+        w: &Weight<'a>,
+        x: &Acts,
+        out: &'a mut [f32],
+        chunk: usize,
+        first_task: usize,
+    ) -> Result<Part<'a>, KernelError> {
+        let k = self.checked_for(w.ty, x.ty())?;
+        check_len("activation columns", w.cols, x.cols())?;
+        let wrow = row_bytes(w.ty, w.cols)?;
+        let wbytes = wrow.checked_mul(w.rows).ok_or(KernelError::Overflow {
+            what: "weight bytes",
+        })?;
+        check_len("weight bytes", wbytes, w.data.len())?;
+        check_len("output length", w.rows, out.len())?;
+        let chunk = chunk.max(1);
+        Ok(Part {
+            k: Some(k),
+            data: w.data,
+            cols: w.cols,
+            wrow,
+            chunk,
+            first_task,
+            end_task: first_task + w.rows.div_ceil(chunk),
+            out: SharedOut::new(out),
+        })
+    }
 }
 
-/// One matrix of [`Kernels::matvec_multi`]: its kernels, bytes, row chunks and tasks.
+/// One matrix of [`Kernels::matvec_multi`] or [`Kernels::matvec_pair_then`]: its
+/// kernels, bytes, row chunks and tasks.
 struct Part<'a> {
     k: Option<&'a TypeKernels>,
     data: &'a [u8],
@@ -795,6 +862,42 @@ impl Part<'_> {
             _out: core::marker::PhantomData,
         },
     };
+
+    /// Task `task`'s rows of this matrix against the vector `acts`, into their piece
+    /// of the output, which is returned (`None` if the task is not this matrix's).
+    ///
+    /// # Safety
+    ///
+    /// No other call for the same task may be running or its piece still in use (each
+    /// task index handed to one caller, as [`Threads::for_tasks`] does): the pieces of
+    /// different tasks never overlap.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn rows_of_task(&self, task: usize, acts: &[u8]) -> Option<&mut [f32]> {
+        let k = self.k?;
+        let first = task.checked_sub(self.first_task)?.checked_mul(self.chunk)?;
+        let end = first.saturating_add(self.chunk).min(self.out.len);
+        let n = self.cols;
+        // SAFETY: tasks own disjoint row ranges of their matrix, and this task's range
+        // is in no other live piece (the caller's contract); see `SharedOut::piece`.
+        let piece = unsafe { self.out.piece(first, end) }?;
+        let xs = self
+            .data
+            .get(first * self.wrow..end * self.wrow)
+            .unwrap_or(&[]);
+        if let Some(dot_rows) = k.dot_rows {
+            // SAFETY: level supported (type invariant); `xs` holds `piece.len()` whole
+            // rows of `n` values (rows·wrow bytes checked by `part`, end ≤ rows) and
+            // `acts` one vector of the partner type.
+            unsafe { dot_rows(xs, acts, n, piece) };
+            return Some(piece);
+        }
+        for (o, xr) in piece.iter_mut().zip(xs.chunks_exact(self.wrow)) {
+            // SAFETY: level supported (type invariant); `xr` is a whole row of `n`
+            // values and `acts` one vector of `n` values of the partner type.
+            *o = unsafe { (k.dot)(xr, acts, n) };
+        }
+        Some(piece)
+    }
 }
 
 // ---------------------------------------------------------------- attention

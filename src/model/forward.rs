@@ -437,6 +437,70 @@ fn par_rows(
     });
 }
 
+/// Values of a feed-forward activation's run that must stay together: the vector
+/// width of [`Kernels::swiglu_row`] (whole groups of 16, then the row's tail) and the
+/// batch of [`super::ops::GeluTable::geglu_with`] (64).
+const FFN_ACT_ALIGN: usize = 64;
+
+/// One token's feed-forward `gate ← act(gate · x + b_gate) · (up · x + b_up)` with the
+/// normalized input in `st.xn`, through [`Kernels::matvec_pair_then`]: each task runs its
+/// rows' biases and activation right after their two dot products, so the activation
+/// is spread over the threads and needs no pass of its own. The same results as the
+/// matmuls, the biases and the activation one after the other (everything after the dot
+/// products is element-wise, and the runs keep each row's tail where it is). Returns
+/// `false`, having done nothing, where `up` and `gate` take different activation types.
+fn ffn_fused(m: &Model, st: &mut State, table: &Kernels, lw: &LayerWeights) -> Result<bool> {
+    let (up, gate) = (&lw.ffn_up, &lw.ffn_gate);
+    let Some(ty) = act_type(up.ty).filter(|&t| act_type(gate.ty) == Some(t)) else {
+        return Ok(false);
+    };
+    if up.rows != gate.rows || up.cols != gate.cols {
+        return Ok(false);
+    }
+    let cols = up.cols;
+    let bytes = m.gguf.bytes();
+    st.acts.quantize_on(
+        ty,
+        st.xn.get(..cols).unwrap_or(&st.xn),
+        cols,
+        &st.threads,
+        table,
+    )?;
+    let n = up.rows;
+    let (up_b, gate_b) = (lw.ffn_up_b.as_deref(), lw.ffn_gate_b.as_deref());
+    let bias = |b: Option<&[f32]>, first: usize, x: &mut [f32]| {
+        if let Some(b) = b.and_then(|b| b.get(first..first + x.len())) {
+            ops::add(x, b);
+        }
+    };
+    let act = m.config.arch.ffn_act;
+    let gelu = &m.gelu;
+    // (A buffer shorter than the rows fails the kernel's length check.)
+    let (nu, ng) = (n.min(st.up.len()), n.min(st.gate.len()));
+    let (up_out, gate_out) = (&mut st.up[..nu], &mut st.gate[..ng]);
+    table.matvec_pair_then(
+        [&up.view(bytes), &gate.view(bytes)],
+        &st.acts,
+        [up_out, gate_out],
+        FFN_ACT_ALIGN,
+        &st.threads,
+        |first, u, g| {
+            bias(up_b, first, u);
+            bias(gate_b, first, g);
+            match act {
+                FfnActivation::Silu => table.swiglu_row(g, u),
+                FfnActivation::GeluTanh => gelu.geglu_with(
+                    |x, h| table.f32_to_f16_row(x, h),
+                    |h, x| table.f16_to_f32_row(h, x),
+                    g,
+                    u,
+                ),
+            }
+        },
+    )?;
+    Ok(true)
+}
+
 fn add_bias(threads: &Threads, x: &mut [f32], n_vecs: usize, width: usize, b: Option<&Vec<f32>>) {
     if let Some(b) = b {
         par_rows(threads, x, n_vecs, width, |_, row| ops::add(row, b));
@@ -559,37 +623,41 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         // Feed-forward.
         norm_rows_to(&st.threads, &mut st.xn, &st.x, b, d, &lw.ffn_norm, eps);
         trace(st, "ffn_norm", il, b, d, &st.xn);
-        let mut key = None;
-        project_multi(
-            &mut st.acts,
-            &mut key,
-            &st.xn,
-            b,
-            [&lw.ffn_up, &lw.ffn_gate],
-            bytes,
-            [&mut st.up, &mut st.gate],
-            &st.threads,
-            table,
-        )?;
-        add_bias(&st.threads, &mut st.up, b, ff, lw.ffn_up_b.as_ref());
-        add_bias(&st.threads, &mut st.gate, b, ff, lw.ffn_gate_b.as_ref());
-        trace(st, "ffn_up", il, b, ff, &st.up);
-        trace(st, "ffn_gate", il, b, ff, &st.gate);
-        // Row by row (ggml's tail rule is per row), rows split across threads.
-        let u = &st.up[..b * ff];
-        let up = |t: usize| u.get(t * ff..(t + 1) * ff).unwrap_or(&[]);
-        match c.arch.ffn_act {
-            FfnActivation::Silu => par_rows(&st.threads, &mut st.gate, b, ff, |t, row| {
-                table.swiglu_row(row, up(t))
-            }),
-            FfnActivation::GeluTanh => par_rows(&st.threads, &mut st.gate, b, ff, |t, row| {
-                m.gelu.geglu_with(
-                    |x, h| table.f32_to_f16_row(x, h),
-                    |h, x| table.f16_to_f32_row(h, x),
-                    row,
-                    up(t),
-                )
-            }),
+        // One token: up, gate and the activation in one parallel section.
+        let fused = b == 1 && st.trace.is_none() && ffn_fused(m, st, table, lw)?;
+        if !fused {
+            let mut key = None;
+            project_multi(
+                &mut st.acts,
+                &mut key,
+                &st.xn,
+                b,
+                [&lw.ffn_up, &lw.ffn_gate],
+                bytes,
+                [&mut st.up, &mut st.gate],
+                &st.threads,
+                table,
+            )?;
+            add_bias(&st.threads, &mut st.up, b, ff, lw.ffn_up_b.as_ref());
+            add_bias(&st.threads, &mut st.gate, b, ff, lw.ffn_gate_b.as_ref());
+            trace(st, "ffn_up", il, b, ff, &st.up);
+            trace(st, "ffn_gate", il, b, ff, &st.gate);
+            // Row by row (ggml's tail rule is per row), rows split across threads.
+            let u = &st.up[..b * ff];
+            let up = |t: usize| u.get(t * ff..(t + 1) * ff).unwrap_or(&[]);
+            match c.arch.ffn_act {
+                FfnActivation::Silu => par_rows(&st.threads, &mut st.gate, b, ff, |t, row| {
+                    table.swiglu_row(row, up(t))
+                }),
+                FfnActivation::GeluTanh => par_rows(&st.threads, &mut st.gate, b, ff, |t, row| {
+                    m.gelu.geglu_with(
+                        |x, h| table.f32_to_f16_row(x, h),
+                        |h, x| table.f16_to_f32_row(h, x),
+                        row,
+                        up(t),
+                    )
+                }),
+            }
         }
         trace(st, "ffn_gate_par", il, b, ff, &st.gate);
         let mut key = None;
