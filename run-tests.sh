@@ -29,6 +29,9 @@ cargo clippy --release --lib --no-default-features -- \
 cargo clippy --release --lib --features ffi -- \
     -D clippy::std_instead_of_core -D clippy::std_instead_of_alloc
 
+step "API docs build without warnings (broken links included), private items too"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items --quiet
+
 step "host test suite (release)"
 cargo test --release --all-targets
 cargo test --release --doc

@@ -231,7 +231,7 @@ impl GeluTable {
         }
     }
 
-    /// [`GeluTable::geglu`] (kept for the tests) with the table: the inputs rounded to
+    /// `GeluTable::geglu` (kept for the tests) with the table: the inputs rounded to
     /// f16 by `to_f16` and the entries widened by `widen` (the kernel table's row
     /// conversions, 64 values at a time) instead of one at a time. The same values, so
     /// the same results (a NaN input gives a NaN either way).

@@ -3,7 +3,7 @@
 //!
 //! Every block struct ([`BlockQ4_0`], [`BlockQ4K`], …) is `#[repr(C)]` with byte-array
 //! fields only, so it has alignment 1 and can be viewed in place over model bytes that
-//! come from an mmap or an `include_bytes!` at any address (see [`blocks`]). Its size is
+//! come from an mmap or an `include_bytes!` at any address (see [`blocks()`]). Its size is
 //! checked against ggml's at compile time.
 //!
 //! The scalar code here is the reference the SIMD kernels are tested against:
@@ -139,7 +139,7 @@ pub fn blocks<T: bytemuck::Pod>(bytes: &[u8]) -> Result<&[T], QuantError> {
     })
 }
 
-/// Mutable twin of [`blocks`].
+/// Mutable twin of [`blocks()`].
 pub fn blocks_mut<T: bytemuck::Pod>(bytes: &mut [u8]) -> Result<&mut [T], QuantError> {
     let len = bytes.len();
     bytemuck::try_cast_slice_mut(bytes).map_err(|_| QuantError::BadCast {

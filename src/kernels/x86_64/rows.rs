@@ -14,7 +14,7 @@
 //! AVX2 has no `vpdpbusd`: Q4_0 and Q5_0 take `maddubs` + `madd` + the correction
 //! (their unsigned quants stay below 32, so `maddubs` cannot saturate), Q8_0 and IQ4_NL
 //! the sign trick (`maddubs` would saturate on their quants + 128). The AVX2 entries go
-//! one row at a time (see `rows:` in [`rows32`]).
+//! one row at a time (see `rows:` in `rows32!`).
 //!
 //! At the AVX-512 levels the Q5_0 fifth bits go through a mask register (one masked
 //! byte add or move). The nibbles come from a broadcast load and one variable shift
@@ -40,7 +40,7 @@ const MAX_BLOCKS: usize = 512;
 const SMALL_BLOCKS: usize = 64;
 
 /// How far ahead each row prefetches its own bytes, in groups of the rows an entry
-/// computes together (`rows:` in [`rows32`]): into
+/// computes together (`rows:` in `rows32!`): into
 /// L1 one group ahead, and into L2 six groups ahead (the far requests bring the lines
 /// close; the near ones then hit L2 and hold an L1 miss buffer only briefly). On the
 /// real models' output heads (cold, 1 thread) this streamed 3-11% faster than a single
@@ -92,7 +92,7 @@ fn nibbles_b(qs: &[u8; 16]) -> __m256i {
 
 /// Q4_0 without a shift: bytes 0..16 the low nibbles `n` (offset 8), bytes 16..32 the
 /// high nibbles in place, `16·n` (offset 128): one broadcast load and one `and`. See
-/// `high:` in [`rows32`] for why the high lanes may come out 16 times too large.
+/// `high:` in `rows32!` for why the high lanes may come out 16 times too large.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn u_q4_0_x16(x: &BlockQ4_0) -> __m256i {
