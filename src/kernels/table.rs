@@ -541,27 +541,14 @@ impl Kernels {
         let chunk = task_rows(rows, threads);
 
         if nv == 1 {
-            if let Some(dot_rows) = k.dot_rows {
-                threads.for_rows(out, chunk, |first, piece| {
-                    let xs = data
-                        .get(first * wrow..(first + piece.len()) * wrow)
-                        .unwrap_or(&[]);
-                    // SAFETY: level supported (type invariant); `xs` holds `piece.len()`
-                    // whole rows of `n` values (rows·wrow bytes checked above, first +
-                    // piece.len() ≤ rows) and `acts` one vector of the partner type.
-                    unsafe { dot_rows(xs, acts, n, piece) };
-                });
-                return Ok(());
-            }
             threads.for_rows(out, chunk, |first, piece| {
-                for (i, o) in piece.iter_mut().enumerate() {
-                    let r = first + i;
-                    let xr = data.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]);
-                    // SAFETY: level supported (type invariant); `xr` is a whole row of
-                    // `n` values (rows·wrow bytes checked above, r < rows) and `acts`
-                    // one vector of `n` values of the partner type.
-                    *o = unsafe { (k.dot)(xr, acts, n) };
-                }
+                let xs = data
+                    .get(first * wrow..(first + piece.len()) * wrow)
+                    .unwrap_or(&[]);
+                // SAFETY: `k` is this table's (level supported); `xs` holds `piece.len()`
+                // whole rows of `n` values (rows·wrow bytes checked above, first +
+                // piece.len() ≤ rows) and `acts` one vector of the partner type.
+                unsafe { dot_piece(k, xs, wrow, acts, n, piece) };
             });
             return Ok(());
         }
@@ -884,19 +871,38 @@ impl Part<'_> {
             .data
             .get(first * self.wrow..end * self.wrow)
             .unwrap_or(&[]);
-        if let Some(dot_rows) = k.dot_rows {
-            // SAFETY: level supported (type invariant); `xs` holds `piece.len()` whole
-            // rows of `n` values (rows·wrow bytes checked by `part`, end ≤ rows) and
-            // `acts` one vector of the partner type.
-            unsafe { dot_rows(xs, acts, n, piece) };
-            return Some(piece);
-        }
-        for (o, xr) in piece.iter_mut().zip(xs.chunks_exact(self.wrow)) {
-            // SAFETY: level supported (type invariant); `xr` is a whole row of `n`
-            // values and `acts` one vector of `n` values of the partner type.
-            *o = unsafe { (k.dot)(xr, acts, n) };
-        }
+        // SAFETY: `k` is a table's entry for a supported level (type invariant); `xs`
+        // holds `piece.len()` whole rows of `n` values (rows·wrow bytes checked by
+        // `part`, end ≤ rows) and `acts` one vector of the partner type.
+        unsafe { dot_piece(k, xs, self.wrow, acts, n, piece) };
         Some(piece)
+    }
+}
+
+/// One vector's dot products with consecutive weight rows: `piece[i] = xs row i · acts`,
+/// by the type's multi-row entry where the level has one, else row by row.
+///
+/// # Safety
+///
+/// `k` belongs to the table of a level the CPU supports; `xs` holds `piece.len()` whole
+/// rows of `wrow` bytes, each `n` values, and `acts` one vector of `n` values of the
+/// partner type.
+unsafe fn dot_piece(
+    k: &TypeKernels,
+    xs: &[u8],
+    wrow: usize,
+    acts: &[u8],
+    n: usize,
+    piece: &mut [f32],
+) {
+    if let Some(dot_rows) = k.dot_rows {
+        // SAFETY: the caller's contract.
+        unsafe { dot_rows(xs, acts, n, piece) };
+        return;
+    }
+    for (o, xr) in piece.iter_mut().zip(xs.chunks_exact(wrow)) {
+        // SAFETY: the caller's contract; `xr` is one whole row.
+        *o = unsafe { (k.dot)(xr, acts, n) };
     }
 }
 

@@ -473,8 +473,6 @@ fn ffn_fused(m: &Model, st: &mut State, table: &Kernels, lw: &LayerWeights) -> R
             ops::add(x, b);
         }
     };
-    let act = m.config.arch.ffn_act;
-    let gelu = &m.gelu;
     // (A buffer shorter than the rows fails the kernel's length check.)
     let (nu, ng) = (n.min(st.up.len()), n.min(st.gate.len()));
     let (up_out, gate_out) = (&mut st.up[..nu], &mut st.gate[..ng]);
@@ -487,18 +485,24 @@ fn ffn_fused(m: &Model, st: &mut State, table: &Kernels, lw: &LayerWeights) -> R
         |first, u, g| {
             bias(up_b, first, u);
             bias(gate_b, first, g);
-            match act {
-                FfnActivation::Silu => table.swiglu_row(g, u),
-                FfnActivation::GeluTanh => gelu.geglu_with(
-                    |x, h| table.f32_to_f16_row(x, h),
-                    |h, x| table.f16_to_f32_row(h, x),
-                    g,
-                    u,
-                ),
-            }
+            ffn_activation(m, table, g, u);
         },
     )?;
     Ok(true)
+}
+
+/// `gate ← act(gate) · up` for the model's feed-forward activation (SwiGLU or GeGLU),
+/// element by element over a row or a run of it (see [`FFN_ACT_ALIGN`]).
+fn ffn_activation(m: &Model, table: &Kernels, gate: &mut [f32], up: &[f32]) {
+    match m.config.arch.ffn_act {
+        FfnActivation::Silu => table.swiglu_row(gate, up),
+        FfnActivation::GeluTanh => m.gelu.geglu_with(
+            |x, h| table.f32_to_f16_row(x, h),
+            |h, x| table.f16_to_f32_row(h, x),
+            gate,
+            up,
+        ),
+    }
 }
 
 fn add_bias(threads: &Threads, x: &mut [f32], n_vecs: usize, width: usize, b: Option<&Vec<f32>>) {
@@ -645,19 +649,9 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
             // Row by row (ggml's tail rule is per row), rows split across threads.
             let u = &st.up[..b * ff];
             let up = |t: usize| u.get(t * ff..(t + 1) * ff).unwrap_or(&[]);
-            match c.arch.ffn_act {
-                FfnActivation::Silu => par_rows(&st.threads, &mut st.gate, b, ff, |t, row| {
-                    table.swiglu_row(row, up(t))
-                }),
-                FfnActivation::GeluTanh => par_rows(&st.threads, &mut st.gate, b, ff, |t, row| {
-                    m.gelu.geglu_with(
-                        |x, h| table.f32_to_f16_row(x, h),
-                        |h, x| table.f16_to_f32_row(h, x),
-                        row,
-                        up(t),
-                    )
-                }),
-            }
+            par_rows(&st.threads, &mut st.gate, b, ff, |t, row| {
+                ffn_activation(m, table, row, up(t))
+            });
         }
         trace(st, "ffn_gate_par", il, b, ff, &st.gate);
         let mut key = None;
