@@ -3,7 +3,9 @@
 //! sum over 1 GiB) on the same machine in the same run.
 //!
 //! Weights do not fit in cache: each type's matrix is replicated to fill 1 GiB and the
-//! iterations cycle through the copies (the L3 here may be hundreds of MiB).
+//! iterations cycle through the copies (the L3 here may be hundreds of MiB). Q5_0 is
+//! measured twice: as in a GGUF file, and repacked for the decode matvec (`q5_0x4`, the
+//! layout of the `Model::repack_weights` opt-in).
 //!
 //! ```text
 //! cargo bench --bench kernels                       # everything (~7 min)
@@ -34,7 +36,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use tramontane::gguf::GgmlType;
-use tramontane::kernels::{self, act_type, Acts, KernelLevel, Threads, Weight};
+use tramontane::kernels::{self, act_type, Acts, KernelLevel, Threads, Weight, WeightLayout};
 
 const ROWS: usize = 4096;
 const COLS: usize = 4096;
@@ -93,7 +95,44 @@ fn sane_scales(ty: GgmlType, m: &mut [u8]) {
 
 /// One random 4096×4096 matrix of `ty` (sane f16 scales), replicated to fill
 /// [`WORKING_SET`]; returns the bytes and the size of one matrix.
-fn matrices(ty: GgmlType) -> (Vec<u8>, usize) {
+/// One matrix the matvec bench measures: a type, in the file's layout or repacked.
+#[derive(Clone, Copy)]
+struct Entry {
+    ty: GgmlType,
+    layout: WeightLayout,
+}
+
+impl Entry {
+    /// The name in the bench ids and tables.
+    fn name(self) -> &'static str {
+        match self.layout {
+            WeightLayout::Q5_0x4 => "q5_0x4",
+            _ => self.ty.name(),
+        }
+    }
+}
+
+/// Every type of [`TYPES`] in the file's layout, and Q5_0 repacked for the decode
+/// matvec (`Model::repack_weights`) right after Q5_0.
+fn entries() -> Vec<Entry> {
+    let mut v = Vec::new();
+    for ty in TYPES {
+        v.push(Entry {
+            ty,
+            layout: WeightLayout::File,
+        });
+        if ty == GgmlType::Q5_0 {
+            v.push(Entry {
+                ty,
+                layout: WeightLayout::Q5_0x4,
+            });
+        }
+    }
+    v
+}
+
+fn matrices(e: Entry) -> (Vec<u8>, usize) {
+    let ty = e.ty;
     let one = ty.row_bytes(COLS as u64).unwrap() as usize * ROWS;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut m: Vec<u8> = (0..one).map(|_| rng.next() as u8).collect();
@@ -109,6 +148,13 @@ fn matrices(ty: GgmlType) -> (Vec<u8>, usize) {
         }
     } else {
         sane_scales(ty, &mut m);
+    }
+    if e.layout == WeightLayout::Q5_0x4 {
+        let rb = one / ROWS;
+        let plain = m.clone();
+        for (s, d) in plain.chunks_exact(rb).zip(m.chunks_exact_mut(rb)) {
+            assert!(tramontane::quant::repack_q5_0_row(s, d));
+        }
     }
     let copies = working_set().div_ceil(one).max(1);
     let mut all = Vec::with_capacity(copies * one);
@@ -189,7 +235,8 @@ const PAIRED_ROUNDS: usize = 15;
 /// the probe reads as many bytes.
 const PAIRED_CALLS: usize = 6;
 
-/// The first five types, those of issue 3's targets, get the interleaved measurement.
+/// The first five types, those of issue 3's targets, get the interleaved measurement
+/// (Q5_0 in both layouts).
 const PAIRED_TYPES: usize = 5;
 
 /// Rows of the in-cache turns of [`paired`]: 256 rows of 4096 values take 0.6 MB
@@ -201,7 +248,7 @@ const HOT_CALLS: usize = 40;
 
 /// The interleaved ratios of one type ([`paired`]), medians over the rounds.
 struct Paired {
-    ty: GgmlType,
+    e: Entry,
     /// Best level, 2 threads, over the read probe, from memory.
     share: f64,
     /// Best level over scalar, 1 thread, from memory.
@@ -218,13 +265,14 @@ struct Paired {
 /// sides of a round alike, where criterion's figures for the probe and for a kernel are
 /// minutes apart.
 fn paired(
-    ty: GgmlType,
+    e: Entry,
     all: &[u8],
     one: usize,
     acts: &Acts,
     probe: &[u8],
     pools: &[Threads; 2],
 ) -> Paired {
+    let (ty, layout) = (e.ty, e.layout);
     let copies = all.len() / one;
     let steps = probe.len() / one;
     let (mut i, mut p) = (0usize, 0usize);
@@ -238,6 +286,7 @@ fn paired(
                 cols: COLS,
                 rows: ROWS,
                 data: &all[i * one..(i + 1) * one],
+                layout,
             };
             i = (i + 1) % copies;
             k.matmul(&w, acts, &mut out, threads).unwrap();
@@ -253,6 +302,7 @@ fn paired(
             cols: COLS,
             rows: HOT_ROWS,
             data: &all[..one / ROWS * HOT_ROWS],
+            layout,
         };
         turn_of(HOT_CALLS, || {
             k.matmul(&w, acts, &mut hot_out, &pools[0]).unwrap();
@@ -292,7 +342,7 @@ fn paired(
         speedup_hot.push(hs / hv);
     }
     Paired {
-        ty,
+        e,
         share: median(&mut share),
         speedup: median(&mut speedup),
         speedup_hot: median(&mut speedup_hot),
@@ -333,8 +383,9 @@ fn bench_matvec(c: &mut Criterion, probe: &[u8]) -> Vec<Paired> {
     g.sample_size(10)
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500));
-    for ty in TYPES {
-        let (all, one) = matrices(ty);
+    for e in entries() {
+        let ty = e.ty;
+        let (all, one) = matrices(e);
         let copies = all.len() / one;
         let at = act_type(ty).unwrap();
         let mut rng = Rng(7);
@@ -348,7 +399,7 @@ fn bench_matvec(c: &mut Criterion, probe: &[u8]) -> Vec<Paired> {
         for level in levels() {
             let k = kernels::kernels(level).unwrap();
             for threads in &pools {
-                let id = BenchmarkId::new(ty.name(), format!("{}-t{}", level, threads.count()));
+                let id = BenchmarkId::new(e.name(), format!("{}-t{}", level, threads.count()));
                 let mut i = 0usize;
                 g.bench_function(id, |b| {
                     b.iter(|| {
@@ -360,6 +411,7 @@ fn bench_matvec(c: &mut Criterion, probe: &[u8]) -> Vec<Paired> {
                             cols: COLS,
                             rows: ROWS,
                             data,
+                            layout: e.layout,
                         };
                         k.matmul(&w, &acts, &mut out, threads).unwrap();
                         black_box(out[0])
@@ -368,7 +420,7 @@ fn bench_matvec(c: &mut Criterion, probe: &[u8]) -> Vec<Paired> {
             }
         }
         if TYPES[..PAIRED_TYPES].contains(&ty) && kernels::best_level() != KernelLevel::Scalar {
-            ratios.push(paired(ty, &all, one, &acts, probe, &pools));
+            ratios.push(paired(e, &all, one, &acts, probe, &pools));
         }
     }
     g.finish();
@@ -415,6 +467,7 @@ fn bench_prefill(c: &mut Criterion) {
                 cols: PF_COLS,
                 rows: PF_ROWS,
                 data: &w,
+                layout: WeightLayout::File,
             };
             g.bench_function(BenchmarkId::new(ty.name(), level.name()), |b| {
                 b.iter(|| {
@@ -484,10 +537,10 @@ fn summary(paired: &[Paired]) {
         "| type | scalar t1 GB/s | scalar t2 GB/s | {best} t1 GB/s | {best} t2 GB/s | {best} t2 / bandwidth | {best}/scalar (t1) |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for ty in TYPES {
-        let one = ty.row_bytes(COLS as u64).unwrap() as usize * ROWS;
+    for e in entries() {
+        let one = e.ty.row_bytes(COLS as u64).unwrap() as usize * ROWS;
         let get = |l: KernelLevel, t: usize| {
-            median_ns("matvec", ty.name(), &format!("{}-t{}", l, t)).map(|ns| gbs(one, ns))
+            median_ns("matvec", e.name(), &format!("{}-t{}", l, t)).map(|ns| gbs(one, ns))
         };
         let (s1, s2, v1, v2) = (
             get(KernelLevel::Scalar, 1),
@@ -508,7 +561,7 @@ fn summary(paired: &[Paired]) {
         };
         println!(
             "| {} | {} | {} | {} | {} | {} | {} |",
-            ty.name(),
+            e.name(),
             fmt(s1),
             fmt(s2),
             fmt(v1),
@@ -532,7 +585,7 @@ fn summary(paired: &[Paired]) {
     for p in paired {
         println!(
             "| {} | {:.0}% | {:.1}× | {:.1}× |",
-            p.ty.name(),
+            p.e.name(),
             100.0 * p.share,
             p.speedup,
             p.speedup_hot

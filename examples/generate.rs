@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example generate -- [--model PATH] [--prompt TEXT]
 //!     [--max-tokens N] [--threads N] [--ctx N] [--temperature T] [--top-k K]
-//!     [--top-p P] [--min-p P] [--seed S] [--json] [--tokenize-only]
+//!     [--top-p P] [--min-p P] [--seed S] [--json] [--tokenize-only] [--repack]
 //! ```
 //!
 //! Without `--model` it uses Gemma 3 270M (`gemma-3-270m-q4_k_m.gguf` in
@@ -19,6 +19,10 @@
 //! (`gen_ids` includes the end-of-generation token if one was produced; `text` is the
 //! generated text only). `--tokenize-only --json` prints `{"prompt_ids":[..]}`.
 //!
+//! `--repack` copies the Q5_0 matrices into the layout of the AVX2 decode matvec after
+//! loading (`Model::repack_weights`: x86-64 at the `avx2` kernel level only; it costs
+//! as many bytes of memory as those matrices take in the file).
+//!
 //! Bad input (missing file, not GGUF, unsupported architecture, empty prompt, context
 //! too small, a bad option): one line on stderr, exit code 1.
 
@@ -33,7 +37,8 @@ const DEFAULT_MODEL: &str = "gemma-3-270m-q4_k_m.gguf";
 const DEFAULT_PROMPT: &str = "Once upon a time";
 
 const USAGE: &str = "usage: generate [--model PATH] [--prompt TEXT] [--max-tokens N] [--threads N] \
-[--ctx N] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--json] [--tokenize-only]";
+[--ctx N] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--json] [--tokenize-only] \
+[--repack]";
 
 /// The command line, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +55,7 @@ pub(crate) struct Args {
     pub(crate) seed: u64,
     pub(crate) json: bool,
     pub(crate) tokenize_only: bool,
+    pub(crate) repack: bool,
     pub(crate) help: bool,
 }
 
@@ -68,6 +74,7 @@ impl Default for Args {
             seed: 0,
             json: false,
             tokenize_only: false,
+            repack: false,
             help: false,
         }
     }
@@ -104,6 +111,7 @@ pub(crate) fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--seed" => a.seed = num(flag, &value()?)?,
             "--json" => a.json = true,
             "--tokenize-only" => a.tokenize_only = true,
+            "--repack" => a.repack = true,
             "--help" | "-h" => a.help = true,
             _ => return Err(format!("unknown argument {arg:?} (see --help)")),
         }
@@ -195,7 +203,7 @@ fn try_run(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<
     let t_load = Instant::now();
     let show = !a.json && std::io::stderr().is_terminal();
     let mut last_pct = u64::MAX;
-    let model = Model::open_with_progress(&path, |done, total| {
+    let mut model = Model::open_with_progress(&path, |done, total| {
         let pct = done.saturating_mul(100) / total.max(1);
         if show && pct != last_pct && total > (64 << 20) {
             last_pct = pct;
@@ -206,6 +214,9 @@ fn try_run(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<
         }
     })
     .map_err(|e| e.to_string())?;
+    if a.repack {
+        model.repack_weights().map_err(|e| e.to_string())?;
+    }
     let load = t_load.elapsed();
 
     let t_start = Instant::now();

@@ -180,7 +180,7 @@ fn zero_allocations_per_generated_token_with_threads() {
                 check(format!("{name} {sname} 2 threads"), &m, so, sampler);
             }
         }
-        if let Some(m) = common::gemma() {
+        if let Some(mut m) = common::gemma() {
             let so = SessionOptions {
                 context_len: 256,
                 threads: 2,
@@ -188,6 +188,14 @@ fn zero_allocations_per_generated_token_with_threads() {
             };
             check(
                 "gemma-3-270m greedy 2 threads".into(),
+                &m,
+                so.clone(),
+                SamplerChain::greedy(),
+            );
+            // The decode reads the repacked Q5_0 copies (where the level repacks).
+            let bytes = m.repack_weights().unwrap();
+            check(
+                format!("gemma-3-270m greedy 2 threads, {bytes} bytes repacked"),
                 &m,
                 so,
                 SamplerChain::greedy(),

@@ -8,7 +8,7 @@
 
 use tramontane::gguf::GgmlType;
 use tramontane::kernels::{
-    self, act_type, Acts, KernelError, KernelLevel, Kernels, Threads, Weight,
+    self, act_type, Acts, KernelError, KernelLevel, Kernels, Threads, Weight, WeightLayout,
 };
 use tramontane::quant::{self, dequantize_row};
 
@@ -334,6 +334,7 @@ fn matmul_is_thread_and_batch_invariant() {
                     cols,
                     rows,
                     data: &w,
+                    layout: WeightLayout::File,
                 };
                 // Super-blocks: also 2, 3, 6 and 7 vectors (Q4_K's tile takes whole
                 // groups of 4 in the batch arithmetic and the rest in the other), and
@@ -384,6 +385,115 @@ fn matmul_is_thread_and_batch_invariant() {
     }
 }
 
+/// Q5_0 rows repacked for the decode matvec (`WeightLayout::Q5_0x4`): the layout gives
+/// the blocks back byte for byte, and at every level a repacked matrix gives the
+/// Q5_0 matrix's outputs bit for bit, one vector or a batch, 1 or 3 threads: rows of
+/// 1 to 9 blocks (groups of 4 and a tail of 1 to 3), Gemma's 640 and Qwen's 896
+/// values, 130 blocks (past the 64 of the small per-vector tables), every scale class.
+#[test]
+fn repacked_q5_0_equals_q5_0() {
+    let mut rng = Rng(29);
+    // Whole groups unpack to the blocks they were packed from.
+    for _ in 0..200 {
+        let raw = random_weights(&mut rng, GgmlType::Q5_0, 1, 128, Scale::Normal);
+        let blocks: [quant::BlockQ5_0; 4] =
+            core::array::from_fn(|b| bytemuck::pod_read_unaligned(&raw[22 * b..22 * b + 22]));
+        let g = quant::BlockQ5_0x4::pack(&blocks);
+        assert_eq!(g.unpack(), blocks);
+        let mut row = vec![0u8; raw.len()];
+        assert!(quant::repack_q5_0_row(&raw, &mut row));
+        assert_eq!(row, bytemuck::bytes_of(&g));
+    }
+    // Lengths that are not one row of whole blocks are refused, `dst` untouched.
+    let mut dst = [7u8; 44];
+    assert!(!quant::repack_q5_0_row(&[0u8; 43], &mut dst[..43]));
+    assert!(!quant::repack_q5_0_row(&[0u8; 44], &mut dst[..22]));
+    assert!(dst.iter().all(|&b| b == 7));
+
+    let (t1, t3) = (Threads::single(), Threads::new(3).unwrap());
+    let shapes: Vec<(usize, Scale)> = (1..=9)
+        .map(|b| (32 * b, Scale::Normal))
+        .chain([
+            (640, Scale::Normal),
+            (896, Scale::Normal),
+            (130 * 32, Scale::Normal),
+        ])
+        .chain(SCALES.into_iter().map(|s| (17 * 32, s)))
+        .collect();
+    for k in levels() {
+        for &(cols, scale) in &shapes {
+            for rows in [1usize, 5, 37] {
+                let w = random_weights(&mut rng, GgmlType::Q5_0, rows, cols, scale);
+                let rb = w.len() / rows;
+                let mut packed = vec![0u8; w.len()];
+                for (s, d) in w
+                    .chunks_exact(rb.max(1))
+                    .zip(packed.chunks_exact_mut(rb.max(1)))
+                {
+                    assert!(quant::repack_q5_0_row(s, d));
+                }
+                let plain = Weight {
+                    name: "w",
+                    ty: GgmlType::Q5_0,
+                    cols,
+                    rows,
+                    data: &w,
+                    layout: WeightLayout::File,
+                };
+                let repacked = Weight {
+                    data: &packed,
+                    layout: WeightLayout::Q5_0x4,
+                    ..plain
+                };
+                for nv in [1usize, 2, 5] {
+                    let x: Vec<f32> = (0..nv)
+                        .flat_map(|_| random_acts(&mut rng, cols, scale))
+                        .collect();
+                    let mut acts = Acts::new(cols, nv);
+                    acts.quantize(GgmlType::Q8_0, &x, cols).unwrap();
+                    let mut want = vec![0.0f32; rows * nv];
+                    k.matmul(&plain, &acts, &mut want, &t1).unwrap();
+                    for t in [&t1, &t3] {
+                        let mut got = vec![f32::NAN; rows * nv];
+                        k.matmul(&repacked, &acts, &mut got, t).unwrap();
+                        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                            assert!(
+                                same(*a, *b),
+                                "{:?} {cols} cols {rows} rows {nv} vectors {scale:?}, output {i}: {a} vs {b}",
+                                k.level()
+                            );
+                        }
+                    }
+                    if nv == 1 && cols > 0 {
+                        let y = acts.vec_bytes(0).unwrap();
+                        let one = k.vec_dot(GgmlType::Q5_0, &w[..rb], y, cols).unwrap();
+                        assert!(same(one, want[0]));
+                    }
+                }
+            }
+        }
+        // The layout belongs to Q5_0 only.
+        let w = random_weights(&mut rng, GgmlType::Q8_0, 1, 128, Scale::Normal);
+        let q8 = Weight {
+            name: "w",
+            ty: GgmlType::Q8_0,
+            cols: 128,
+            rows: 1,
+            data: &w,
+            layout: WeightLayout::Q5_0x4,
+        };
+        let mut acts = Acts::new(128, 1);
+        acts.quantize(
+            GgmlType::Q8_0,
+            &random_acts(&mut rng, 128, Scale::Normal),
+            128,
+        )
+        .unwrap();
+        let err = k.matmul(&q8, &acts, &mut [0.0f32], &t1).unwrap_err();
+        assert!(matches!(err, KernelError::Layout { .. }), "{err}");
+    }
+}
+
 #[test]
 fn paired_matvec_equals_two_matmuls_then_the_activation() {
     let mut rng = Rng(12);
@@ -407,6 +517,7 @@ fn paired_matvec_equals_two_matmuls_then_the_activation() {
                     cols,
                     rows,
                     data: &up,
+                    layout: WeightLayout::File,
                 };
                 let wg = Weight {
                     name: "gate",
@@ -414,6 +525,7 @@ fn paired_matvec_equals_two_matmuls_then_the_activation() {
                     cols,
                     rows,
                     data: &gate,
+                    layout: WeightLayout::File,
                 };
                 let mut acts = Acts::new(cols, 1);
                 acts.quantize(at, &random_acts(&mut rng, cols, Scale::Normal), cols)
@@ -471,6 +583,7 @@ fn paired_matvec_equals_two_matmuls_then_the_activation() {
                     let short = Weight {
                         rows: rows - 1,
                         data: &gate[..gate.len() / rows * (rows - 1)],
+                        layout: WeightLayout::File,
                         ..wg
                     };
                     let (mut a, mut b) = (vec![0.0f32; rows], vec![0.0f32; rows - 1]);
@@ -500,6 +613,7 @@ fn dispatched_matmul_works() {
         cols,
         rows,
         data: &w,
+        layout: WeightLayout::File,
     };
     let mut acts = Acts::new(cols, 2);
     acts.quantize(
@@ -523,6 +637,7 @@ fn bad_inputs_are_errors() {
         cols: 32,
         rows: 2,
         data: &w,
+        layout: WeightLayout::File,
     };
     let mut acts = Acts::new(64, 2);
     acts.quantize(GgmlType::Q8_K, &[0.0; 256][..64], 64)
@@ -541,6 +656,7 @@ fn bad_inputs_are_errors() {
     ));
     let short = Weight {
         data: &w[..35],
+        layout: WeightLayout::File,
         ..weight
     };
     let mut out4 = vec![0.0; 4];

@@ -44,7 +44,7 @@ pub enum TraStatus {
     TRA_ERR_BUFFER_TOO_SMALL = -7,
     /// A bug in tramontane (a caught panic: the session it happened in then refuses
     /// further calls with this status; free it), or the system refused a resource
-    /// (kernel threads could not be started).
+    /// (kernel threads could not be started, or the memory of `tra_model_repack`).
     TRA_ERR_INTERNAL = -99,
 }
 
@@ -109,7 +109,9 @@ pub(crate) fn status_of(e: &Error) -> TraStatus {
             ModelError::UnknownArch { .. }
             | ModelError::UnsupportedTensorType { .. }
             | ModelError::Unsupported { .. } => TRA_ERR_UNSUPPORTED,
-            ModelError::LogitsBuffer { .. } | ModelError::ForeignState => TRA_ERR_INTERNAL,
+            ModelError::LogitsBuffer { .. }
+            | ModelError::ForeignState
+            | ModelError::OutOfMemory { .. } => TRA_ERR_INTERNAL,
             _ => TRA_ERR_FORMAT,
         },
         Error::Tokenizer(t) => match t {

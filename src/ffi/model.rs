@@ -131,6 +131,39 @@ pub unsafe extern "C" fn tra_model_open_bytes(
     })
 }
 
+/// Opt-in, right after opening and before any session: copy the model's Q5_0 matrices
+/// into the layout of the x86-64 AVX2 decode matvec (`Model::repack_weights` in the Rust
+/// API). Decode reads the copies (Gemma 3 270M and Qwen2.5-Coder 0.5B Q4_K_M: about 14%
+/// more tokens per second with 2 threads on an AMD Zen 3), with the same outputs, bit for
+/// bit. Memory cost: as many heap bytes as those matrices take in the file (42.6 MB and
+/// 172 MB for those two models); prefill still reads the file. Does nothing on other
+/// CPUs or kernel levels, or for a model without Q5_0 matrices. `*bytes_out` (may be
+/// NULL) gets the bytes allocated (0 when nothing was done). Unlike the other calls on a
+/// model, this one changes it: no other call may use `model` meanwhile.
+///
+/// Errors: `TRA_ERR_INVALID_ARGUMENT` (NULL `model`, or a session was made from it),
+/// `TRA_ERR_INTERNAL` (the memory could not be allocated; the model works as before).
+#[no_mangle]
+pub unsafe extern "C" fn tra_model_repack(
+    model: *mut TraModel,
+    bytes_out: *mut usize,
+) -> TraStatus {
+    guard("tra_model_repack", || {
+        // SAFETY: the caller's contract: NULL (rejected) or a live handle that no other
+        // call uses meanwhile, so this is the only reference to it.
+        let h = unsafe { model.as_mut() }.ok_or_else(|| Fail::null("model"))?;
+        let m = Arc::get_mut(&mut h.model).ok_or_else(|| {
+            Fail::arg("sessions were made from this model: repack before tra_session_new")
+        })?;
+        let bytes = m.repack_weights()?;
+        if !bytes_out.is_null() {
+            // SAFETY: non-NULL; the caller guarantees it is writable.
+            unsafe { put(bytes_out, bytes) };
+        }
+        Ok(TRA_OK)
+    })
+}
+
 /// Free a model handle. Sessions made from it keep the model itself alive until they
 /// are freed. NULL is a no-op; freeing a handle twice is undefined behaviour.
 #[no_mangle]

@@ -181,6 +181,14 @@ pub enum KernelError {
         /// The weight (or activation) type.
         ty: GgmlType,
     },
+    /// A weight's [`WeightLayout`] is not one of its type's.
+    #[error("{ty} weights cannot take the {layout:?} layout")]
+    Layout {
+        /// Weight type.
+        ty: GgmlType,
+        /// The layout given.
+        layout: WeightLayout,
+    },
     /// The activations were quantized to a type that does not pair with the weights.
     #[error("{weight} weights need {expected} activations, got {got}")]
     ActType {
@@ -237,6 +245,19 @@ pub enum KernelError {
     },
 }
 
+/// How a [`Weight`]'s rows are laid out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WeightLayout {
+    /// As in the GGUF file: the blocks of its type, one after the other.
+    #[default]
+    File,
+    /// Q5_0 rows repacked by [`crate::quant::repack_q5_0_row`]: groups of 4 blocks as
+    /// [`crate::quant::BlockQ5_0x4`], then the row's last `blocks mod 4` blocks. The
+    /// same length and the same results as the Q5_0 rows.
+    Q5_0x4,
+}
+
 /// A weight matrix in its GGUF type, viewed in place: `rows` rows of `cols` values.
 #[derive(Clone, Copy, Debug)]
 pub struct Weight<'a> {
@@ -250,6 +271,8 @@ pub struct Weight<'a> {
     pub rows: usize,
     /// `rows × row_bytes(ty, cols)` bytes, at any address.
     pub data: &'a [u8],
+    /// How the rows are laid out ([`WeightLayout::File`] unless repacked).
+    pub layout: WeightLayout,
 }
 
 /// The activation type a weight type is multiplied with (ggml's `vec_dot_type`), or

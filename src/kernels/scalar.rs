@@ -185,6 +185,17 @@ pub(crate) fn dot_q5_0(x: &[u8], y: &[u8], _n: usize) -> f32 {
     )
 }
 
+/// q5_0 · q8_0 for a row in the [`crate::kernels::WeightLayout::Q5_0x4`] layout: the
+/// blocks unpacked back, then exactly [`dot_q5_0`].
+pub(crate) fn dot_q5_0x4(x: &[u8], y: &[u8], _n: usize) -> f32 {
+    let y = blk::<BlockQ8_0>(y);
+    lanes_fma(
+        crate::quant::q5_0x4_blocks(x)
+            .zip(y)
+            .map(|(x, y)| (x.d() * y.d(), lane_sums(&unpack_q5_0(&x), &y.qs))),
+    )
+}
+
 /// q5_1 · q8_1.
 pub(crate) fn dot_q5_1(x: &[u8], y: &[u8], _n: usize) -> f32 {
     let (x, y) = (blk::<BlockQ5_1>(x), blk::<BlockQ8_1>(y));

@@ -1,7 +1,7 @@
 //! The table of kernel function pointers for one level, and the matmul driver on top.
 
 use super::acts::row_bytes;
-use super::{act_type, scalar, Acts, KernelError, KernelLevel, Threads, Weight};
+use super::{act_type, scalar, Acts, KernelError, KernelLevel, Threads, Weight, WeightLayout};
 use crate::gguf::GgmlType;
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -248,6 +248,8 @@ pub struct Kernels {
     pub(crate) q4_0: TypeKernels,
     pub(crate) q4_1: TypeKernels,
     pub(crate) q5_0: TypeKernels,
+    /// Q5_0 rows in the [`WeightLayout::Q5_0x4`] layout.
+    pub(crate) q5_0x4: TypeKernels,
     pub(crate) q5_1: TypeKernels,
     pub(crate) q8_0: TypeKernels,
     pub(crate) q2_k: TypeKernels,
@@ -326,6 +328,7 @@ impl Kernels {
             q4_0: TypeKernels::single(s::dot_q4_0),
             q4_1: TypeKernels::single(s::dot_q4_1),
             q5_0: TypeKernels::single(s::dot_q5_0),
+            q5_0x4: TypeKernels::single(s::dot_q5_0x4),
             q5_1: TypeKernels::single(s::dot_q5_1),
             q8_0: TypeKernels::single(s::dot_q8_0),
             q2_k: TypeKernels::single(s::dot_q2_k),
@@ -495,8 +498,10 @@ impl Kernels {
         Ok((k, at))
     }
 
-    /// [`Self::checked`], and the activations `got` must be of the weight's partner type.
-    fn checked_for(&self, ty: GgmlType, got: GgmlType) -> Result<&TypeKernels, KernelError> {
+    /// The kernels of `w`'s type and layout; the activations `got` must be of the
+    /// weight's partner type.
+    fn checked_for(&self, w: &Weight<'_>, got: GgmlType) -> Result<&TypeKernels, KernelError> {
+        let ty = w.ty;
         let (k, at) = self.checked(ty)?;
         if got != at {
             return Err(KernelError::ActType {
@@ -505,7 +510,11 @@ impl Kernels {
                 got,
             });
         }
-        Ok(k)
+        match (w.layout, ty) {
+            (WeightLayout::File, _) => Ok(k),
+            (WeightLayout::Q5_0x4, GgmlType::Q5_0) => Ok(&self.q5_0x4),
+            (layout, ty) => Err(KernelError::Layout { ty, layout }),
+        }
     }
 
     /// [`super::matmul`] with this table.
@@ -516,7 +525,7 @@ impl Kernels {
         out: &mut [f32],
         threads: &Threads,
     ) -> Result<(), KernelError> {
-        let k = self.checked_for(w.ty, x.ty())?;
+        let k = self.checked_for(w, x.ty())?;
         let n = w.cols;
         if x.n_vecs() > 0 {
             check_len("activation columns", n, x.cols())?;
@@ -799,7 +808,7 @@ impl Kernels {
         chunk: usize,
         first_task: usize,
     ) -> Result<Part<'a>, KernelError> {
-        let k = self.checked_for(w.ty, x.ty())?;
+        let k = self.checked_for(w, x.ty())?;
         check_len("activation columns", w.cols, x.cols())?;
         let wrow = row_bytes(w.ty, w.cols)?;
         let wbytes = wrow.checked_mul(w.rows).ok_or(KernelError::Overflow {

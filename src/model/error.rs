@@ -116,6 +116,15 @@ pub enum ModelError {
         /// What overflowed or was zero.
         what: &'static str,
     },
+    /// The system could not give memory that an opt-in asked for (a repacked copy of
+    /// the weights, [`crate::Model::repack_weights`]).
+    #[error("cannot allocate {bytes} bytes for {what}")]
+    OutOfMemory {
+        /// What the memory was for.
+        what: &'static str,
+        /// How much was asked for.
+        bytes: usize,
+    },
     /// A state created by another model was given to this one.
     #[error("state does not belong to this model (shape mismatch)")]
     ForeignState,

@@ -35,6 +35,7 @@ mod blocks;
 mod dequant;
 mod quantize;
 mod quantize_k;
+mod repack;
 
 pub use blocks::{
     BlockIQ4NL, BlockIQ4XS, BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1,
@@ -47,6 +48,8 @@ pub use quantize::{
     quantize_acts_q8_0, quantize_acts_q8_1, quantize_row, quantize_row_q4_k, quantize_row_q6_k,
     quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_k,
 };
+pub(crate) use repack::q5_0x4_blocks;
+pub use repack::{repack_q5_0_row, BlockQ5_0x4};
 
 /// Which operation a [`QuantError::Unsupported`] was about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

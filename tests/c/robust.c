@@ -681,6 +681,31 @@ static void test_shared_model(const tra_model *m) {
     }
 }
 
+/* tra_model_repack: NULL model, a model with a session, and the opt-in itself (which may
+   do nothing here: then 0 bytes), after which the model generates as before. */
+static void test_repack(const char *model_path) {
+    size_t bytes = 12345;
+    EXPECT_NULL(tra_model_repack(NULL, &bytes), "tra_model_repack");
+    tra_model *m = NULL;
+    EXPECT(tra_model_open(model_path, &m), TRA_OK, "");
+    tra_session *s = new_session(m, greedy(4));
+    EXPECT(tra_model_repack(m, &bytes), TRA_ERR_INVALID_ARGUMENT, "tra_model_repack");
+    char before[2048], after[2048];
+    int n;
+    EXPECT(tra_session_prompt(s, "hello"), TRA_OK, "");
+    CHECK(collect(s, before, sizeof before, &n) == TRA_END && n >= 1, "generation");
+    tra_session_free(s);
+    EXPECT(tra_model_repack(m, &bytes), TRA_OK, "");
+    CHECK(bytes != 12345, "tra_model_repack must write *bytes_out");
+    EXPECT(tra_model_repack(m, NULL), TRA_OK, "");
+    s = new_session(m, greedy(4));
+    EXPECT(tra_session_prompt(s, "hello"), TRA_OK, "");
+    CHECK(collect(s, after, sizeof after, &n) == TRA_END && n >= 1, "generation after repack");
+    CHECK(strcmp(before, after) == 0, "repacked: \"%s\" vs \"%s\"", after, before);
+    tra_session_free(s);
+    tra_model_free(m);
+}
+
 static void test_model_freed_first(const char *model_path) {
     tra_model *m = NULL;
     EXPECT(tra_model_open(model_path, &m), TRA_OK, "");
@@ -716,6 +741,7 @@ int main(int argc, char **argv) {
     test_state(m);
     test_shared_model(m);
     test_model_freed_first(argv[1]);
+    test_repack(argv[1]);
 
     tra_session_free(s);
     tra_model_free(m);

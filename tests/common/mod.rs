@@ -19,6 +19,9 @@ pub const SYNTH: [&str; 7] = [
 /// The default real model.
 pub const GEMMA: &str = "gemma-3-270m-q4_k_m";
 
+/// The other real model.
+pub const QWEN: &str = "qwen2.5-coder-0.5b-instruct-awq-q4_k_m";
+
 pub fn synth_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/models-synth/{name}.gguf"))
 }

@@ -31,6 +31,8 @@ macro_rules! neon_kernels {
                     q4_0: TypeKernels::single(dot_q4_0),
             q4_1: TypeKernels::single(dot_q4_1),
             q5_0: TypeKernels::single(dot_q5_0),
+            // (Repacked Q5_0 rows: the portable code; nothing repacks them on aarch64.)
+            q5_0x4: TypeKernels::single(crate::kernels::scalar::dot_q5_0x4),
             q5_1: TypeKernels::single(dot_q5_1),
             q8_0: TypeKernels::single(dot_q8_0),
             q2_k: TypeKernels::single(dot_q2_k),

@@ -28,7 +28,7 @@ use super::avx2::{bytes_from_bits, d_x8, f16, load16, load32};
 use super::tiles::{lanes_offset_avx2, lanes_signed_avx2, neg_offset, s_iq4_nl, s_q8_0, u_q8_0};
 use crate::kernels::reduce8;
 use crate::kernels::scalar::blk;
-use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ8_0, KVALUES_IQ4NL};
+use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ5_0x4, BlockQ8_0, KVALUES_IQ4NL};
 
 /// The most blocks per row these entries take (16384 values); longer rows go to the
 /// AVX2 entry. The per-vector tables (block scales and corrections, 36 bytes per
@@ -194,6 +194,38 @@ fn u_q4_0(x: &BlockQ4_0) -> __m256i {
     nibbles_b(&x.qs)
 }
 
+/// The per-vector tables of the row entries, made once per call for all rows: each
+/// block's scale `dy` (f32), and with `offset ≠ 0` its lanes' offset correction
+/// `−B·Σ4 y` (`bvec`: the offset B of each lane's quants as bytes; signed quants, offset
+/// 0, have none and `corr` is left as it is). Blocks past the shorter table are left out.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn vector_tables(
+    ys: &[BlockQ8_0],
+    offset: u8,
+    bvec: __m256i,
+    dy: &mut [f32],
+    corr: &mut [__m256i],
+) {
+    let mut g = 0;
+    while g + 8 <= ys.len() {
+        let yg = group8(ys, g);
+        if let (Some(yg), Some(d)) = (yg, dy.get_mut(g..g + 8)) {
+            // SAFETY: `d` has room for 8 f32; `storeu` has no alignment requirement.
+            unsafe { _mm256_storeu_ps(d.as_mut_ptr(), d_x8(yg)) };
+        }
+        g += 8;
+    }
+    for (d, yb) in dy.iter_mut().zip(ys).skip(g) {
+        *d = f16(yb.d);
+    }
+    if offset != 0 {
+        for (c, yb) in corr.iter_mut().zip(ys) {
+            *c = neg_offset(bvec, load32(&yb.qs, 0));
+        }
+    }
+}
+
 /// Generates one `DotRowsFn` entry: `$unpack` gives a weight block's quants + `$offset`
 /// as unsigned bytes (or, with `$offset` 0, as signed bytes), `$dp(q, y, corr)` the
 /// lanes, `$fallback` takes rows longer than [`MAX_BLOCKS`] (or malformed lengths).
@@ -265,25 +297,8 @@ macro_rules! rows32 {
                 // Per vector, once for all rows: block scales and offset corrections.
                 let mut dy = [0.0f32; CAP];
                 let mut corr = [_mm256_setzero_si256(); CAP];
-                let mut g = 0;
-                while g + 8 <= nb {
-                    let yg = group8(ys, g);
-                    if let (Some(yg), Some(d)) = (yg, dy.get_mut(g..g + 8)) {
-                        // SAFETY: `d` has room for 8 f32; `storeu` has no alignment requirement.
-                        unsafe { _mm256_storeu_ps(d.as_mut_ptr(), d_x8(yg)) };
-                    }
-                    g += 8;
-                }
-                let whole = g;
-                for (d, yb) in dy.iter_mut().zip(ys).skip(whole) {
-                    *d = f16(yb.d);
-                }
-                // Signed quants (offset 0) have no correction: `corr` stays zero.
-                if offset != 0 {
-                    for (c, yb) in corr.iter_mut().zip(ys) {
-                        *c = neg_offset(bvec, load32(&yb.qs, 0));
-                    }
-                }
+                vector_tables(ys, offset, bvec, &mut dy, &mut corr);
+                let whole = nb / 8 * 8;
                 let dy = &dy[..nb];
                 let corr = &corr[..nb];
                 // Each 8-block group of a row prefetches its share of the same row
@@ -473,4 +488,149 @@ rows32! {
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni",
     /// iq4_nl · q8_0 rows, AVX-512 VNNI + GFNI (values + 128).
     fn rows_iq4_nl_gfni(BlockIQ4NL) { unpack: u_iq4_nl_g, dp: dp_zmm, offset: 128, high: 1, rows: 4, fallback: super::avx2::rows_iq4_nl, }
+}
+
+/// The quants of block `B` (< 4) of a repacked group as unsigned bytes `0..32` (offset
+/// 16): the nibbles from `p` (blocks `B & !1` and `B | 1` of the group, low and high
+/// nibbles), the fifth bits from `f` (the group's `qh` in both 128-bit lanes, the high
+/// lane shifted down 4 bits, so that bit `B` of every byte is the block's fifth bit of
+/// that byte's value). A 16-bit shift brings bit `B` to bit 4 of each byte: the bits it
+/// moves across the byte boundary land below bit 4 and are masked off.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn u_q5_0x4<const B: usize>(p: __m256i, f: __m256i) -> __m256i {
+    let low = _mm256_set1_epi8(0x0f);
+    let nib = if B.is_multiple_of(2) {
+        _mm256_and_si256(p, low)
+    } else {
+        _mm256_and_si256(_mm256_srli_epi16::<4>(p), low)
+    };
+    let fifth = match B {
+        0 => _mm256_slli_epi16::<4>(f),
+        1 => _mm256_slli_epi16::<3>(f),
+        2 => _mm256_slli_epi16::<2>(f),
+        _ => _mm256_slli_epi16::<1>(f),
+    };
+    _mm256_or_si256(nib, _mm256_and_si256(fifth, _mm256_set1_epi8(0x10)))
+}
+
+/// q5_0 · q8_0 rows in the [`crate::kernels::WeightLayout::Q5_0x4`] layout, AVX2: each
+/// output exactly as the Q5_0 row's single dot product (`dot_q5_0`; the same lanes,
+/// block after block), with a group's 4 blocks unpacked from its shared fields (see
+/// [`crate::quant::BlockQ5_0x4`]): 4 or 5 vector instructions per block for its quants
+/// (and 2 per group) instead of 9. Rows longer than [`MAX_BLOCKS`] blocks (or malformed lengths) go to
+/// the portable code.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn rows_q5_0x4_avx2(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
+    if n / 32 <= SMALL_BLOCKS {
+        q5_0x4_body::<SMALL_BLOCKS>(x, y, n, out);
+    } else {
+        q5_0x4_body::<MAX_BLOCKS>(x, y, n, out);
+    }
+}
+
+/// The dot product of one repacked Q5_0 row with one vector, AVX2 (see
+/// [`rows_q5_0x4_avx2`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q5_0x4_avx2(x: &[u8], y: &[u8], n: usize) -> f32 {
+    let mut out = [0.0f32];
+    rows_q5_0x4_avx2(x, y, n, &mut out);
+    out[0]
+}
+
+/// [`rows_q5_0x4_avx2`] for rows of at most `CAP` blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_0x4_body<const CAP: usize>(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) {
+    const GROUP: usize = core::mem::size_of::<BlockQ5_0x4>();
+    let ys = blk::<BlockQ8_0>(y);
+    let nb = n / 32;
+    let wrow = nb * core::mem::size_of::<BlockQ5_0>();
+    if nb > CAP || ys.len() != nb || x.len() < out.len() * wrow {
+        for (r, o) in out.iter_mut().enumerate() {
+            let row = x.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]);
+            *o = crate::kernels::scalar::dot_q5_0x4(row, y, n);
+        }
+        return;
+    }
+    let bvec = _mm256_set1_epi8(16);
+    let mut dy = [0.0f32; CAP];
+    let mut corr = [_mm256_setzero_si256(); CAP];
+    vector_tables(ys, 16, bvec, &mut dy, &mut corr);
+    let (dy, corr) = (&dy[..nb], &corr[..nb]);
+    let ng = nb / 4;
+    // Each group prefetches its share of the same row 1 row later into L1 and 6 rows
+    // later into L2, as the other row entries do (see `PREFETCH_NEAR`): 2 lines per
+    // 88-byte group, which cover its share of the row (`span`: the row's bytes over its
+    // groups, tail blocks included) for every row of at least 2 groups.
+    const LINES: usize = 2;
+    let span = if ng > 0 {
+        wrow.div_ceil(ng).next_multiple_of(64)
+    } else {
+        0
+    };
+    let (near, far) = (PREFETCH_NEAR * wrow, PREFETCH_FAR * wrow);
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = x.get(r * wrow..(r + 1) * wrow).unwrap_or(&[]);
+        let Some((groups, tail)) = row.split_at_checked(ng * GROUP) else {
+            *o = 0.0;
+            continue;
+        };
+        let groups = blk::<BlockQ5_0x4>(groups);
+        let base = row.as_ptr();
+        let mut acc = _mm256_setzero_ps();
+        for (gi, g) in groups.iter().enumerate() {
+            let at = gi * span;
+            prefetch_group::<false, LINES>(base, near + at);
+            prefetch_group::<true, LINES>(base, far + at);
+            let b0 = 4 * gi;
+            let (Some(yg), Some(dyg), Some(cg)) = (
+                ys.get(b0..b0 + 4)
+                    .and_then(|s| <&[BlockQ8_0; 4]>::try_from(s).ok()),
+                dy.get(b0..b0 + 4)
+                    .and_then(|s| <&[f32; 4]>::try_from(s).ok()),
+                corr.get(b0..b0 + 4)
+                    .and_then(|s| <&[__m256i; 4]>::try_from(s).ok()),
+            ) else {
+                break;
+            };
+            // dx·dy of the 4 blocks, one f32 product each (as the single dot); through
+            // memory, so that each multiply-add broadcasts its scale with a load.
+            let mut dd = [0.0f32; 4];
+            // SAFETY: `g.d` is 8 readable bytes, `dyg` 4 f32 and `dd` room for 4 f32;
+            // the unaligned loads and the store have no alignment requirement.
+            unsafe {
+                let dx = _mm_cvtph_ps(_mm_loadl_epi64(g.d.as_ptr().cast()));
+                _mm_storeu_ps(dd.as_mut_ptr(), _mm_mul_ps(dx, _mm_loadu_ps(dyg.as_ptr())));
+            }
+            let dd = core::hint::black_box(&mut dd);
+            let f = _mm256_srlv_epi64(
+                _mm256_broadcastsi128_si256(load16(&g.qh, 0)),
+                _mm256_setr_epi64x(0, 0, 4, 4),
+            );
+            let (p01, p23) = (load32(&g.qs[0], 0), load32(&g.qs[1], 0));
+            let qs = [
+                u_q5_0x4::<0>(p01, f),
+                u_q5_0x4::<1>(p01, f),
+                u_q5_0x4::<2>(p23, f),
+                u_q5_0x4::<3>(p23, f),
+            ];
+            for (i, q) in qs.into_iter().enumerate() {
+                let l = lanes_offset_avx2(q, load32(&yg[i].qs, 0), cg[i]);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(dd[i]), _mm256_cvtepi32_ps(l), acc);
+            }
+        }
+        // The row's last blocks, as Q5_0 blocks.
+        for (i, xb) in blk::<BlockQ5_0>(tail).iter().enumerate() {
+            let b = 4 * ng + i;
+            let (Some(yb), Some(&dyb), Some(&c)) = (ys.get(b), dy.get(b), corr.get(b)) else {
+                break;
+            };
+            let l = lanes_offset_avx2(u_q5_0(xb), load32(&yb.qs, 0), c);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(xb.d) * dyb), _mm256_cvtepi32_ps(l), acc);
+        }
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` has room for 8 f32; `storeu` has no alignment requirement.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        *o = reduce8(lanes);
+    }
 }
