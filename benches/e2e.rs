@@ -58,11 +58,12 @@ fn main() -> Res<()> {
     let mut s = format!("### End to end, tramontane and llama.cpp, {started}\n\n");
     s += &format!(
         "Machine: {}; load average {load_before} at the start, {load_after} at the end. \
-         Ours: {}, kernel level {:?}. Medians of {} interleaved pairs; ratio = median of per-pair \
+         Ours: {}, kernel level {:?}{}. Medians of {} interleaved pairs; ratio = median of per-pair \
          ratios ours / llama.cpp (tok/s: higher is better; time: lower is better).\n\n",
         cpu_model(),
         source_state(),
         tramontane::cpu_features(),
+        ours_options(),
         cfg.pairs
     );
     s += "| model | threads | prefill 128 tok/s (ours / llama.cpp) | ratio | decode tok/s (ours / llama.cpp) | ratio | first token ms, warm (ours / llama.cpp) | ratio |\n";

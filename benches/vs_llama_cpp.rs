@@ -30,7 +30,9 @@
 //! (the load of a shared machine drifts over the minutes between the start and the
 //! end). Other knobs: `TRAMONTANE_BENCH_THREADS` (default `1,2`),
 //! `TRAMONTANE_BENCH_MODELS` (file-name substrings), `TRAMONTANE_MODELS_DIR`,
-//! `TRAMONTANE_PLOT_FONT` (a TTF file for the plot's text).
+//! `TRAMONTANE_PLOT_FONT` (a TTF file for the plot's text), and
+//! `TRAMONTANE_BENCH_REPACK=1`: our engine with its weights repacked after each open
+//! (`Model::repack_weights`, an opt-in; its time and memory count in the figures).
 //!
 //! Output: a markdown table printed and written to target/vs_llama_cpp.md, and a PNG
 //! plot in target/vs_llama_cpp.png (scripts/bench-vs-llama.sh copies it to docs/).
@@ -349,10 +351,11 @@ fn report(
     s += &format!("### tramontane / llama.cpp, {started}\n\n");
     s += &format!(
         "Machine: {}; load average (1, 5, 15 min) {load_before} at the start, {load_after} at the end. \
-         Ours: {}, kernel level {:?}. llama.cpp: `{}`.\n\n",
+         Ours: {}, kernel level {:?}{}. llama.cpp: `{}`.\n\n",
         cpu_model(),
         source_state(),
         tramontane::cpu_features(),
+        ours_options(),
         llama_system_info()
     );
     s += &format!(

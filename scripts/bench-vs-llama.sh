@@ -6,7 +6,8 @@
 #   scripts/bench-vs-llama.sh --bench e2e      # e2e: the quick table (~10 min here)
 #
 # Environment: TRAMONTANE_BENCH_PAIRS, TRAMONTANE_BENCH_THREADS, TRAMONTANE_BENCH_MODELS,
-# TRAMONTANE_BENCH_RSS_PAIRS, TRAMONTANE_MODELS_DIR (see the benches' docs), and
+# TRAMONTANE_BENCH_RSS_PAIRS, TRAMONTANE_BENCH_REPACK, TRAMONTANE_MODELS_DIR (see the
+# benches' docs), and
 #   LLAMA_ISA=native (default) | avx2   which SIMD llama.cpp is built with (below).
 #
 # Build flags. The bench links llama.cpp (llama-cpp-sys-2, built with cmake) and our

@@ -144,9 +144,33 @@ pub struct Ours {
     logits: Vec<f32>,
 }
 
+/// Whether our engine runs with its weights repacked (`TRAMONTANE_BENCH_REPACK=1`:
+/// [`Model::repack_weights`] after each open, which counts in the time to the first
+/// token and in the peak RSS).
+pub fn repack_requested() -> bool {
+    std::env::var("TRAMONTANE_BENCH_REPACK").is_ok_and(|v| v == "1")
+}
+
+/// `Model::open`, then the repack if [`repack_requested`].
+pub fn open_model(path: &Path) -> Res<Model> {
+    Ok(Model::open_with(
+        path,
+        tramontane::LoadOptions::new().repack(repack_requested()),
+    )?)
+}
+
+/// How the report names our engine's options: empty, or the repack.
+pub fn ours_options() -> &'static str {
+    if repack_requested() {
+        ", weights repacked (`TRAMONTANE_BENCH_REPACK=1`: `Model::repack_weights`)"
+    } else {
+        ""
+    }
+}
+
 impl Ours {
     pub fn open(path: &Path, threads: usize, max_batch: usize) -> Res<Ours> {
-        let model = Model::open(path)?;
+        let model = open_model(path)?;
         let state = ours_state(&model, threads, max_batch)?;
         let logits = vec![0.0; model.config().n_vocab];
         Ok(Ours {
@@ -201,7 +225,7 @@ pub fn ours_state(model: &Model, threads: usize, max_batch: usize) -> Res<State>
 /// logits after the prompt, evaluated as one batch). Returns the time and the token.
 pub fn ours_first_token(path: &Path, threads: usize, ids: &[u32]) -> Res<(Duration, u32)> {
     let t0 = Instant::now();
-    let model = Model::open(path)?;
+    let model = open_model(path)?;
     let mut state = ours_state(&model, threads, ids.len())?;
     let mut logits = vec![0.0; model.config().n_vocab];
     model.eval(&mut state, ids, &mut logits)?;
