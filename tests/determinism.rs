@@ -97,6 +97,31 @@ fn check_threads(name: &str, m: &Model, n: usize) {
     eprintln!("{name}: logits and tokens bit-identical with 1, 2, 4 threads over {n} tokens");
 }
 
+/// The logits after each token of `prompt` fed one at a time, then after each of `n`
+/// greedy tokens (the argmax of the logits before).
+fn token_by_token(
+    m: &Model,
+    st: &mut tramontane::State,
+    prompt: &[u32],
+    n: usize,
+) -> Vec<Vec<f32>> {
+    let n_vocab = m.config().n_vocab;
+    let mut logits = vec![0.0f32; n_vocab];
+    let mut all = Vec::new();
+    let mut toks = prompt.to_vec();
+    for i in 0..prompt.len() + n {
+        m.eval(st, &toks[i..i + 1], &mut logits).unwrap();
+        all.push(logits.clone());
+        if i + 1 >= toks.len() {
+            let best = (0..n_vocab)
+                .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+                .unwrap();
+            toks.push(best as u32);
+        }
+    }
+    all
+}
+
 /// One token's feed-forward runs fused (up, gate and the activation in one parallel
 /// section, `Kernels::matvec_pair_then`); with a trace probe set it runs step by step
 /// (the probe reads up and gate before the activation). Logits must be the same bits
@@ -108,27 +133,13 @@ fn check_fused_ffn(name: &str, m: &Model, n: usize) {
         .tokenizer()
         .encode("Diagnostic: engine temperature high", true, false)
         .unwrap();
-    let n_vocab = m.config().n_vocab;
     for threads in [1, 2, 3] {
         let run = |traced: bool| {
             let mut st = m.new_state(128, threads).unwrap();
             if traced {
                 st.set_trace(Some(probe));
             }
-            let mut logits = vec![0.0f32; n_vocab];
-            let mut all = Vec::new();
-            let mut toks = prompt.clone();
-            for i in 0..prompt.len() + n {
-                m.eval(&mut st, &toks[i..i + 1], &mut logits).unwrap();
-                all.push(logits.clone());
-                if i + 1 >= toks.len() {
-                    let best = (0..n_vocab)
-                        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
-                        .unwrap();
-                    toks.push(best as u32);
-                }
-            }
-            all
+            token_by_token(m, &mut st, &prompt, n)
         };
         assert!(
             same_bits(&run(false), &run(true)),
@@ -194,19 +205,9 @@ fn check_repacked(name: &str, path: &std::path::Path, n: usize) {
         let mut logits = vec![0.0f32; n_vocab];
         let mut all = Vec::new();
         m.eval(&mut st, &prompt, &mut logits).unwrap();
-        all.push(logits.clone());
+        all.push(logits);
         st.clear();
-        let mut toks = prompt.clone();
-        for i in 0..prompt.len() + n {
-            m.eval(&mut st, &toks[i..i + 1], &mut logits).unwrap();
-            all.push(logits.clone());
-            if i + 1 >= toks.len() {
-                let best = (0..n_vocab)
-                    .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
-                    .unwrap();
-                toks.push(best as u32);
-            }
-        }
+        all.extend(token_by_token(m, &mut st, &prompt, n));
         all
     };
     for threads in [1, 2, 3] {
