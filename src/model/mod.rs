@@ -78,6 +78,15 @@ pub struct Model {
     advise_rows: bool,
 }
 
+/// [`weights::TensorRef::repack_q5_0`] for each of `part`: the bytes allocated.
+fn repack_all(part: &mut [&mut weights::TensorRef], bytes: &[u8]) -> Result<usize> {
+    let mut total = 0usize;
+    for m in part.iter_mut() {
+        total = total.saturating_add(m.repack_q5_0(bytes)?);
+    }
+    Ok(total)
+}
+
 /// What [`Model`] loads from a parsed file besides keeping it.
 struct Parts {
     config: ModelConfig,
@@ -333,8 +342,8 @@ impl Model {
     /// does nothing and returns 0, as it does for a model without Q5_0 matrices (or
     /// whose Q5_0 rows are shorter than 128 values), and when called a second time.
     ///
-    /// **Memory cost:** the copies take as many heap bytes as the Q5_0 matrices take in
-    /// the file (Gemma 3 270M Q4_K_M: 42.6 MB; Qwen2.5-Coder 0.5B Q4_K_M: 172 MB), and
+    /// **Memory cost:** the copies take as many bytes of memory as the Q5_0 matrices
+    /// take in the file (Gemma 3 270M Q4_K_M: 42.6 MB; Qwen2.5-Coder 0.5B Q4_K_M: 172 MB), and
     /// the file's pages stay mapped for prefill, so the resident set grows by that
     /// much once both have run. It also costs one pass over those matrices now (read
     /// from storage if they are not in the page cache). A failed allocation is
@@ -357,28 +366,35 @@ impl Model {
         if matrices.len() > 1 {
             let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
             let per = matrices.len().div_ceil(n.max(1)).max(1);
+            let mut parts = matrices.chunks_mut(per);
+            let first = parts.next();
             let results: alloc::vec::Vec<Result<usize>> = std::thread::scope(|s| {
-                let handles: alloc::vec::Vec<_> = matrices
-                    .chunks_mut(per)
+                // The other parts on threads of their own (a thread the system refuses is
+                // an error, not a panic), the first on this one meanwhile.
+                let spawned: alloc::vec::Vec<_> = parts
                     .map(|part| {
-                        s.spawn(move || -> Result<usize> {
-                            let mut total = 0usize;
-                            for m in part.iter_mut() {
-                                total = total.saturating_add(m.repack_q5_0(bytes)?);
-                            }
-                            Ok(total)
-                        })
+                        std::thread::Builder::new()
+                            .name("tramontane-repack".into())
+                            .spawn_scoped(s, move || repack_all(part, bytes))
                     })
                     .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or(Err(ModelError::Unsupported {
-                            what: alloc::string::String::from("a repacking thread panicked"),
+                let mut out = alloc::vec![first.map_or(Ok(0), |p| repack_all(p, bytes))];
+                for h in spawned {
+                    out.push(match h {
+                        Ok(h) => h.join().unwrap_or_else(|_| {
+                            Err(ModelError::Unsupported {
+                                what: alloc::string::String::from("a repacking thread panicked"),
+                            }
+                            .into())
+                        }),
+                        Err(e) => Err(crate::kernels::KernelError::ThreadPool {
+                            threads: n,
+                            reason: alloc::string::ToString::to_string(&e),
                         }
-                        .into()))
-                    })
-                    .collect()
+                        .into()),
+                    });
+                }
+                out
             });
             let mut total = 0usize;
             for r in results {
@@ -386,11 +402,7 @@ impl Model {
             }
             return Ok(total);
         }
-        let mut total = 0usize;
-        for m in matrices.iter_mut() {
-            total = total.saturating_add(m.repack_q5_0(bytes)?);
-        }
-        Ok(total)
+        repack_all(&mut matrices, bytes)
     }
 
     /// The parsed file (metadata for the tokenizer, etc.).
