@@ -34,38 +34,27 @@ pub struct TensorRef {
     pub range: Range<usize>,
     /// Bytes per row.
     pub row_bytes: usize,
-    /// A copy in a repacked layout for the decode matvecs, if
+    /// A copy in the [`WeightLayout::Q5_0x4`] layout for the decode matvecs, if
     /// [`crate::Model::repack_weights`] made one.
-    pub(crate) repacked: Option<Repacked>,
+    pub(crate) repacked: Option<alloc::sync::Arc<RepackedCopy>>,
 }
 
-/// A matrix's rows in a repacked layout (owned), read by the decode matvecs instead of
-/// the file's bytes.
-#[derive(Clone)]
-pub(crate) struct Repacked {
-    /// The layout of `bytes`.
-    pub(crate) layout: WeightLayout,
-    /// The rows, as many bytes as the file's.
-    pub(crate) bytes: alloc::sync::Arc<CopyBytes>,
-}
+/// The memory of a repacked copy (as many bytes as the file's rows). With std, an
+/// anonymous map which Linux is asked to back with transparent huge pages
+/// (`madvise(MADV_HUGEPAGE)`): the copy is then written with one page fault per 2 MiB
+/// instead of per 4 KiB (Qwen2.5-Coder 0.5B's 172 MB: about 42,000 faults fewer at
+/// open), and decode streams it with one TLB entry per 2 MiB, as it does the file's map.
+/// Without std, a heap allocation.
+pub(crate) struct RepackedCopy(CopyMemory);
 
-/// The memory of a repacked copy. With std, an anonymous map which Linux is asked to
-/// back with transparent huge pages (`madvise(MADV_HUGEPAGE)`): the copy is then
-/// written with one page fault per 2 MiB instead of per 4 KiB (Qwen2.5-Coder 0.5B's
-/// 172 MB: about 42,000 faults fewer at open), and decode streams it with one TLB entry
-/// per 2 MiB, as it does the file's map. Without std, a heap allocation.
-pub(crate) enum CopyBytes {
-    /// An anonymous map.
-    #[cfg(feature = "std")]
-    Map(memmap2::MmapMut),
-    /// A heap allocation.
-    #[cfg_attr(feature = "std", allow(dead_code))]
-    Heap(alloc::boxed::Box<[u8]>),
-}
+#[cfg(feature = "std")]
+type CopyMemory = memmap2::MmapMut;
+#[cfg(not(feature = "std"))]
+type CopyMemory = alloc::boxed::Box<[u8]>;
 
-impl CopyBytes {
+impl RepackedCopy {
     /// `len` zero bytes, or [`ModelError::OutOfMemory`].
-    fn zeroed(len: usize) -> Result<CopyBytes> {
+    fn zeroed(len: usize) -> Result<RepackedCopy> {
         let oom = || ModelError::OutOfMemory {
             what: "repacked weights",
             bytes: len,
@@ -78,40 +67,34 @@ impl CopyBytes {
                 // Advice only: without huge pages the copy works the same.
                 let _ = map.advise(memmap2::Advice::HugePage);
             }
-            Ok(CopyBytes::Map(map))
+            Ok(RepackedCopy(map))
         }
         #[cfg(not(feature = "std"))]
         {
             let mut v = Vec::new();
             v.try_reserve_exact(len).map_err(|_| oom())?;
             v.resize(len, 0u8);
-            Ok(CopyBytes::Heap(v.into_boxed_slice()))
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            #[cfg(feature = "std")]
-            CopyBytes::Map(m) => m,
-            CopyBytes::Heap(b) => b,
-        }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        match self {
-            #[cfg(feature = "std")]
-            CopyBytes::Map(m) => m,
-            CopyBytes::Heap(b) => b,
+            Ok(RepackedCopy(v.into_boxed_slice()))
         }
     }
 }
 
-impl core::fmt::Debug for Repacked {
+impl core::ops::Deref for RepackedCopy {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for RepackedCopy {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl core::fmt::Debug for RepackedCopy {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Repacked")
-            .field("layout", &self.layout)
-            .field("bytes", &self.bytes.as_slice().len())
-            .finish()
+        write!(f, "RepackedCopy({} bytes)", self.len())
     }
 }
 
@@ -132,9 +115,9 @@ impl TensorRef {
     /// has one (the same results), else [`TensorRef::view`].
     pub fn decode_view<'a>(&'a self, bytes: &'a [u8]) -> Weight<'a> {
         match &self.repacked {
-            Some(r) => Weight {
-                data: r.bytes.as_slice(),
-                layout: r.layout,
+            Some(copy) => Weight {
+                data: copy,
+                layout: WeightLayout::Q5_0x4,
                 ..self.view(&[])
             },
             None => self.view(bytes),
@@ -155,26 +138,23 @@ impl TensorRef {
             return Ok(0);
         }
         let src = bytes.get(self.range.clone()).unwrap_or(&[]);
-        let mut copy = CopyBytes::zeroed(src.len())?;
         let rb = self.row_bytes.max(1);
-        let dst = copy.as_mut_slice();
-        let whole = src.len() == dst.len() && src.len().is_multiple_of(rb);
-        for (s, d) in src.chunks_exact(rb).zip(dst.chunks_exact_mut(rb)) {
-            if !whole || !crate::quant::repack_q5_0_row(s, d) {
-                return Err(ModelError::TensorShape {
-                    name: self.name.clone(),
-                    expected: Shape(alloc::vec![self.cols as u64, self.rows as u64]),
-                    found: Shape(alloc::vec![src.len() as u64]),
-                }
-                .into());
+        let bad_shape = || ModelError::TensorShape {
+            name: self.name.clone(),
+            expected: Shape(alloc::vec![self.cols as u64, self.rows as u64]),
+            found: Shape(alloc::vec![src.len() as u64]),
+        };
+        if !src.len().is_multiple_of(rb) {
+            return Err(bad_shape().into());
+        }
+        let mut copy = RepackedCopy::zeroed(src.len())?;
+        for (s, d) in src.chunks_exact(rb).zip(copy.chunks_exact_mut(rb)) {
+            if !crate::quant::repack_q5_0_row(s, d) {
+                return Err(bad_shape().into());
             }
         }
-        let len = src.len();
-        self.repacked = Some(Repacked {
-            layout: WeightLayout::Q5_0x4,
-            bytes: alloc::sync::Arc::new(copy),
-        });
-        Ok(len)
+        self.repacked = Some(alloc::sync::Arc::new(copy));
+        Ok(src.len())
     }
 
     /// Dequantize row `r` into `out[..cols]` (embedding lookup, ggml's `get_rows`).
