@@ -445,7 +445,7 @@ fn repacked_q5_0_equals_q5_0() {
                     layout: WeightLayout::Q5_0x4,
                     ..plain
                 };
-                for nv in [1usize, 2, 5] {
+                for nv in [1usize, 2, 5, 17] {
                     let x: Vec<f32> = (0..nv)
                         .flat_map(|_| random_acts(&mut rng, cols, scale))
                         .collect();

@@ -133,8 +133,10 @@ const fn table(
         q5_0: TypeKernels::single(dot_q5_0)
             .with_rows(rows[1])
             .with_gemm(gemm[1]),
-        // (Every x86 level runs the AVX2 entry of the repacked layout.)
-        q5_0x4: TypeKernels::single(rows::dot_q5_0x4_avx2).with_rows(rows::rows_q5_0x4_avx2),
+        // (Every x86 level runs the AVX2 entries of the repacked layout.)
+        q5_0x4: TypeKernels::single(rows::dot_q5_0x4_avx2)
+            .with_rows(rows::rows_q5_0x4_avx2)
+            .with_gemm(tiles::gemm_q5_0x4),
         q5_1: TypeKernels::tiled(dot_q5_1, dot4_q5_1).with_rows(rows_q5_1),
         q8_0: TypeKernels::single(dot_q8_0)
             .with_rows(rows[2])

@@ -106,7 +106,7 @@ fn u_q4_0_x16(x: &BlockQ4_0) -> __m256i {
 /// Q5_0 as unsigned quants `0..32` (offset 16), fifth bits as bytes (AVX2, AVX-VNNI).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn u_q5_0(x: &BlockQ5_0) -> __m256i {
+pub(super) fn u_q5_0(x: &BlockQ5_0) -> __m256i {
     let hi = _mm256_and_si256(bytes_from_bits(x.qh()), _mm256_set1_epi8(0x10));
     _mm256_or_si256(nibbles_b(&x.qs), hi)
 }
@@ -514,6 +514,24 @@ fn u_q5_0x4<const B: usize>(p: __m256i, f: __m256i) -> __m256i {
     _mm256_or_si256(nib, _mm256_and_si256(fifth, _mm256_set1_epi8(0x10)))
 }
 
+/// The 4 blocks of a repacked group as unsigned quants `0..32` (offset 16): one
+/// broadcast and one shift for the fifth bits of all four, then [`u_q5_0x4`] per block.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(super) fn unpack_q5_0x4(g: &BlockQ5_0x4) -> [__m256i; 4] {
+    let f = _mm256_srlv_epi64(
+        _mm256_broadcastsi128_si256(load16(&g.qh, 0)),
+        _mm256_setr_epi64x(0, 0, 4, 4),
+    );
+    let (p01, p23) = (load32(&g.qs[0], 0), load32(&g.qs[1], 0));
+    [
+        u_q5_0x4::<0>(p01, f),
+        u_q5_0x4::<1>(p01, f),
+        u_q5_0x4::<2>(p23, f),
+        u_q5_0x4::<3>(p23, f),
+    ]
+}
+
 /// q5_0 · q8_0 rows in the [`crate::kernels::WeightLayout::Q5_0x4`] layout, AVX2: each
 /// output exactly as the Q5_0 row's single dot product (`dot_q5_0`; the same lanes,
 /// block after block), with a group's 4 blocks unpacked from its shared fields (see
@@ -603,18 +621,7 @@ fn q5_0x4_body<const CAP: usize>(x: &[u8], y: &[u8], n: usize, out: &mut [f32]) 
                 _mm_storeu_ps(dd.as_mut_ptr(), _mm_mul_ps(dx, _mm_loadu_ps(dyg.as_ptr())));
             }
             let dd = core::hint::black_box(&mut dd);
-            let f = _mm256_srlv_epi64(
-                _mm256_broadcastsi128_si256(load16(&g.qh, 0)),
-                _mm256_setr_epi64x(0, 0, 4, 4),
-            );
-            let (p01, p23) = (load32(&g.qs[0], 0), load32(&g.qs[1], 0));
-            let qs = [
-                u_q5_0x4::<0>(p01, f),
-                u_q5_0x4::<1>(p01, f),
-                u_q5_0x4::<2>(p23, f),
-                u_q5_0x4::<3>(p23, f),
-            ];
-            for (i, q) in qs.into_iter().enumerate() {
+            for (i, q) in unpack_q5_0x4(g).into_iter().enumerate() {
                 let l = lanes_offset_avx2(q, load32(&yg[i].qs, 0), cg[i]);
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(dd[i]), _mm256_cvtepi32_ps(l), acc);
             }

@@ -29,7 +29,7 @@ use core::mem::MaybeUninit;
 use super::avx2::{bytes_from_bits, d_x8, f16, load16, load32, mul_sum_i8_pairs, nibbles};
 use crate::kernels::reduce8;
 use crate::kernels::scalar::blk;
-use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ8_0, KVALUES_IQ4NL};
+use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ5_0x4, BlockQ8_0, KVALUES_IQ4NL};
 
 /// Vectors of one tile (the most [`super::super::table::GemmFn`] takes).
 pub(crate) const TILE: usize = crate::kernels::table::GEMM_TILE;
@@ -115,6 +115,89 @@ fn u_iq4_nl(x: &BlockIQ4NL) -> __m256i {
     _mm256_xor_si256(s_iq4_nl(x), _mm256_set1_epi8(i8::MIN))
 }
 
+/// The scales `dx` and quants `qs` (by `unpack`) of blocks `g..g + len` (`len ≤ 8`) of
+/// a row in the file's layout; `false` if the row has no such blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn file_group<X: bytemuck::Pod>(
+    row: &[X],
+    g: usize,
+    len: usize,
+    dx: &mut [f32; 8],
+    qs: &mut [__m256i; 8],
+    unpack: impl Fn(&X) -> __m256i,
+) -> bool {
+    let Some(xg) = row.get(g..g + len) else {
+        return false;
+    };
+    match <&[X; 8]>::try_from(xg) {
+        // SAFETY: `dx` has room for 8 f32; `storeu` needs no alignment.
+        Ok(x8) => unsafe { _mm256_storeu_ps(dx.as_mut_ptr(), d_x8(x8)) },
+        Err(_) => {
+            // The f16 `d`, every such block's first field.
+            for (d, b) in dx.iter_mut().zip(xg) {
+                if let Some(&[lo, hi]) = bytemuck::bytes_of(b).get(..2) {
+                    *d = f16([lo, hi]);
+                }
+            }
+        }
+    }
+    for (q, xb) in qs.iter_mut().zip(xg) {
+        *q = unpack(xb);
+    }
+    true
+}
+
+/// [`file_group`] for a row in the [`crate::kernels::WeightLayout::Q5_0x4`] layout
+/// (whole groups of 4 blocks, then the row's last `blocks mod 4` blocks as they are;
+/// `row` is the row's bytes in 22-byte units): a group's 4 blocks unpacked together
+/// ([`super::rows::unpack_q5_0x4`]). `g` is a multiple of 8, so a tile's 8 blocks are
+/// 2 whole groups, or the row's end.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn group_q5_0x4(
+    row: &[BlockQ5_0],
+    g: usize,
+    len: usize,
+    dx: &mut [f32; 8],
+    qs: &mut [__m256i; 8],
+) -> bool {
+    let Some(xg) = row.get(g..g + len) else {
+        return false;
+    };
+    let whole = row.len() - row.len() % 4;
+    let mut i = 0;
+    while i < len {
+        let four = xg
+            .get(i..i + 4)
+            .filter(|_| g + i + 4 <= whole)
+            .and_then(|b| bytemuck::try_from_bytes::<BlockQ5_0x4>(bytemuck::cast_slice(b)).ok());
+        match four {
+            Some(x4) => {
+                // SAFETY: `x4.d` is 8 readable bytes (4 f16); `dx[i..i + 4]` is in
+                // bounds (`i + 4 ≤ len ≤ 8`) and `storeu` needs no alignment.
+                unsafe {
+                    let d = _mm_cvtph_ps(_mm_loadl_epi64(x4.d.as_ptr().cast()));
+                    _mm_storeu_ps(dx.as_mut_ptr().add(i), d);
+                }
+                for (q, u) in qs.iter_mut().skip(i).zip(super::rows::unpack_q5_0x4(x4)) {
+                    *q = u;
+                }
+                i += 4;
+            }
+            None => {
+                // The row's last blocks, in the file's layout.
+                if let (Some(xb), Some(d), Some(q)) = (xg.get(i), dx.get_mut(i), qs.get_mut(i)) {
+                    *d = f16(xb.d);
+                    *q = u_q5_0(xb);
+                }
+                i += 1;
+            }
+        }
+    }
+    true
+}
+
 /// Generates one tile kernel (`$tile::<N, M>`, N + M vectors in two halves, any rows up
 /// to [`ROWS`]) and its [`super::super::table::GemmFn`] entry `$name`.
 ///
@@ -126,7 +209,9 @@ fn u_iq4_nl(x: &BlockIQ4NL) -> __m256i {
 /// multiplies them by the 64 vectors).
 ///
 /// `$unpack` gives a weight block's 32 quants in the form `$lanes` multiplies; `$offset`
-/// is the offset B those quants carry (0: signed quants, no correction).
+/// is the offset B those quants carry (0: signed quants, no correction). A layout other
+/// than the file's names instead a `$group` function, which gives the scales and quants
+/// of a row's blocks `g..g + len` (see [`file_group`]).
 macro_rules! gemm32 {
     (
         $feat:literal,
@@ -135,6 +220,40 @@ macro_rules! gemm32 {
             unpack: $unpack:ident,
             lanes: $lanes:ident,
             offset: $offset:expr,
+        }
+    ) => {
+        gemm32! {
+            $feat,
+            $(#[$doc])*
+            fn $name, $tile($X) {
+                group: group,
+                lanes: $lanes,
+                offset: $offset,
+                defs: {
+                    /// [`file_group`] with this type's unpack.
+                    #[target_feature(enable = $feat)]
+                    #[inline]
+                    fn group(
+                        row: &[$X],
+                        g: usize,
+                        len: usize,
+                        dx: &mut [f32; 8],
+                        qs: &mut [__m256i; 8],
+                    ) -> bool {
+                        file_group(row, g, len, dx, qs, |x| $unpack(x))
+                    }
+                },
+            }
+        }
+    };
+    (
+        $feat:literal,
+        $(#[$doc:meta])*
+        fn $name:ident, $tile:ident($X:ty) {
+            group: $group:ident,
+            lanes: $lanes:ident,
+            offset: $offset:expr,
+            defs: { $($defs:tt)* },
         }
     ) => {
         /// `N` vectors (`ys[..N]`) and `M` more (`ys[N..N + M]`), each half at most
@@ -211,21 +330,11 @@ macro_rules! gemm32 {
                     }
                 }
                 for (r, xfull) in xss.iter().enumerate() {
-                    let Some(xg) = xfull.get(g..g + len) else { continue };
-                    let mut dx = [0.0f32; 8];
-                    match <&[$X; 8]>::try_from(xg) {
-                        // SAFETY: `dx` has room for 8 f32; `storeu` needs no alignment.
-                        Ok(x8) => unsafe { _mm256_storeu_ps(dx.as_mut_ptr(), d_x8(x8)) },
-                        Err(_) => {
-                            for (d, b) in dx.iter_mut().zip(xg) {
-                                *d = f16(b.d);
-                            }
-                        }
-                    }
                     // The group's blocks unpacked once for both halves of the vectors.
+                    let mut dx = [0.0f32; 8];
                     let mut qs = [_mm256_setzero_si256(); 8];
-                    for (q, xb) in qs.iter_mut().zip(xg) {
-                        *q = $unpack(xb);
+                    if !$group(xfull, g, len, &mut dx, &mut qs) {
+                        continue;
                     }
                     if let Some(a) = acc0.get_mut(r) {
                         half::<N>(a, &qs, len, &dx, &dy[0], &yq[0], &corr[0]);
@@ -241,6 +350,8 @@ macro_rules! gemm32 {
             let (out0, out1) = out.split_at_mut(N.min(out.len()));
             finish::<N>(&acc0[..nr], out0);
             finish::<M>(&acc1[..nr], out1);
+
+            $($defs)*
 
             /// One row's `len` unpacked blocks `qs` against `K` vectors: `a[v] =
             /// fma(dx·dy, lanes, a[v])` block after block.
@@ -363,6 +474,17 @@ gemm32! {
     "avx2,fma,f16c",
     /// q5_0 · q8_0 tile, AVX2.
     fn gemm_q5_0, tile_q5_0(BlockQ5_0) { unpack: u_q5_0, lanes: lanes_offset_avx2, offset: 16, }
+}
+gemm32! {
+    "avx2,fma,f16c",
+    /// q5_0 · q8_0 tile, AVX2, rows in the [`crate::kernels::WeightLayout::Q5_0x4`]
+    /// layout (every x86 level: the results are those of every level's Q5_0 tile).
+    fn gemm_q5_0x4, tile_q5_0x4(BlockQ5_0) {
+        group: group_q5_0x4,
+        lanes: lanes_offset_avx2,
+        offset: 16,
+        defs: {},
+    }
 }
 gemm32! {
     "avx2,fma,f16c",
