@@ -36,6 +36,16 @@ step "host test suite (release)"
 cargo test --release --all-targets
 cargo test --release --doc
 
+step "repacked Q5_0 at the avx2 level, the one level that repacks (forced where the CPU has more)"
+# Bit-identical logits, prefill and decode; the file's pages released (Linux); zero
+# allocations per token. The kernel tests cover the layout at every level already.
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+    TRAMONTANE_KERNELS=avx2 cargo test --release --test determinism repacked
+    TRAMONTANE_KERNELS=avx2 cargo test --release --test alloc
+else
+    echo "no AVX2 on this CPU: the repack does nothing here (the kernel tests still cover its layout)"
+fi
+
 step "inspect --json lists exactly what gguf-py lists, on both real models"
 cargo build --release --example inspect
 models_dir=${TRAMONTANE_MODELS_DIR:-fixtures/models}

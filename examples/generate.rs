@@ -19,9 +19,10 @@
 //! (`gen_ids` includes the end-of-generation token if one was produced; `text` is the
 //! generated text only). `--tokenize-only --json` prints `{"prompt_ids":[..]}`.
 //!
-//! `--repack` copies the Q5_0 matrices into the layout of the AVX2 decode matvec after
-//! loading (`Model::repack_weights`: x86-64 at the `avx2` kernel level only; it costs
-//! as many bytes of memory as those matrices take in the file).
+//! `--repack` copies the Q5_0 matrices into the layout of the AVX2 kernels after loading
+//! (`Model::repack_weights`: x86-64 at the `avx2` kernel level only). The copies take as
+//! many bytes of memory as those matrices take in the file; on Linux the file's pages
+//! they replace are released, so the peak RSS stays about the same.
 //!
 //! Bad input (missing file, not GGUF, unsupported architecture, empty prompt, context
 //! too small, a bad option): one line on stderr, exit code 1.

@@ -285,14 +285,17 @@ tra_status tra_model_open_bytes(const uint8_t *data, size_t len, tra_model **out
 
 /**
  * Opt-in, right after opening and before any session: copy the model's Q5_0 matrices
- * into the layout of the x86-64 AVX2 decode matvec (`Model::repack_weights` in the Rust
- * API). Decode reads the copies (Gemma 3 270M and Qwen2.5-Coder 0.5B Q4_K_M: about 14%
- * more tokens per second with 2 threads on an AMD Zen 3), with the same outputs, bit for
- * bit. Memory cost: as many heap bytes as those matrices take in the file (42.6 MB and
- * 172 MB for those two models); prefill still reads the file. Does nothing on other
- * CPUs or kernel levels, or for a model without Q5_0 matrices. `*bytes_out` (may be
- * NULL) gets the bytes allocated (0 when nothing was done). Unlike the other calls on a
- * model, this one changes it: no other call may use `model` meanwhile.
+ * into a layout that the x86-64 AVX2 kernels unpack faster (`Model::repack_weights` in
+ * the Rust API). Decode and prefill read the copies (Gemma 3 270M and Qwen2.5-Coder 0.5B
+ * Q4_K_M: about 14% more tokens per second with 2 threads on an AMD Zen 3), with the
+ * same outputs, bit for bit. Memory: the copies take as many bytes as those matrices
+ * take in the file (42.6 MB and 172 MB for those two models). For a model opened from a
+ * file on Linux, the file's pages of each copied matrix are then released from the
+ * process, so the resident set stays about the same; otherwise the copies come on top.
+ * Does nothing on other CPUs or kernel levels, or for a model without Q5_0 matrices.
+ * `*bytes_out` (may be NULL) gets the bytes allocated (0 when nothing was done). Unlike
+ * the other calls on a model, this one changes it: no other call may use `model`
+ * meanwhile.
  *
  * Errors: `TRA_ERR_INVALID_ARGUMENT` (NULL `model`, or a session was made from it),
  * `TRA_ERR_INTERNAL` (the memory could not be allocated; the model works as before).

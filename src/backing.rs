@@ -124,6 +124,39 @@ impl Backing {
     }
 }
 
+impl Backing {
+    /// Take the pages of `self[at..at + len]` out of this process's memory (Linux,
+    /// `madvise(MADV_DONTNEED)`, on the 64 KiB-aligned part of the range, so that no
+    /// page another range shares is touched): only for a mapped file, a no-op
+    /// otherwise. The bytes do not change: the file's pages stay in the page cache,
+    /// and a later read maps them again (from storage if they were evicted meanwhile).
+    /// For bytes the model no longer reads (the Q5_0 matrices it has repacked), so that
+    /// they do not count in the resident set twice. Only advice: errors are ignored.
+    #[cfg(feature = "std")]
+    pub(crate) fn release(&self, at: usize, len: usize) {
+        #[cfg(target_os = "linux")]
+        if let Backing::Mmap(m) = self {
+            const ALIGN: usize = 64 << 10;
+            let end = at.saturating_add(len).min(m.len());
+            let (Some(start), end) = (at.checked_next_multiple_of(ALIGN), end - end % ALIGN) else {
+                return;
+            };
+            if start < end {
+                // SAFETY: a read-only shared map of a file that nothing writes (the
+                // contract of `map_file`). For such a map `MADV_DONTNEED` only removes
+                // page-table entries: a reference into the range still reads the same
+                // bytes, which the next access maps again from the page cache or the
+                // file. No write through the map exists that could be lost.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+                };
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (at, len);
+    }
+}
+
 /// A read-only map of the whole of `file`.
 #[cfg(feature = "std")]
 fn map_readonly(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {

@@ -179,17 +179,84 @@ fn fused_feed_forward_equals_step_by_step() {
     check_fused_ffn("gemma-3-270m", &m, 6);
 }
 
-/// A model whose Q5_0 matrices were repacked for the decode matvec
-/// (`Model::repack_weights`) gives the same logits, bit for bit, as the model read in
-/// place: a prompt as one batch (which reads the file's layout), then as single tokens,
-/// then greedy tokens, with 1 to 3 threads. Both real models have Q5_0 matrices: at the
-/// `avx2` level the copy must be made (Gemma 3: 42.6 MB), elsewhere nothing is done.
+/// Resident bytes of the mapping of this process that holds `addr` (Linux:
+/// `/proc/self/smaps`), or `None` elsewhere.
+fn resident_bytes_of_map(addr: *const u8) -> Option<u64> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let addr = addr as u64;
+    let mut inside = false;
+    for line in smaps.lines() {
+        let range = line
+            .split_whitespace()
+            .next()
+            .and_then(|r| r.split_once('-'));
+        if let Some((a, b)) = range.filter(|_| !line.ends_with(" kB")) {
+            if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                inside = (a..b).contains(&addr);
+                continue;
+            }
+        }
+        if let (true, Some(kb)) = (inside, line.strip_prefix("Rss:")) {
+            return kb
+                .trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .map(|k| k * 1024);
+        }
+    }
+    None
+}
+
+/// A model whose Q5_0 matrices were repacked (`Model::repack_weights`) gives the same
+/// logits, bit for bit, as the model read in place: a prompt as one batch (the prefill
+/// tile), then as single tokens, then greedy tokens, with 1 to 3 threads. Both real
+/// models have Q5_0 matrices: at the `avx2` level the copy must be made (Gemma 3: 42.6
+/// MB), elsewhere nothing is done. On Linux, the file's pages of the repacked matrices
+/// must have left the model's map, and the runs must not bring them back: the map's
+/// resident bytes plus the copies stay within the file's size (plus the unreleased
+/// 64 KiB-aligned edges of each matrix).
 fn check_repacked(name: &str, path: &std::path::Path, n: usize) {
     let plain = Model::open(path).unwrap();
     let mut repacked = Model::open(path).unwrap();
     let bytes = repacked.repack_weights().unwrap();
     let avx2 = tramontane::cpu_features() == tramontane::kernels::KernelLevel::Avx2;
     assert_eq!(bytes > 0, avx2, "{name}: {bytes} bytes repacked");
+    let file = repacked.gguf().bytes();
+    let (map, file_len) = (file.as_ptr(), file.len() as u64);
+    let matrices = repacked
+        .weights()
+        .layers
+        .iter()
+        .flat_map(|l| {
+            [
+                &l.wq,
+                &l.wk,
+                &l.wv,
+                &l.wo,
+                &l.ffn_gate,
+                &l.ffn_up,
+                &l.ffn_down,
+            ]
+        })
+        .chain([&repacked.weights().output])
+        .filter(|t| t.ty == tramontane::gguf::GgmlType::Q5_0 && t.cols >= 128)
+        .count() as u64;
+    let within_file = |when: &str| {
+        let Some(rss) = resident_bytes_of_map(map) else {
+            return;
+        };
+        let slack = matrices * (128 << 10);
+        eprintln!("{name}: model map resident {rss} bytes {when}, copies {bytes}");
+        if avx2 {
+            assert!(
+                rss + bytes as u64 <= file_len + slack,
+                "{name}: {rss} bytes of the map resident {when}, {bytes} repacked, file {file_len}"
+            );
+        }
+    };
+    within_file("after the repack");
     assert_eq!(
         repacked.repack_weights().unwrap(),
         0,
@@ -216,6 +283,7 @@ fn check_repacked(name: &str, path: &std::path::Path, n: usize) {
             "{name}: repacked weights give other logits ({threads} threads)"
         );
     }
+    within_file("after the runs");
     eprintln!("{name}: {bytes} bytes repacked, logits bit-identical");
 }
 

@@ -121,7 +121,6 @@ impl<B: AsRef<[u8]>> Gguf<B> {
     }
 
     /// The backing bytes, by reference.
-    #[cfg(feature = "std")]
     pub(crate) fn backing(&self) -> &B {
         &self.bytes
     }

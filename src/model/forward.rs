@@ -356,12 +356,7 @@ fn project(
     }
     let n_out = (n_vecs * w.rows).min(out.len());
     let out = &mut out[..n_out];
-    let view = if n_vecs == 1 {
-        w.decode_view(bytes)
-    } else {
-        w.view(bytes)
-    };
-    table.matmul(&view, acts, out, threads)?;
+    table.matmul(&w.kernel_view(bytes), acts, out, threads)?;
     Ok(())
 }
 
@@ -398,7 +393,7 @@ fn project_multi<const N: usize>(
         acts.quantize_on(ty, x.get(..cols).unwrap_or(x), cols, threads, table)?;
         *key = Some(ty);
     }
-    let views = ws.map(|w| w.decode_view(bytes));
+    let views = ws.map(|w| w.kernel_view(bytes));
     for (o, w) in outs.iter_mut().zip(ws) {
         let n = w.rows.min(o.len());
         *o = &mut core::mem::take(o)[..n];
@@ -482,7 +477,7 @@ fn ffn_fused(m: &Model, st: &mut State, table: &Kernels, lw: &LayerWeights) -> R
     let (nu, ng) = (n.min(st.up.len()), n.min(st.gate.len()));
     let (up_out, gate_out) = (&mut st.up[..nu], &mut st.gate[..ng]);
     table.matvec_pair_then(
-        [&up.decode_view(bytes), &gate.decode_view(bytes)],
+        [&up.kernel_view(bytes), &gate.kernel_view(bytes)],
         &st.acts,
         [up_out, gate_out],
         FFN_ACT_ALIGN,

@@ -47,10 +47,11 @@ const MERGE_GAP: usize = 64 << 10;
 /// small tensors (copied at load time), then every block's tensors by block number
 /// (`blk.N.*`), then the other tensors, then the output head (`output.weight`, else the
 /// tied `token_embd.weight`). With a separate output head, `token_embd.weight` is left
-/// out: only the prompt's rows of it are read. Ranges are clamped to the file and
-/// neighbours are merged.
+/// out: only the prompt's rows of it are read. With `skip_q5_0`, so are the Q5_0
+/// tensors of rows of at least 128 values, which [`crate::Model::repack_weights`]
+/// reads itself. Ranges are clamped to the file and neighbours are merged.
 #[cfg(feature = "std")]
-pub(crate) fn read_order<B: AsRef<[u8]>>(g: &Gguf<B>) -> Vec<Range<usize>> {
+pub(crate) fn read_order<B: AsRef<[u8]>>(g: &Gguf<B>, skip_q5_0: bool) -> Vec<Range<usize>> {
     // (group, block, start, end); group 0 small, 1 block, 2 other, 3 output head.
     let len = g.bytes().len();
     let has_output = g.tensors().any(|t| t.name == "output.weight");
@@ -73,6 +74,10 @@ pub(crate) fn read_order<B: AsRef<[u8]>>(g: &Gguf<B>) -> Vec<Range<usize>> {
             .strip_prefix("blk.")
             .and_then(|r| r.split('.').next())
             .and_then(|n| n.parse::<usize>().ok());
+        // (Matrices that the repack reads itself, then releases.)
+        if skip_q5_0 && t.ty == crate::gguf::GgmlType::Q5_0 && t.ne[0] >= 128 {
+            continue;
+        }
         let (group, block) = match (t.name, block) {
             ("token_embd.weight", _) if has_output => continue,
             ("token_embd.weight" | "output.weight", _) => (3, 0),
@@ -154,6 +159,40 @@ mod tests {
 
     #[cfg(feature = "std")]
     #[test]
+    fn read_order_can_leave_out_what_the_repack_reads() {
+        use crate::gguf::GgmlType;
+        let mut w = crate::gguf::GgufWriter::new();
+        // Q5_0 rows of 128 values (4 blocks, 88 bytes) and of 96 (3 blocks, too short
+        // to repack), between two F32 blocks' matrices.
+        let tensors: [(&str, GgmlType, u64, usize); 4] = [
+            ("blk.0.a", GgmlType::F32, 50_000, 200_000),
+            ("blk.0.ffn_up.weight", GgmlType::Q5_0, 128, 88 * 2000),
+            ("blk.0.ffn_down.weight", GgmlType::Q5_0, 96, 66 * 2000),
+            ("blk.1.a", GgmlType::F32, 50_000, 200_000),
+        ];
+        for (name, ty, ne0, bytes) in tensors {
+            let rows = bytes as u64 / ty.row_bytes(ne0).unwrap();
+            w.add_tensor(name, ty, &[ne0, rows], &alloc::vec![0u8; bytes])
+                .unwrap();
+        }
+        let g = Gguf::parse(Backing::Owned(w.to_bytes().unwrap())).unwrap();
+        let r: Vec<Range<usize>> = tensors
+            .iter()
+            .map(|&(name, ..)| {
+                let v = g.tensor(name).unwrap();
+                let start = (g.data_offset() + v.info.offset) as usize;
+                start..start + v.info.size as usize
+            })
+            .collect();
+        assert_eq!(read_order(&g, false), alloc::vec![r[0].start..r[3].end]);
+        assert_eq!(
+            read_order(&g, true),
+            alloc::vec![r[0].clone(), r[2].start..r[3].end]
+        );
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
     fn read_order_follows_the_forward_pass() {
         const BIG: usize = 40 << 10; // 160 KiB: not a small tensor
                                      // Tied output head: token_embd last; blocks by number, not by name order;
@@ -166,7 +205,7 @@ mod tests {
             ("blk.2.ffn_up.weight", BIG),
             ("output_norm.weight", 64),
         ]);
-        let order = read_order(&g);
+        let order = read_order(&g, false);
         // Small tensors first; block 2's two matrices (the norm between them) as one
         // range, then block 10, then the head.
         assert_eq!(
@@ -188,12 +227,12 @@ mod tests {
         ]);
         // (The block and rope_freqs are neighbours in the file: one range.)
         assert_eq!(
-            read_order(&g),
+            read_order(&g, false),
             alloc::vec![r[2].start..r[3].end, r[0].clone()]
         );
         // Adjacent blocks merge into one range.
         let (g, r) = file_with(&[("blk.0.a", BIG), ("blk.0.b", BIG), ("blk.1.a", BIG)]);
-        assert_eq!(read_order(&g), alloc::vec![r[0].start..r[2].end]);
+        assert_eq!(read_order(&g, false), alloc::vec![r[0].start..r[2].end]);
     }
 
     #[cfg(feature = "std")]

@@ -53,6 +53,7 @@ pub use weights::{LayerWeights, TensorRef, Weights};
 
 use crate::backing::Backing;
 use crate::gguf::Gguf;
+use crate::kernels::KernelLevel;
 use crate::tokenizer::Tokenizer;
 use crate::Result;
 
@@ -78,11 +79,18 @@ pub struct Model {
     advise_rows: bool,
 }
 
-/// [`weights::TensorRef::repack_q5_0`] for each of `part`: the bytes allocated.
-fn repack_all(part: &mut [&mut weights::TensorRef], bytes: &[u8]) -> Result<usize> {
+/// [`weights::TensorRef::repack_q5_0`] for each of `part`, then the file's pages of
+/// each copied matrix out of the process (see [`Backing::release`]): the bytes
+/// allocated.
+fn repack_all(part: &mut [&mut weights::TensorRef], backing: &Backing) -> Result<usize> {
     let mut total = 0usize;
     for m in part.iter_mut() {
-        total = total.saturating_add(m.repack_q5_0(bytes)?);
+        let made = m.repack_q5_0(backing)?;
+        #[cfg(feature = "std")]
+        if made > 0 {
+            backing.release(m.range.start, m.range.len());
+        }
+        total = total.saturating_add(made);
     }
     Ok(total)
 }
@@ -223,6 +231,9 @@ impl Model {
             }
         }
         let gguf = Gguf::parse(bytes)?;
+        // The matrices to be repacked are read by the repack itself, then released:
+        // the thread leaves them out, so that it does not map them again.
+        let repack = options.repack && crate::kernels::cpu_features() == KernelLevel::Avx2;
         // Started before the tensors are looked up: loading copies the small ones.
         // (A file no larger than the part asked for above needs no thread.)
         let prefetch = match file {
@@ -232,7 +243,8 @@ impl Model {
                 // declared after `gguf`, so it is dropped first if loading fails below;
                 // afterwards the model holds both, `prefetch` in its first field.
                 let view = unsafe { crate::backing::MapView::new(gguf.bytes()) };
-                crate::backing::Prefetcher::start(file, load::read_order(&gguf), view, huge)
+                let order = load::read_order(&gguf, repack);
+                crate::backing::Prefetcher::start(file, order, view, huge)
             }
             _ => None,
         };
@@ -243,8 +255,8 @@ impl Model {
         // only where they are not also the output head, which is read whole.
         let tied = model.weights.output.range == model.weights.token_embd.range;
         model.advise_rows = background && !(huge && tied);
-        if options.repack {
-            model.repack_weights()?;
+        if repack {
+            model.repack_matrices()?;
         }
         Ok(model)
     }
@@ -331,10 +343,10 @@ impl Model {
         &self.weights
     }
 
-    /// Opt-in: copy the Q5_0 matrices into a layout that the x86-64 AVX2 decode matvec
-    /// unpacks with fewer instructions ([`crate::quant::BlockQ5_0x4`]), and read the
-    /// copies in every one-token step (decode); batches (prefill) keep reading the
-    /// file. The outputs are the same, bit for bit. Returns the bytes allocated.
+    /// Opt-in: copy the Q5_0 matrices into a layout that the x86-64 AVX2 kernels
+    /// unpack with fewer instructions ([`crate::quant::BlockQ5_0x4`]), and read the
+    /// copies instead of the file in every step, decode and prefill. The outputs are
+    /// the same, bit for bit. Returns the bytes allocated.
     ///
     /// Only where the kernel level in use ([`crate::kernels::cpu_features`]) is
     /// `avx2`: the Q5_0 decode matvec is bound by its instruction count there (on AMD
@@ -343,16 +355,34 @@ impl Model {
     /// whose Q5_0 rows are shorter than 128 values), and when called a second time.
     ///
     /// **Memory cost:** the copies take as many bytes of memory as the Q5_0 matrices
-    /// take in the file (Gemma 3 270M Q4_K_M: 42.6 MB; Qwen2.5-Coder 0.5B Q4_K_M: 172 MB), and
-    /// the file's pages stay mapped for prefill, so the resident set grows by that
-    /// much once both have run. It also costs one pass over those matrices now (read
-    /// from storage if they are not in the page cache). A failed allocation is
+    /// take in the file (Gemma 3 270M Q4_K_M: 42.6 MB; Qwen2.5-Coder 0.5B Q4_K_M: 172
+    /// MB). For a model opened from a file on Linux, each matrix's pages of the file's
+    /// map are released once it is copied (`madvise(MADV_DONTNEED)`; they stay in the
+    /// page cache, shared, and are not read again), so the copies replace them in the
+    /// resident set, which then grows by at most the largest matrix while this runs.
+    /// Elsewhere ([`Model::from_static`], [`Model::from_vec`], other systems) the file's
+    /// bytes stay and the copies come on top. It also costs one pass over those
+    /// matrices now (read from storage if they are not in the page cache; Qwen's 172 MB
+    /// take about 150 ms on 2 threads). A failed allocation is
     /// [`ModelError::OutOfMemory`], leaving the matrices not yet copied as they were.
+    ///
+    /// With [`Prefetch::Background`], the read-ahead thread is stopped first (it would
+    /// map the released pages again); [`LoadOptions::repack`] repacks while it runs
+    /// instead, with the repacked matrices left out of its list.
     pub fn repack_weights(&mut self) -> Result<usize> {
-        if crate::kernels::cpu_features() != crate::kernels::KernelLevel::Avx2 {
+        if crate::kernels::cpu_features() != KernelLevel::Avx2 {
             return Ok(0);
         }
-        let bytes = self.gguf.bytes();
+        #[cfg(feature = "std")]
+        {
+            self.prefetch = None;
+        }
+        self.repack_matrices()
+    }
+
+    /// [`Model::repack_weights`] at the `avx2` level, the read-ahead thread left as it is.
+    fn repack_matrices(&mut self) -> Result<usize> {
+        let bytes: &Backing = self.gguf.backing();
         let mut matrices: alloc::vec::Vec<&mut weights::TensorRef> = self
             .weights
             .matrices_mut()

@@ -34,8 +34,8 @@ pub struct TensorRef {
     pub range: Range<usize>,
     /// Bytes per row.
     pub row_bytes: usize,
-    /// A copy in the [`WeightLayout::Q5_0x4`] layout for the decode matvecs, if
-    /// [`crate::Model::repack_weights`] made one.
+    /// A copy in the [`WeightLayout::Q5_0x4`] layout, read instead of the file's bytes
+    /// by every matrix product, if [`crate::Model::repack_weights`] made one.
     pub(crate) repacked: Option<alloc::sync::Arc<RepackedCopy>>,
 }
 
@@ -111,9 +111,9 @@ impl TensorRef {
         }
     }
 
-    /// The tensor as the decode matvecs (one vector) read it: its repacked copy if it
-    /// has one (the same results), else [`TensorRef::view`].
-    pub fn decode_view<'a>(&'a self, bytes: &'a [u8]) -> Weight<'a> {
+    /// The tensor as the forward pass's matrix products read it: its repacked copy if
+    /// it has one (the same results), else [`TensorRef::view`].
+    pub fn kernel_view<'a>(&'a self, bytes: &'a [u8]) -> Weight<'a> {
         match &self.repacked {
             Some(copy) => Weight {
                 data: copy,
@@ -130,9 +130,9 @@ impl TensorRef {
         self.ty == GgmlType::Q5_0 && self.cols / 32 >= 4 && self.repacked.is_none()
     }
 
-    /// Make the decode copy of a Q5_0 matrix in the [`WeightLayout::Q5_0x4`] layout
-    /// (`bytes`: the whole file). Returns the bytes allocated: 0 for another type, for
-    /// rows of fewer than 4 blocks (nothing to repack) or if the copy exists already.
+    /// Make the copy of a Q5_0 matrix in the [`WeightLayout::Q5_0x4`] layout (`bytes`:
+    /// the whole file). Returns the bytes allocated: 0 for another type, for rows of
+    /// fewer than 4 blocks (nothing to repack) or if the copy exists already.
     pub(crate) fn repack_q5_0(&mut self, bytes: &[u8]) -> Result<usize> {
         if !self.wants_repack() {
             return Ok(0);

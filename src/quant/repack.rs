@@ -1,5 +1,5 @@
-//! A repacked layout of Q5_0 rows for the x86-64 AVX2 decode matvec (opt-in at load
-//! time: [`crate::Model::repack_weights`]).
+//! A repacked layout of Q5_0 rows for the x86-64 AVX2 kernels (opt-in at load time:
+//! [`crate::Model::repack_weights`]).
 //!
 //! A Q5_0 block keeps its 32 fifth bits in one 32-bit word and its nibbles two to a
 //! byte; turning them into 32 quant bytes takes an AVX2 core about 9 vector
