@@ -227,20 +227,7 @@ fn check_repacked(name: &str, path: &std::path::Path, n: usize) {
     let (map, file_len) = (file.as_ptr(), file.len() as u64);
     let matrices = repacked
         .weights()
-        .layers
-        .iter()
-        .flat_map(|l| {
-            [
-                &l.wq,
-                &l.wk,
-                &l.wv,
-                &l.wo,
-                &l.ffn_gate,
-                &l.ffn_up,
-                &l.ffn_down,
-            ]
-        })
-        .chain([&repacked.weights().output])
+        .matrices()
         .filter(|t| t.ty == tramontane::gguf::GgmlType::Q5_0 && t.cols >= 128)
         .count() as u64;
     let within_file = |when: &str| {

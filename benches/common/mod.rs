@@ -238,21 +238,8 @@ pub fn ours_first_token(path: &Path, threads: usize, ids: &[u32]) -> Res<(Durati
 /// (a few KB) and the KV cache are left out.
 pub fn decode_weight_bytes(model: &Model) -> u64 {
     let w = model.weights();
-    let mut n = w.output.range.len() + w.token_embd.row_bytes;
-    for l in &w.layers {
-        for t in [
-            &l.wq,
-            &l.wk,
-            &l.wv,
-            &l.wo,
-            &l.ffn_gate,
-            &l.ffn_up,
-            &l.ffn_down,
-        ] {
-            n += t.range.len();
-        }
-    }
-    n as u64
+    let matrices: usize = w.matrices().map(|t| t.range.len()).sum();
+    (matrices + w.token_embd.row_bytes) as u64
 }
 
 // ---------------------------------------------------------------- llama.cpp

@@ -429,8 +429,27 @@ impl Weights {
         })
     }
 
-    /// Every matrix the forward pass multiplies with (the blocks', then the output
-    /// head), for [`TensorRef::repack_q5_0`].
+    /// Every matrix the forward pass multiplies with: each block's `wq`, `wk`, `wv`,
+    /// `wo`, `ffn_gate`, `ffn_up`, `ffn_down`, then the output head (which is
+    /// `token_embd` when the two are tied).
+    pub fn matrices(&self) -> impl Iterator<Item = &TensorRef> {
+        self.layers
+            .iter()
+            .flat_map(|l| {
+                [
+                    &l.wq,
+                    &l.wk,
+                    &l.wv,
+                    &l.wo,
+                    &l.ffn_gate,
+                    &l.ffn_up,
+                    &l.ffn_down,
+                ]
+            })
+            .chain(core::iter::once(&self.output))
+    }
+
+    /// [`Weights::matrices`], to change (for [`TensorRef::repack_q5_0`]).
     pub(crate) fn matrices_mut(&mut self) -> impl Iterator<Item = &mut TensorRef> {
         self.layers
             .iter_mut()
