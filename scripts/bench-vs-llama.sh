@@ -8,7 +8,8 @@
 # Environment: TRAMONTANE_BENCH_PAIRS, TRAMONTANE_BENCH_THREADS, TRAMONTANE_BENCH_MODELS,
 # TRAMONTANE_BENCH_RSS_PAIRS, TRAMONTANE_BENCH_REPACK, TRAMONTANE_MODELS_DIR (see the
 # benches' docs), and
-#   LLAMA_ISA=native (default) | avx2   which SIMD llama.cpp is built with (below).
+#   LLAMA_ISA=native (default) | avx2   which SIMD llama.cpp is built with (below);
+#   LLAMA_AMX=1                         also AMX, where the CPU lists it (off by default).
 #
 # Build flags. The bench links llama.cpp (llama-cpp-sys-2, built with cmake) and our
 # crate into one binary. llama-cpp-sys-2 turns `-C target-cpu=native` in RUSTFLAGS into
@@ -47,9 +48,17 @@ if [ "$isa" = native ]; then
         has avx512vbmi && ggml+=(GGML_AVX512_VBMI=ON)
         has avx512_vnni && ggml+=(GGML_AVX512_VNNI=ON)
         has avx512_bf16 && ggml+=(GGML_AVX512_BF16=ON)
-        has amx_tile && ggml+=(GGML_AMX_TILE=ON)
-        has amx_int8 && ggml+=(GGML_AMX_INT8=ON)
-        has amx_bf16 && ggml+=(GGML_AMX_BF16=ON)
+        # AMX only on request: on the Sapphire Rapids VM of 2026-11-28, ggml's AMX
+        # matmul died with SIGILL on its first `tileloadd` (first prefill), although
+        # the kernel grants the tile state. Edge CPUs have no AMX anyway.
+        # (OFF spelled out: CMake's cache would keep an earlier ON.)
+        for pair in amx_tile:GGML_AMX_TILE amx_int8:GGML_AMX_INT8 amx_bf16:GGML_AMX_BF16; do
+            if [ "${LLAMA_AMX:-0}" = 1 ] && has "${pair%%:*}"; then
+                ggml+=("${pair#*:}=ON")
+            else
+                ggml+=("${pair#*:}=OFF")
+            fi
+        done
     fi
 elif [ "$isa" != avx2 ]; then
     echo "LLAMA_ISA must be native or avx2" >&2
@@ -59,6 +68,16 @@ for kv in "${ggml[@]}"; do export "$kv"; done
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
 export CARGO_TARGET_DIR="${VS_LLAMA_TARGET_DIR:-target/vs-llama-cpp-$isa}"
 echo "llama.cpp build options: ${ggml[*]}; our crate: generic x86-64 (run-time dispatch)" >&2
+# llama-cpp-sys-2's build script does not rerun when GGML_* change: when they differ
+# from the last build's in this target dir, its build is removed so that cargo redoes it.
+options_stamp="$CARGO_TARGET_DIR/ggml-options"
+if [ -f "$options_stamp" ] && [ "$(cat "$options_stamp")" != "${ggml[*]}" ]; then
+    echo "ggml options changed since the last build here: llama.cpp is rebuilt" >&2
+    rm -rf "$CARGO_TARGET_DIR"/release/build/llama-cpp-sys-2-* \
+        "$CARGO_TARGET_DIR"/release/.fingerprint/llama-cpp-sys-2-*
+fi
+mkdir -p "$CARGO_TARGET_DIR"
+echo "${ggml[*]}" > "$options_stamp"
 
 stamp=$(mktemp)
 echo "load before: $(uptime)" >&2
