@@ -270,6 +270,11 @@ fn check_repacked(name: &str, path: &std::path::Path, n: usize) {
             "{name}: repacked weights give other logits ({threads} threads)"
         );
     }
+    // A longer prompt too: its batches read every matrix's neighbours in the file.
+    let long: Vec<u32> = prompt.iter().copied().cycle().take(300).collect();
+    let mut st = repacked.new_state(512, 2).unwrap();
+    let mut logits = vec![0.0f32; n_vocab];
+    repacked.eval(&mut st, &long, &mut logits).unwrap();
     within_file("after the runs");
     eprintln!("{name}: {bytes} bytes repacked, logits bit-identical");
 }
