@@ -15,7 +15,8 @@
 //! next jobs alone (at least [`pool::SERIAL_MIN`] of them, twice as many each time the
 //! lag is seen again, up to [`pool::SERIAL_MAX`], half as many when the first job after
 //! a stretch shows none), and the idle workers park and leave their cores to the
-//! others. On this 2-core machine, with one other process spinning, 2-thread decoding
+//! others. A job that takes more than 2 ms alone ends the stretch: a long job (a
+//! prefill's matrix product) is better shared even with a worker that starts late. On this 2-core machine, with one other process spinning, 2-thread decoding
 //! went from half the 1-thread speed to about the 1-thread speed.
 //!
 //! The workers serve one job at a time: a job asked for while another runs (from
@@ -38,8 +39,9 @@ use super::KernelError;
 /// - A task that panics makes the call panic, once every worker has left the job.
 /// - When other processes hold the cores and a worker keeps the caller waiting (more
 ///   than 200 µs and twice the caller's own share of a job), the next jobs run on the
-///   caller's thread alone for a while (16 jobs, doubling while the lag lasts), and the
-///   parked workers leave their cores to the others.
+///   caller's thread alone for a while (16 jobs, doubling while the lag lasts, ended by
+///   a job that takes more than 2 ms alone), and the parked workers leave their cores
+///   to the others.
 #[derive(Debug)]
 pub struct Threads {
     n: usize,
@@ -151,6 +153,12 @@ mod pool {
     /// own work in the job: more than a woken worker's start-up (tens of microseconds),
     /// less than a scheduler time slice.
     const LAG: core::time::Duration = core::time::Duration::from_micros(200);
+
+    /// A job run alone in a stretch that takes longer than this ends the stretch: two
+    /// threads would have done it in about half the time even if a worker started a
+    /// scheduler time slice late. Decode's jobs take tens to hundreds of microseconds,
+    /// except the output head's; a prefill's matrix products take milliseconds each.
+    const LONG: core::time::Duration = core::time::Duration::from_millis(2);
 
     type Job<'a> = dyn Fn(usize) + Sync + 'a;
 
@@ -286,7 +294,13 @@ mod pool {
             let serial = self.serial.load(Ordering::Relaxed);
             if serial > 0 {
                 self.serial.store(serial - 1, Ordering::Relaxed);
+                let start = std::time::Instant::now();
                 (0..n_tasks).for_each(job);
+                // A long job (a prefill's matrix product) is better shared even with a
+                // worker that starts a time slice late: it ends the stretch.
+                if start.elapsed() > LONG {
+                    self.serial.store(0, Ordering::Relaxed);
+                }
                 return;
             }
             let s = &*self.shared;
@@ -505,6 +519,25 @@ mod tests {
         assert_eq!(on_worker.load(Ordering::Relaxed), 0);
         // Then the worker takes part again (a job without lag, which also resets the
         // stretch).
+        assert!(job_with_slow_worker(&t, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_long_job_alone_ends_the_stretch() {
+        let t = Threads::new(2).unwrap();
+        let caller = std::thread::current().id();
+        assert!(job_with_slow_worker(&t, Duration::from_millis(200)));
+        // The stretch's first job takes 5 ms, all on the caller.
+        let on_worker = AtomicUsize::new(0);
+        let mut out = [0.0f32; 4];
+        t.for_rows(&mut out, 1, |_, _| {
+            if std::thread::current().id() != caller {
+                on_worker.fetch_add(1, Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_micros(1250));
+        });
+        assert_eq!(on_worker.load(Ordering::Relaxed), 0);
+        // So the next job is shared again, well before SERIAL_MIN jobs.
         assert!(job_with_slow_worker(&t, Duration::ZERO));
     }
 
