@@ -75,7 +75,7 @@ pub(crate) fn read_order<B: AsRef<[u8]>>(g: &Gguf<B>, skip_q5_0: bool) -> Vec<Ra
             .and_then(|r| r.split('.').next())
             .and_then(|n| n.parse::<usize>().ok());
         // (Matrices that the repack reads itself, then releases.)
-        if skip_q5_0 && t.ty == crate::gguf::GgmlType::Q5_0 && t.ne[0] >= 128 {
+        if skip_q5_0 && super::weights::repackable(t.ty, t.ne[0]) {
             continue;
         }
         let (group, block) = match (t.name, block) {

@@ -98,6 +98,12 @@ impl core::fmt::Debug for RepackedCopy {
     }
 }
 
+/// Whether [`crate::Model::repack_weights`] copies a matrix of `ty` with rows of `cols`
+/// values: Q5_0 rows of at least 4 blocks (one whole group).
+pub(crate) fn repackable(ty: GgmlType, cols: u64) -> bool {
+    ty == GgmlType::Q5_0 && cols / 32 >= 4
+}
+
 impl TensorRef {
     /// The tensor as a kernel [`Weight`] over `bytes` (the whole file).
     pub fn view<'a>(&'a self, bytes: &'a [u8]) -> Weight<'a> {
@@ -124,10 +130,10 @@ impl TensorRef {
         }
     }
 
-    /// Whether [`TensorRef::repack_q5_0`] would make a copy: a Q5_0 matrix with rows of
-    /// at least 4 blocks, not yet repacked.
+    /// Whether [`TensorRef::repack_q5_0`] would make a copy: a [`repackable`] matrix not
+    /// yet repacked.
     pub(crate) fn wants_repack(&self) -> bool {
-        self.ty == GgmlType::Q5_0 && self.cols / 32 >= 4 && self.repacked.is_none()
+        repackable(self.ty, self.cols as u64) && self.repacked.is_none()
     }
 
     /// Make the copy of a Q5_0 matrix in the [`WeightLayout::Q5_0x4`] layout (`bytes`:
