@@ -1,6 +1,7 @@
 //! Kernel benchmarks: matvec GB/s per weight type on a 4096×4096 matrix, scalar against
-//! the best SIMD level, 1 and 2 threads, next to a read-bandwidth probe (a read-only
-//! sum over 1 GiB) on the same machine in the same run.
+//! the best SIMD level (or the one `TRAMONTANE_KERNELS` names), 1 and 2 threads, next
+//! to a read-bandwidth probe (a read-only sum over 1 GiB) on the same machine in the
+//! same run.
 //!
 //! Weights do not fit in cache: each type's matrix is replicated to fill 1 GiB and the
 //! iterations cycle through the copies (the L3 here may be hundreds of MiB). Q5_0 is
@@ -10,6 +11,7 @@
 //! ```text
 //! cargo bench --bench kernels                       # everything (~7 min)
 //! cargo bench --bench kernels -- 'matvec/Q4_K'      # one type (criterion filter)
+//! TRAMONTANE_KERNELS=avx2 cargo bench --bench kernels   # the matvec at a lower level
 //! ```
 //!
 //! A second group, `prefill`, times the batch matmul (64 vectors against a 2048×1024
@@ -24,7 +26,7 @@
 //! load drifts over the minutes between criterion's probe and a kernel's figures; it
 //! moves both sides of a round alike.
 //!
-//! Each round also times scalar and the best level, 1 thread, on the first
+//! Each round also times scalar and the level in use, 1 thread, on the first
 //! [`HOT_ROWS`] rows of one copy, called over and over so that they stay in the core's
 //! L2: the ratio of the two kernels' arithmetic alone. Read from memory, one thread of
 //! a fast kernel waits on the memory (here about 13-15 GB/s), so its ratio to scalar is
@@ -219,8 +221,10 @@ fn bench_bandwidth(c: &mut Criterion, data: &[u8]) {
     g.finish();
 }
 
+/// Scalar and the level in use: the best one the CPU has, or the one
+/// `TRAMONTANE_KERNELS` names (so that a lower level can be measured on a CPU with more).
 fn levels() -> Vec<KernelLevel> {
-    let best = kernels::best_level();
+    let best = kernels::cpu_features();
     if best == KernelLevel::Scalar {
         vec![KernelLevel::Scalar]
     } else {
@@ -258,9 +262,9 @@ struct Paired {
 }
 
 /// Ratios measured side by side, for one type: `PAIRED_ROUNDS` rounds, each timing, one
-/// right after the other (which goes first alternates), the read probe and the best
-/// level's matvec with 2 threads (over the same number of bytes), then the scalar and
-/// the best level's matvec with 1 thread, from memory and then on [`HOT_ROWS`] rows in
+/// right after the other (which goes first alternates), the read probe and the matvec
+/// of the level in use with 2 threads (over the same number of bytes), then the scalar
+/// and that level's matvec with 1 thread, from memory and then on [`HOT_ROWS`] rows in
 /// cache. Returns the medians of the per-round ratios: the machine's load moves both
 /// sides of a round alike, where criterion's figures for the probe and for a kernel are
 /// minutes apart.
@@ -315,7 +319,7 @@ fn paired(
             p = (p + 1) % steps;
         })
     };
-    let best = kernels::best_level();
+    let best = kernels::cpu_features();
     let (mut share, mut speedup, mut speedup_hot) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..PAIRED_ROUNDS {
         // Which side of a pair goes first alternates from round to round.
@@ -419,7 +423,7 @@ fn bench_matvec(c: &mut Criterion, probe: &[u8]) -> Vec<Paired> {
                 });
             }
         }
-        if TYPES[..PAIRED_TYPES].contains(&ty) && kernels::best_level() != KernelLevel::Scalar {
+        if TYPES[..PAIRED_TYPES].contains(&ty) && kernels::cpu_features() != KernelLevel::Scalar {
             ratios.push(paired(e, &all, one, &acts, probe, &pools));
         }
     }
@@ -532,7 +536,7 @@ fn summary(paired: &[Paired]) {
         fmt(bw[0]),
         fmt(bw[1])
     );
-    let best = kernels::best_level();
+    let best = kernels::cpu_features();
     println!(
         "| type | scalar t1 GB/s | scalar t2 GB/s | {best} t1 GB/s | {best} t2 GB/s | {best} t2 / bandwidth | {best}/scalar (t1) |"
     );
