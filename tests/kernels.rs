@@ -305,11 +305,14 @@ fn matmul_is_thread_and_batch_invariant() {
             let cols = if bs == 1 { 96 } else { 3 * bs.max(32) };
             let cols = cols - cols % bs;
             // 32-value blocks: also 20 blocks (Gemma's 640), 8-block groups and a tail,
-            // as the prefill tiles take them; 70 blocks (the decode matvec's larger
-            // per-vector tables, above 64 blocks); every scale class.
+            // as the prefill tiles take them, and as the decode matvec takes them (8-block
+            // groups, then a group of 4); 5 blocks (a group of 4 alone and one more); 70
+            // blocks (the decode matvec's larger per-vector tables, above 64 blocks, and
+            // a group of 4 then 2); every scale class.
             let shapes: Vec<(usize, Scale)> = if bs == 32 {
                 vec![
                     (cols, Scale::Normal),
+                    (5 * bs, Scale::Normal),
                     (20 * bs, Scale::Normal),
                     (70 * bs, Scale::Normal),
                 ]

@@ -402,6 +402,20 @@ pub(super) fn d_x8<B: bytemuck::Pod>(blocks: &[B; 8]) -> __m256 {
     _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
 }
 
+/// [`d_x8`] for 4 blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(super) fn d_x4<B: bytemuck::Pod>(blocks: &[B; 4]) -> __m128 {
+    let size = core::mem::size_of::<B>();
+    let bytes: &[u8] = bytemuck::cast_slice(blocks.as_slice());
+    let h = |i: usize| match bytes.get(i * size..i * size + 2) {
+        Some(&[a, b]) => u64::from(u16::from_le_bytes([a, b])),
+        _ => 0,
+    };
+    let lo = h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48;
+    _mm_cvtph_ps(_mm_set_epi64x(0, lo as i64))
+}
+
 // ---------------------------------------------------------------- 32-value blocks
 
 /// The most blocks per row the multi-row entries convert the vector's scales for at

@@ -24,7 +24,7 @@
 
 use core::arch::x86_64::*;
 
-use super::avx2::{bytes_from_bits, d_x8, f16, load16, load32};
+use super::avx2::{bytes_from_bits, d_x4, d_x8, f16, load16, load32};
 use super::tiles::{lanes_offset_avx2, lanes_signed_avx2, neg_offset, s_iq4_nl, s_q8_0, u_q8_0};
 use crate::kernels::reduce8;
 use crate::kernels::scalar::blk;
@@ -73,11 +73,53 @@ struct Prefetch {
     span: usize,
 }
 
-/// Elements `g..g + 8` of `s` as an array (no closure: closures inside the
+/// Elements `g..g + G` of `s` as an array (no closure: closures inside the
 /// target-feature entries are not inlined into the generic `Option` helpers).
 #[inline(always)]
-fn group8<T>(s: &[T], g: usize) -> Option<&[T; 8]> {
-    s.get(g..g + 8)?.try_into().ok()
+fn group_of<T, const G: usize>(s: &[T], g: usize) -> Option<&[T; G]> {
+    s.get(g..g.checked_add(G)?)?.try_into().ok()
+}
+
+/// `out[i] = d_i · dy[i]` for the f16 scale `d_i` (first field) of each of the `G`
+/// blocks: 8 or 4 converted together, exactly as one by one.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn scales_times<B: bytemuck::Pod, const G: usize>(
+    blocks: &[B; G],
+    dy: &[f32; G],
+    out: &mut [f32; G],
+) {
+    if let (Ok(x8), Ok(d8), Ok(o8)) = (
+        <&[B; 8]>::try_from(&blocks[..]),
+        <&[f32; 8]>::try_from(&dy[..]),
+        <&mut [f32; 8]>::try_from(&mut out[..]),
+    ) {
+        // SAFETY: `d8` and `o8` hold 8 f32; `loadu`/`storeu` have no alignment
+        // requirement.
+        unsafe {
+            _mm256_storeu_ps(
+                o8.as_mut_ptr(),
+                _mm256_mul_ps(d_x8(x8), _mm256_loadu_ps(d8.as_ptr())),
+            )
+        };
+    } else if let (Ok(x4), Ok(d4), Ok(o4)) = (
+        <&[B; 4]>::try_from(&blocks[..]),
+        <&[f32; 4]>::try_from(&dy[..]),
+        <&mut [f32; 4]>::try_from(&mut out[..]),
+    ) {
+        // SAFETY: as above, with 4 f32.
+        unsafe {
+            _mm_storeu_ps(
+                o4.as_mut_ptr(),
+                _mm_mul_ps(d_x4(x4), _mm_loadu_ps(d4.as_ptr())),
+            )
+        };
+    } else {
+        for ((b, &d), o) in blocks.iter().zip(dy).zip(out.iter_mut()) {
+            let bytes: &[u8] = bytemuck::bytes_of(b);
+            *o = bytes.get(..2).map_or(0.0, |h| f16([h[0], h[1]])) * d;
+        }
+    }
 }
 
 /// The 32 nibbles of 16 bytes (low nibbles in bytes 0..16, high in 16..32) without a
@@ -209,7 +251,7 @@ fn vector_tables(
 ) {
     let mut g = 0;
     while g + 8 <= ys.len() {
-        let yg = group8(ys, g);
+        let yg = group_of::<_, 8>(ys, g);
         if let (Some(yg), Some(d)) = (yg, dy.get_mut(g..g + 8)) {
             // SAFETY: `d` has room for 8 f32; `storeu` has no alignment requirement.
             unsafe { _mm256_storeu_ps(d.as_mut_ptr(), d_x8(yg)) };
@@ -344,7 +386,6 @@ macro_rules! rows32 {
                 whole: usize,
                 pf: Prefetch,
             ) -> [f32; R] {
-                const LINES: usize = prefetch_lines(core::mem::size_of::<$X>());
                 let nb = dy.len();
                 let mut res = [0.0f32; R];
                 if ys.len() != nb || corr.len() != nb {
@@ -358,42 +399,21 @@ macro_rules! rows32 {
                 let mut acc = [_mm256_setzero_ps(); R];
                 let mut g = 0;
                 while g + 8 <= whole {
-                    let yg = group8(ys, g);
-                    let dyg = group8(dy, g);
-                    let cg = group8(corr, g);
-                    let (Some(yg), Some(dyg), Some(cg)) = (yg, dyg, cg) else {
-                        break;
-                    };
-                    let Some(first) = group8(xs[0], g) else { return res };
-                    let mut xgs: [&[$X; 8]; R] = [first; R];
-                    let mut dd = [[0.0f32; 8]; R];
-                    for j in 0..R {
-                        let Some(xg) = group8(xs[j], g) else { return res };
-                        let (row, at) = (xs[j].as_ptr().cast(), g / 8 * pf.span);
-                        prefetch_group::<false, LINES>(row, pf.near + at);
-                        prefetch_group::<true, LINES>(row, pf.far + at);
-                        xgs[j] = xg;
-                        // SAFETY: `dyg` and `dd[j]` hold 8 f32; `loadu`/`storeu` have no
-                        // alignment requirement.
-                        unsafe {
-                            let p = _mm256_mul_ps(d_x8(xg), _mm256_loadu_ps(dyg.as_ptr()));
-                            _mm256_storeu_ps(dd[j].as_mut_ptr(), p);
-                        }
-                    }
-                    // Through memory: each block's scale then broadcasts from its slot
-                    // (a load, no shuffle), where the compiler would extract it from the
-                    // register with two shuffles.
-                    let dd = core::hint::black_box(&mut dd);
-                    for i in 0..8 {
-                        let y = load32(&yg[i].qs, 0);
-                        for j in 0..R {
-                            let l = $dp($unpack(&xgs[j][i]), y, cg[i]);
-                            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dd[j][i]), _mm256_cvtepi32_ps(l), acc[j]);
-                        }
+                    if group::<R, 8, true>(xs, ys, dy, corr, g, pf, &mut acc).is_none() {
+                        return res;
                     }
                     g += 8;
                 }
-                for b in whole..nb {
+                // A row's last 4 blocks of 8 (20 and 28 blocks: the rows of 640 and 896
+                // values of the real models) as a group too, their scales converted
+                // together; the rest one by one.
+                if g + 4 <= nb {
+                    if group::<R, 4, false>(xs, ys, dy, corr, g, pf, &mut acc).is_none() {
+                        return res;
+                    }
+                    g += 4;
+                }
+                for b in g..nb {
                     let (Some(yb), Some(&dyb), Some(&c)) = (ys.get(b), dy.get(b), corr.get(b)) else {
                         break;
                     };
@@ -414,6 +434,51 @@ macro_rules! rows32 {
                     *o = reduce8(lanes);
                 }
                 res
+            }
+
+            /// Blocks `g..g + G` of the `R` rows (each `nb` blocks) onto their
+            /// accumulators, block by block in order; with `PF`, each row prefetches its
+            /// share ahead (see `Prefetch`). `None` if a slice is not all there.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            fn group<const R: usize, const G: usize, const PF: bool>(
+                xs: &[&[$X]; R],
+                ys: &[BlockQ8_0],
+                dy: &[f32],
+                corr: &[__m256i],
+                g: usize,
+                pf: Prefetch,
+                acc: &mut [__m256; R],
+            ) -> Option<()> {
+                const LINES: usize = prefetch_lines(core::mem::size_of::<$X>());
+                let yg = group_of::<_, G>(ys, g)?;
+                let dyg = group_of::<_, G>(dy, g)?;
+                let cg = group_of::<_, G>(corr, g)?;
+                let first = group_of::<_, G>(xs[0], g)?;
+                let mut xgs: [&[$X; G]; R] = [first; R];
+                let mut dd = [[0.0f32; G]; R];
+                for j in 0..R {
+                    let xg = group_of::<_, G>(xs[j], g)?;
+                    if PF {
+                        let (row, at) = (xs[j].as_ptr().cast(), g / 8 * pf.span);
+                        prefetch_group::<false, LINES>(row, pf.near + at);
+                        prefetch_group::<true, LINES>(row, pf.far + at);
+                    }
+                    xgs[j] = xg;
+                    scales_times(xg, dyg, &mut dd[j]);
+                }
+                // Through memory: each block's scale then broadcasts from its slot
+                // (a load, no shuffle), where the compiler would extract it from the
+                // register with two shuffles.
+                let dd = core::hint::black_box(&mut dd);
+                for i in 0..G {
+                    let y = load32(&yg[i].qs, 0);
+                    for j in 0..R {
+                        let l = $dp($unpack(&xgs[j][i]), y, cg[i]);
+                        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dd[j][i]), _mm256_cvtepi32_ps(l), acc[j]);
+                    }
+                }
+                Some(())
             }
         }
     };
