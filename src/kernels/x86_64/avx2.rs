@@ -386,19 +386,13 @@ pub(super) fn f16(b: [u8; 2]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 pub(super) fn d_x8<B: bytemuck::Pod>(blocks: &[B; 8]) -> __m256 {
-    let size = core::mem::size_of::<B>();
-    let bytes: &[u8] = bytemuck::cast_slice(blocks.as_slice());
     // The 8 f16 bit patterns packed into two u64 by scalar loads, shifts and ors, which
     // run on the integer units beside the vector work. A `vpgatherdd` did it in one
     // instruction, but on AMD's Zen 3 the gather and the wait for it took 13% of the
     // AVX2 Q5_0 prefill tile's time (perf, Qwen's 481-token prompt); on Intel (session
     // 9) this form was as fast from memory and 4-11% faster in cache.
-    let h = |i: usize| match bytes.get(i * size..i * size + 2) {
-        Some(&[a, b]) => u64::from(u16::from_le_bytes([a, b])),
-        _ => 0,
-    };
-    let lo = h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48;
-    let hi = h(4) | h(5) << 16 | h(6) << 32 | h(7) << 48;
+    let bytes: &[u8] = bytemuck::cast_slice(blocks.as_slice());
+    let (lo, hi) = (d_bits4::<B>(bytes, 0), d_bits4::<B>(bytes, 4));
     _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
 }
 
@@ -406,14 +400,21 @@ pub(super) fn d_x8<B: bytemuck::Pod>(blocks: &[B; 8]) -> __m256 {
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 pub(super) fn d_x4<B: bytemuck::Pod>(blocks: &[B; 4]) -> __m128 {
-    let size = core::mem::size_of::<B>();
     let bytes: &[u8] = bytemuck::cast_slice(blocks.as_slice());
+    _mm_cvtph_ps(_mm_set_epi64x(0, d_bits4::<B>(bytes, 0) as i64))
+}
+
+/// The f16 bit patterns of the `d` (first field) of blocks `first..first + 4` of
+/// `bytes` (blocks of `B`), packed into a u64, the first in the low 16 bits; 0 for a
+/// block that is not all there.
+#[inline(always)]
+fn d_bits4<B>(bytes: &[u8], first: usize) -> u64 {
+    let size = core::mem::size_of::<B>();
     let h = |i: usize| match bytes.get(i * size..i * size + 2) {
         Some(&[a, b]) => u64::from(u16::from_le_bytes([a, b])),
         _ => 0,
     };
-    let lo = h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48;
-    _mm_cvtph_ps(_mm_set_epi64x(0, lo as i64))
+    h(first) | h(first + 1) << 16 | h(first + 2) << 32 | h(first + 3) << 48
 }
 
 // ---------------------------------------------------------------- 32-value blocks
