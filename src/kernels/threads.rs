@@ -16,8 +16,9 @@
 //! lag is seen again, up to [`pool::SERIAL_MAX`], half as many when the first job after
 //! a stretch shows none), and the idle workers park and leave their cores to the
 //! others. A job that takes more than 2 ms alone ends the stretch: a long job (a
-//! prefill's matrix product) is better shared even with a worker that starts late. On this 2-core machine, with one other process spinning, 2-thread decoding
-//! went from half the 1-thread speed to about the 1-thread speed.
+//! prefill's matrix product) is better shared even with a worker that starts late. On
+//! this 2-core machine, with one other process spinning, 2-thread decoding went from
+//! half the 1-thread speed to about the 1-thread speed.
 //!
 //! The workers serve one job at a time: a job asked for while another runs (from
 //! another thread sharing the `Threads`, or from inside a task) runs on its caller's

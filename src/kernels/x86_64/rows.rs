@@ -81,7 +81,8 @@ fn group_of<T, const G: usize>(s: &[T], g: usize) -> Option<&[T; G]> {
 }
 
 /// `out[i] = d_i · dy[i]` for the f16 scale `d_i` (first field) of each of the `G`
-/// blocks: 8 or 4 converted together, exactly as one by one.
+/// blocks, converted together, exactly as one by one. `G` is 8 or 4 (checked when
+/// compiled).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn scales_times<B: bytemuck::Pod, const G: usize>(
@@ -89,6 +90,7 @@ fn scales_times<B: bytemuck::Pod, const G: usize>(
     dy: &[f32; G],
     out: &mut [f32; G],
 ) {
+    const { assert!(G == 8 || G == 4) };
     if let (Ok(x8), Ok(d8), Ok(o8)) = (
         <&[B; 8]>::try_from(&blocks[..]),
         <&[f32; 8]>::try_from(&dy[..]),
@@ -114,11 +116,6 @@ fn scales_times<B: bytemuck::Pod, const G: usize>(
                 _mm_mul_ps(d_x4(x4), _mm_loadu_ps(d4.as_ptr())),
             )
         };
-    } else {
-        for ((b, &d), o) in blocks.iter().zip(dy).zip(out.iter_mut()) {
-            let bytes: &[u8] = bytemuck::bytes_of(b);
-            *o = bytes.get(..2).map_or(0.0, |h| f16([h[0], h[1]])) * d;
-        }
     }
 }
 
