@@ -3,7 +3,7 @@
 //! with one batch (same top-1, close logits), the context bound is enforced, and bad
 //! input is refused with typed errors.
 
-use tramontane::model::{KvType, Model, ModelError, StateOptions};
+use tramontane::model::{KvType, Model, ModelError, StateOptions, VectorRef};
 use tramontane::{Backing, Error};
 
 const MODELS: [&str; 7] = [
@@ -243,3 +243,71 @@ fn vm_flags(path: &std::path::Path) -> Option<String> {
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[path = "../benches/common/smaps.rs"]
 mod smaps;
+
+/// Every norm and bias vector of `m`'s weights, with its name.
+fn vectors(m: &Model) -> Vec<(String, &VectorRef)> {
+    fn opt<'a>(name: &str, x: &'a Option<VectorRef>) -> Option<(String, &'a VectorRef)> {
+        x.as_ref().map(|x| (name.to_string(), x))
+    }
+    let w = m.weights();
+    let mut v = vec![("output_norm".to_string(), &w.output_norm)];
+    v.extend(opt("output.bias", &w.output_b));
+    v.extend(opt("rope_freqs", &w.rope_freqs));
+    for (il, l) in w.layers.iter().enumerate() {
+        v.push((format!("{il}.attn_norm"), &l.attn_norm));
+        v.push((format!("{il}.ffn_norm"), &l.ffn_norm));
+        for (name, x) in [
+            ("bq", &l.bq),
+            ("bk", &l.bk),
+            ("bv", &l.bv),
+            ("bo", &l.bo),
+            ("q_norm", &l.q_norm),
+            ("k_norm", &l.k_norm),
+            ("post_attn_norm", &l.post_attn_norm),
+            ("ffn_gate_b", &l.ffn_gate_b),
+            ("ffn_up_b", &l.ffn_up_b),
+            ("ffn_down_b", &l.ffn_down_b),
+            ("post_ffn_norm", &l.post_ffn_norm),
+        ] {
+            v.extend(opt(&format!("{il}.{name}"), x));
+        }
+    }
+    v
+}
+
+/// The F32 norm and bias vectors are read in place from a mapped file (nothing copied at
+/// load time) and copied when the bytes are not 4-byte aligned (a `from_static` model
+/// at an odd address): the same values and the same logits either way.
+#[test]
+fn vectors_in_place_or_copied_agree() {
+    for name in ["qwen2-q4_0", "gemma3-q4_k"] {
+        let (m, ids) = load(name);
+        let bytes = std::fs::read(dir().join(format!("{name}.gguf"))).unwrap();
+        // The file's bytes at an odd address, for the whole test run.
+        let mut odd = vec![0u8; bytes.len() + 1];
+        odd[1..].copy_from_slice(&bytes);
+        let odd: &'static [u8] = &Vec::leak(odd)[1..];
+        let c = Model::from_static(odd).unwrap();
+        let (vm, vc) = (vectors(&m), vectors(&c));
+        assert_eq!(vm.len(), vc.len());
+        // Biases too where the architecture has them (qwen2's q, k, v).
+        assert!(
+            vm.len() > 2 * m.config().n_layer + 1,
+            "{name}: {} vectors",
+            vm.len()
+        );
+        for ((n, a), (_, b)) in vm.iter().zip(&vc) {
+            assert!(a.in_place(), "{name} {n}: copied from the map");
+            assert!(!b.in_place(), "{name} {n}: in place at an odd address");
+            let (av, bv) = (a.get(m.gguf().bytes()), b.get(c.gguf().bytes()));
+            assert!(!av.is_empty(), "{name} {n}");
+            assert_eq!(av, bv, "{name} {n}");
+        }
+        let ids = &ids[..8];
+        assert_eq!(
+            all_logits(&m, ids, StateOptions::new(16)),
+            all_logits(&c, ids, StateOptions::new(16)),
+            "{name}"
+        );
+    }
+}

@@ -22,7 +22,7 @@ use super::config::ModelConfig;
 use super::kv::{KvCache, KvStore, KvType};
 use super::ops;
 use super::sizes::StateSizes;
-use super::weights::{LayerWeights, TensorRef};
+use super::weights::{LayerWeights, TensorRef, VectorRef};
 use super::{FfnActivation, Model, ModelError, RopeStyle};
 use crate::gguf::GgmlType;
 use crate::kernels::{act_type, ops as kops, Acts, Kernels, Threads};
@@ -467,7 +467,7 @@ fn ffn_fused(m: &Model, st: &mut State, table: &Kernels, lw: &LayerWeights) -> R
         table,
     )?;
     let n = up.rows;
-    let (up_b, gate_b) = (lw.ffn_up_b.as_deref(), lw.ffn_gate_b.as_deref());
+    let (up_b, gate_b) = (vector(&lw.ffn_up_b, bytes), vector(&lw.ffn_gate_b, bytes));
     let bias = |b: Option<&[f32]>, first: usize, x: &mut [f32]| {
         if let Some(b) = b.and_then(|b| b.get(first..first + x.len())) {
             ops::add(x, b);
@@ -505,10 +505,15 @@ fn ffn_activation(m: &Model, table: &Kernels, gate: &mut [f32], up: &[f32]) {
     }
 }
 
-fn add_bias(threads: &Threads, x: &mut [f32], n_vecs: usize, width: usize, b: Option<&Vec<f32>>) {
+fn add_bias(threads: &Threads, x: &mut [f32], n_vecs: usize, width: usize, b: Option<&[f32]>) {
     if let Some(b) = b {
         par_rows(threads, x, n_vecs, width, |_, row| ops::add(row, b));
     }
+}
+
+/// The values of an optional norm or bias vector, over the model's `bytes`.
+pub(crate) fn vector<'a>(v: &'a Option<VectorRef>, bytes: &'a [u8]) -> Option<&'a [f32]> {
+    v.as_ref().map(|v| v.get(bytes))
 }
 
 fn norm_rows(threads: &Threads, x: &mut [f32], n_vecs: usize, width: usize, w: &[f32], eps: f32) {
@@ -625,7 +630,15 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         trace(st, "sa_out", il, b, d, &st.x);
 
         // Feed-forward.
-        norm_rows_to(&st.threads, &mut st.xn, &st.x, b, d, &lw.ffn_norm, eps);
+        norm_rows_to(
+            &st.threads,
+            &mut st.xn,
+            &st.x,
+            b,
+            d,
+            lw.ffn_norm.get(bytes),
+            eps,
+        );
         trace(st, "ffn_norm", il, b, d, &st.xn);
         // One token: up, gate and the activation in one parallel section.
         let fused = b == 1 && st.trace.is_none() && ffn_fused(m, st, table, lw)?;
@@ -642,8 +655,14 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
                 &st.threads,
                 table,
             )?;
-            add_bias(&st.threads, &mut st.up, b, ff, lw.ffn_up_b.as_ref());
-            add_bias(&st.threads, &mut st.gate, b, ff, lw.ffn_gate_b.as_ref());
+            add_bias(&st.threads, &mut st.up, b, ff, vector(&lw.ffn_up_b, bytes));
+            add_bias(
+                &st.threads,
+                &mut st.gate,
+                b,
+                ff,
+                vector(&lw.ffn_gate_b, bytes),
+            );
             trace(st, "ffn_up", il, b, ff, &st.up);
             trace(st, "ffn_gate", il, b, ff, &st.gate);
             // Row by row (ggml's tail rule is per row), rows split across threads.
@@ -666,9 +685,15 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
             &st.threads,
             table,
         )?;
-        add_bias(&st.threads, &mut st.proj, b, d, lw.ffn_down_b.as_ref());
+        add_bias(
+            &st.threads,
+            &mut st.proj,
+            b,
+            d,
+            vector(&lw.ffn_down_b, bytes),
+        );
         trace(st, "ffn_out", il, b, d, &st.proj);
-        norm_add_rows(st, lw.post_ffn_norm.as_deref(), b, d, eps);
+        norm_add_rows(st, vector(&lw.post_ffn_norm, bytes), b, d, eps);
         if lw.post_ffn_norm.is_some() {
             trace(st, "ffn_post_norm", il, b, d, &st.proj);
         }
@@ -693,7 +718,7 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         x_rows,
         n_out,
         d,
-        &w.output_norm,
+        w.output_norm.get(bytes),
         eps,
     );
     trace(st, "result_norm", usize::MAX, n_out, d, &st.xn);
@@ -709,7 +734,13 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         &st.threads,
         table,
     )?;
-    add_bias(&st.threads, dst, n_out, c.n_vocab, w.output_b.as_ref());
+    add_bias(
+        &st.threads,
+        dst,
+        n_out,
+        c.n_vocab,
+        vector(&w.output_b, bytes),
+    );
     if let Some(cap) = c.final_logit_softcap {
         // Element-wise, in pieces across the threads (a vocabulary of 262,144 values
         // takes a millisecond on one thread).
@@ -740,7 +771,15 @@ fn attention_block(
     let (qd, kvd, hd) = (c.q_dim(), c.kv_dim(), c.head_dim);
     let eps = c.rms_eps;
 
-    norm_rows_to(&st.threads, &mut st.xn, &st.x, b, d, &lw.attn_norm, eps);
+    norm_rows_to(
+        &st.threads,
+        &mut st.xn,
+        &st.x,
+        b,
+        d,
+        lw.attn_norm.get(bytes),
+        eps,
+    );
     trace(st, "attn_norm", il, b, d, &st.xn);
     let mut key = None;
     project_multi(
@@ -754,19 +793,19 @@ fn attention_block(
         &st.threads,
         table,
     )?;
-    add_bias(&st.threads, &mut st.q, b, qd, lw.bq.as_ref());
-    add_bias(&st.threads, &mut st.k, b, kvd, lw.bk.as_ref());
-    add_bias(&st.threads, &mut st.v, b, kvd, lw.bv.as_ref());
+    add_bias(&st.threads, &mut st.q, b, qd, vector(&lw.bq, bytes));
+    add_bias(&st.threads, &mut st.k, b, kvd, vector(&lw.bk, bytes));
+    add_bias(&st.threads, &mut st.v, b, kvd, vector(&lw.bv, bytes));
 
     trace(st, "Vcur", il, b, kvd, &st.v);
     trace(st, "Qmm", il, b, qd, &st.q);
     trace(st, "Kmm", il, b, kvd, &st.k);
     // QK-norm (per head, before RoPE).
-    if let Some(qn) = &lw.q_norm {
+    if let Some(qn) = vector(&lw.q_norm, bytes) {
         norm_rows(&st.threads, &mut st.q, b * c.n_head, hd, qn, eps);
         trace(st, "Qcur_normed", il, b, qd, &st.q);
     }
-    if let Some(kn) = &lw.k_norm {
+    if let Some(kn) = vector(&lw.k_norm, bytes) {
         norm_rows(&st.threads, &mut st.k, b * c.n_head_kv, hd, kn, eps);
         trace(st, "Kcur_normed", il, b, kvd, &st.k);
     }
@@ -774,7 +813,7 @@ fn attention_block(
     // RoPE, then Gemma's query scale, then into the cache; tokens split across threads.
     let (base, scale) = c.rope_params(il);
     let neox = c.arch.rope == RopeStyle::Neox;
-    let freqs = m.weights.rope_freqs.as_deref();
+    let freqs = vector(&m.weights.rope_freqs, bytes);
     let nr = c.n_rot / 2;
     // The angles of the batch's positions, `[b][n_rot/2]`, computed once per call for
     // each set of RoPE parameters (Gemma's local and global layers have two).
@@ -979,9 +1018,9 @@ fn attention_block(
         &st.threads,
         table,
     )?;
-    add_bias(&st.threads, &mut st.proj, b, d, lw.bo.as_ref());
+    add_bias(&st.threads, &mut st.proj, b, d, vector(&lw.bo, bytes));
     trace(st, "attn_out", il, b, d, &st.proj);
-    norm_add_rows(st, lw.post_attn_norm.as_deref(), b, d, eps);
+    norm_add_rows(st, vector(&lw.post_attn_norm, bytes), b, d, eps);
     if lw.post_attn_norm.is_some() {
         trace(st, "attn_post_norm", il, b, d, &st.proj);
     }

@@ -44,7 +44,10 @@ const SMALL_TENSOR: u64 = 64 << 10;
 const MERGE_GAP: usize = 64 << 10;
 
 /// Byte ranges of `g`'s tensor data in the order a first forward pass reads them: the
-/// small tensors (copied at load time), then every block's tensors by block number
+/// small tensors outside the blocks (a norm or bias vector in another type than F32 is
+/// copied at load time; the F32 ones are read in place, see
+/// [`super::weights::VectorRef`]), then every block's tensors by block number, its
+/// small ones with it
 /// (`blk.N.*`), then the other tensors, then the output head (`output.weight`, else the
 /// tied `token_embd.weight`). With a separate output head, `token_embd.weight` is left
 /// out: only the prompt's rows of it are read. With `skip_q5_0`, so are the Q5_0
@@ -52,7 +55,8 @@ const MERGE_GAP: usize = 64 << 10;
 /// reads itself. Ranges are clamped to the file and neighbours are merged.
 #[cfg(feature = "std")]
 pub(crate) fn read_order<B: AsRef<[u8]>>(g: &Gguf<B>, skip_q5_0: bool) -> Vec<Range<usize>> {
-    // (group, block, start, end); group 0 small, 1 block, 2 other, 3 output head.
+    // (group, block, start, end); group 0 small outside the blocks, 1 block, 2 other, 3
+    // output head.
     let len = g.bytes().len();
     let has_output = g.tensors().any(|t| t.name == "output.weight");
     let mut parts: Vec<(u8, usize, usize, usize)> = Vec::with_capacity(g.tensor_count());
@@ -81,8 +85,8 @@ pub(crate) fn read_order<B: AsRef<[u8]>>(g: &Gguf<B>, skip_q5_0: bool) -> Vec<Ra
         let (group, block) = match (t.name, block) {
             ("token_embd.weight", _) if has_output => continue,
             ("token_embd.weight" | "output.weight", _) => (3, 0),
-            _ if t.size <= SMALL_TENSOR => (0, 0),
             (_, Some(b)) => (1, b),
+            _ if t.size <= SMALL_TENSOR => (0, 0),
             _ => (2, 0),
         };
         parts.push((group, block, start, end));
@@ -194,9 +198,10 @@ mod tests {
     #[cfg(feature = "std")]
     #[test]
     fn read_order_follows_the_forward_pass() {
-        const BIG: usize = 40 << 10; // 160 KiB: not a small tensor
-                                     // Tied output head: token_embd last; blocks by number, not by name order;
-                                     // small tensors first.
+        // 160 KiB: not a small tensor. Tied output head: token_embd last; blocks by
+        // number, not by name order; small tensors outside the blocks first, those of a
+        // block with it.
+        const BIG: usize = 40 << 10;
         let (g, r) = file_with(&[
             ("token_embd.weight", BIG),
             ("blk.10.attn_q.weight", BIG),
@@ -206,12 +211,11 @@ mod tests {
             ("output_norm.weight", 64),
         ]);
         let order = read_order(&g, false);
-        // Small tensors first; block 2's two matrices (the norm between them) as one
-        // range, then block 10, then the head.
+        // The output norm first; block 2's two matrices and the norm between them as
+        // one range, then block 10, then the head.
         assert_eq!(
             order,
             alloc::vec![
-                r[3].clone(),
                 r[5].clone(),
                 r[2].start..r[4].end,
                 r[1].clone(),

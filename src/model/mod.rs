@@ -49,7 +49,7 @@ pub use kv::KvType;
 #[cfg(feature = "std")]
 pub(crate) use state_io::WriteSink;
 pub use state_io::{StateError, STATE_VERSION};
-pub use weights::{LayerWeights, TensorRef, Weights};
+pub use weights::{LayerWeights, TensorRef, VectorRef, Weights};
 
 use crate::backing::Backing;
 use crate::gguf::Gguf;
@@ -109,8 +109,9 @@ impl Parts {
         let n_vocab = Weights::vocab_size(gguf)?;
         let config = ModelConfig::from_gguf(gguf, n_vocab)?;
         // The tokenizer (from the header, already read) before the tensors: loading
-        // copies the small ones, which [`Prefetch::Background`] asks the disk for
-        // first; they arrive while the tokenizer is built.
+        // copies the norm and bias vectors that are not F32, which
+        // [`Prefetch::Background`] asks the disk for first when they lie outside the
+        // blocks; they arrive while the tokenizer is built.
         let tokenizer = Tokenizer::from_gguf(gguf)?;
         let weights = Weights::load(gguf, &config)?;
         let gelu = match config.arch.ffn_act {
@@ -142,7 +143,8 @@ pub enum Prefetch {
     /// The default. The kernel is asked (`madvise(MADV_WILLNEED)`, 128 KiB per call, no
     /// copy) for the first 8 MiB before the header is parsed; then a background thread
     /// reads the tensors in the order the first forward pass needs them: the small
-    /// norm and bias tensors, the blocks in order, then the output head. The disk works
+    /// tensors outside the blocks, the blocks in order (each with its norms and
+    /// biases), then the output head. The disk works
     /// while the tokenizer is built and the first blocks compute, instead of one page
     /// fault after the other. The same thread maps what it has read into the model's
     /// map (it reads one byte of each page), so that the forward pass does not stop for
@@ -234,7 +236,8 @@ impl Model {
         // The matrices to be repacked are read by the repack itself, then released:
         // the thread leaves them out, so that it does not map them again.
         let repack = options.repack && crate::kernels::cpu_features() == KernelLevel::Avx2;
-        // Started before the tensors are looked up: loading copies the small ones.
+        // Started before the tensors are looked up: loading copies the norm and bias
+        // vectors that are not F32.
         // (A file no larger than the part asked for above needs no thread.)
         let prefetch = match file {
             Some(file) if background && gguf.bytes().len() > HEADER_PREFETCH => {
