@@ -22,7 +22,7 @@ use super::config::ModelConfig;
 use super::kv::{KvCache, KvStore, KvType};
 use super::ops;
 use super::sizes::StateSizes;
-use super::weights::{LayerWeights, TensorRef, VectorRef};
+use super::weights::{opt_values, LayerWeights, TensorRef};
 use super::{FfnActivation, Model, ModelError, RopeStyle};
 use crate::gguf::GgmlType;
 use crate::kernels::{act_type, ops as kops, Acts, Kernels, Threads};
@@ -467,7 +467,10 @@ fn ffn_fused(m: &Model, st: &mut State, table: &Kernels, lw: &LayerWeights) -> R
         table,
     )?;
     let n = up.rows;
-    let (up_b, gate_b) = (vector(&lw.ffn_up_b, bytes), vector(&lw.ffn_gate_b, bytes));
+    let (up_b, gate_b) = (
+        opt_values(&lw.ffn_up_b, bytes),
+        opt_values(&lw.ffn_gate_b, bytes),
+    );
     let bias = |b: Option<&[f32]>, first: usize, x: &mut [f32]| {
         if let Some(b) = b.and_then(|b| b.get(first..first + x.len())) {
             ops::add(x, b);
@@ -509,11 +512,6 @@ fn add_bias(threads: &Threads, x: &mut [f32], n_vecs: usize, width: usize, b: Op
     if let Some(b) = b {
         par_rows(threads, x, n_vecs, width, |_, row| ops::add(row, b));
     }
-}
-
-/// The values of an optional norm or bias vector, over the model's `bytes`.
-pub(crate) fn vector<'a>(v: &'a Option<VectorRef>, bytes: &'a [u8]) -> Option<&'a [f32]> {
-    v.as_ref().map(|v| v.get(bytes))
 }
 
 fn norm_rows(threads: &Threads, x: &mut [f32], n_vecs: usize, width: usize, w: &[f32], eps: f32) {
@@ -655,13 +653,19 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
                 &st.threads,
                 table,
             )?;
-            add_bias(&st.threads, &mut st.up, b, ff, vector(&lw.ffn_up_b, bytes));
+            add_bias(
+                &st.threads,
+                &mut st.up,
+                b,
+                ff,
+                opt_values(&lw.ffn_up_b, bytes),
+            );
             add_bias(
                 &st.threads,
                 &mut st.gate,
                 b,
                 ff,
-                vector(&lw.ffn_gate_b, bytes),
+                opt_values(&lw.ffn_gate_b, bytes),
             );
             trace(st, "ffn_up", il, b, ff, &st.up);
             trace(st, "ffn_gate", il, b, ff, &st.gate);
@@ -690,10 +694,10 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
             &mut st.proj,
             b,
             d,
-            vector(&lw.ffn_down_b, bytes),
+            opt_values(&lw.ffn_down_b, bytes),
         );
         trace(st, "ffn_out", il, b, d, &st.proj);
-        norm_add_rows(st, vector(&lw.post_ffn_norm, bytes), b, d, eps);
+        norm_add_rows(st, opt_values(&lw.post_ffn_norm, bytes), b, d, eps);
         if lw.post_ffn_norm.is_some() {
             trace(st, "ffn_post_norm", il, b, d, &st.proj);
         }
@@ -739,7 +743,7 @@ fn forward(m: &Model, st: &mut State, tokens: &[u32], out: Out<'_>) -> Result<()
         dst,
         n_out,
         c.n_vocab,
-        vector(&w.output_b, bytes),
+        opt_values(&w.output_b, bytes),
     );
     if let Some(cap) = c.final_logit_softcap {
         // Element-wise, in pieces across the threads (a vocabulary of 262,144 values
@@ -793,19 +797,19 @@ fn attention_block(
         &st.threads,
         table,
     )?;
-    add_bias(&st.threads, &mut st.q, b, qd, vector(&lw.bq, bytes));
-    add_bias(&st.threads, &mut st.k, b, kvd, vector(&lw.bk, bytes));
-    add_bias(&st.threads, &mut st.v, b, kvd, vector(&lw.bv, bytes));
+    add_bias(&st.threads, &mut st.q, b, qd, opt_values(&lw.bq, bytes));
+    add_bias(&st.threads, &mut st.k, b, kvd, opt_values(&lw.bk, bytes));
+    add_bias(&st.threads, &mut st.v, b, kvd, opt_values(&lw.bv, bytes));
 
     trace(st, "Vcur", il, b, kvd, &st.v);
     trace(st, "Qmm", il, b, qd, &st.q);
     trace(st, "Kmm", il, b, kvd, &st.k);
     // QK-norm (per head, before RoPE).
-    if let Some(qn) = vector(&lw.q_norm, bytes) {
+    if let Some(qn) = opt_values(&lw.q_norm, bytes) {
         norm_rows(&st.threads, &mut st.q, b * c.n_head, hd, qn, eps);
         trace(st, "Qcur_normed", il, b, qd, &st.q);
     }
-    if let Some(kn) = vector(&lw.k_norm, bytes) {
+    if let Some(kn) = opt_values(&lw.k_norm, bytes) {
         norm_rows(&st.threads, &mut st.k, b * c.n_head_kv, hd, kn, eps);
         trace(st, "Kcur_normed", il, b, kvd, &st.k);
     }
@@ -813,7 +817,7 @@ fn attention_block(
     // RoPE, then Gemma's query scale, then into the cache; tokens split across threads.
     let (base, scale) = c.rope_params(il);
     let neox = c.arch.rope == RopeStyle::Neox;
-    let freqs = vector(&m.weights.rope_freqs, bytes);
+    let freqs = opt_values(&m.weights.rope_freqs, bytes);
     let nr = c.n_rot / 2;
     // The angles of the batch's positions, `[b][n_rot/2]`, computed once per call for
     // each set of RoPE parameters (Gemma's local and global layers have two).
@@ -1018,9 +1022,9 @@ fn attention_block(
         &st.threads,
         table,
     )?;
-    add_bias(&st.threads, &mut st.proj, b, d, vector(&lw.bo, bytes));
+    add_bias(&st.threads, &mut st.proj, b, d, opt_values(&lw.bo, bytes));
     trace(st, "attn_out", il, b, d, &st.proj);
-    norm_add_rows(st, vector(&lw.post_attn_norm, bytes), b, d, eps);
+    norm_add_rows(st, opt_values(&lw.post_attn_norm, bytes), b, d, eps);
     if lw.post_attn_norm.is_some() {
         trace(st, "attn_post_norm", il, b, d, &st.proj);
     }

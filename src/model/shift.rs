@@ -42,7 +42,7 @@ impl Model {
             return;
         };
         let neox = c.arch.rope == RopeStyle::Neox;
-        let freqs = super::forward::vector(&self.weights.rope_freqs, self.gguf.bytes());
+        let freqs = super::weights::opt_values(&self.weights.rope_freqs, self.gguf.bytes());
         let kv = st.kv_mut();
         for il in 0..c.n_layer {
             let (from, to) = (kv.row(il, end), kv.row(il, keep));

@@ -228,6 +228,12 @@ impl VectorRef {
     }
 }
 
+/// The values of an optional norm or bias vector ([`VectorRef::get`]), over the model's
+/// `bytes`.
+pub(crate) fn opt_values<'a>(v: &'a Option<VectorRef>, bytes: &'a [u8]) -> Option<&'a [f32]> {
+    v.as_ref().map(|v| v.get(bytes))
+}
+
 /// One transformer block. Shapes in GGUF order `[ne0, ne1]`; d = `n_embd`,
 /// q = `n_head * head_dim`, kv = `n_head_kv * head_dim`, ff = `n_ff`, hd = `head_dim`.
 #[derive(Clone, Debug)]
