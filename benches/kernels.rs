@@ -224,11 +224,11 @@ fn bench_bandwidth(c: &mut Criterion, data: &[u8]) {
 /// Scalar and the level in use: the best one the CPU has, or the one
 /// `TRAMONTANE_KERNELS` names (so that a lower level can be measured on a CPU with more).
 fn levels() -> Vec<KernelLevel> {
-    let best = kernels::cpu_features();
-    if best == KernelLevel::Scalar {
+    let level = kernels::cpu_features();
+    if level == KernelLevel::Scalar {
         vec![KernelLevel::Scalar]
     } else {
-        vec![KernelLevel::Scalar, best]
+        vec![KernelLevel::Scalar, level]
     }
 }
 
@@ -253,11 +253,11 @@ const HOT_CALLS: usize = 40;
 /// The interleaved ratios of one type ([`paired`]), medians over the rounds.
 struct Paired {
     e: Entry,
-    /// Best level, 2 threads, over the read probe, from memory.
+    /// The level in use, 2 threads, over the read probe, from memory.
     share: f64,
-    /// Best level over scalar, 1 thread, from memory.
+    /// The level in use over scalar, 1 thread, from memory.
     speedup: f64,
-    /// Best level over scalar, 1 thread, the same rows over and over, in cache.
+    /// The level in use over scalar, 1 thread, the same rows over and over, in cache.
     speedup_hot: f64,
 }
 
@@ -319,28 +319,28 @@ fn paired(
             p = (p + 1) % steps;
         })
     };
-    let best = kernels::cpu_features();
+    let level = kernels::cpu_features();
     let (mut share, mut speedup, mut speedup_hot) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..PAIRED_ROUNDS {
         // Which side of a pair goes first alternates from round to round.
         let (tp, tk, ts, tv) = if round % 2 == 0 {
             let tp = probe_time(&pools[1]);
-            let tk = time(best, &pools[1]);
+            let tk = time(level, &pools[1]);
             let ts = time(KernelLevel::Scalar, &pools[0]);
-            (tp, tk, ts, time(best, &pools[0]))
+            (tp, tk, ts, time(level, &pools[0]))
         } else {
-            let tk = time(best, &pools[1]);
+            let tk = time(level, &pools[1]);
             let tp = probe_time(&pools[1]);
-            let tv = time(best, &pools[0]);
+            let tv = time(level, &pools[0]);
             (tp, tk, time(KernelLevel::Scalar, &pools[0]), tv)
         };
         share.push(tp / tk);
         speedup.push(ts / tv);
         let (hs, hv) = if round % 2 == 0 {
             let hs = hot(KernelLevel::Scalar);
-            (hs, hot(best))
+            (hs, hot(level))
         } else {
-            let hv = hot(best);
+            let hv = hot(level);
             (hot(KernelLevel::Scalar), hv)
         };
         speedup_hot.push(hs / hv);
@@ -536,9 +536,9 @@ fn summary(paired: &[Paired]) {
         fmt(bw[0]),
         fmt(bw[1])
     );
-    let best = kernels::cpu_features();
+    let level = kernels::cpu_features();
     println!(
-        "| type | scalar t1 GB/s | scalar t2 GB/s | {best} t1 GB/s | {best} t2 GB/s | {best} t2 / bandwidth | {best}/scalar (t1) |"
+        "| type | scalar t1 GB/s | scalar t2 GB/s | {level} t1 GB/s | {level} t2 GB/s | {level} t2 / bandwidth | {level}/scalar (t1) |"
     );
     println!("|---|---|---|---|---|---|---|");
     for e in entries() {
@@ -549,8 +549,8 @@ fn summary(paired: &[Paired]) {
         let (s1, s2, v1, v2) = (
             get(KernelLevel::Scalar, 1),
             get(KernelLevel::Scalar, 2),
-            get(best, 1),
-            get(best, 2),
+            get(level, 1),
+            get(level, 2),
         );
         if s1.is_none() && v1.is_none() {
             continue;
@@ -579,11 +579,11 @@ fn summary(paired: &[Paired]) {
     }
     println!(
         "\n## Interleaved ratios (medians of {PAIRED_ROUNDS} rounds; each round times the probe and \
-         the {best} matvec, 2 threads, one right after the other, then scalar and {best}, 1 thread, \
+         the {level} matvec, 2 threads, one right after the other, then scalar and {level}, 1 thread, \
          from memory and on {HOT_ROWS} rows in cache)\n"
     );
     println!(
-        "| type | {best} t2 / bandwidth | {best}/scalar (t1) | {best}/scalar (t1), in cache |"
+        "| type | {level} t2 / bandwidth | {level}/scalar (t1) | {level}/scalar (t1), in cache |"
     );
     println!("|---|---|---|---|");
     for p in paired {
