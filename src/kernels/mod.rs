@@ -104,7 +104,9 @@ pub enum KernelLevel {
     /// aarch64 NEON plus the `sdot` dot-product instructions (Armv8.2 `dotprod`).
     Dotprod,
     /// aarch64 dotprod plus the int8 matrix multiply (Armv8.6 `i8mm`); it runs the
-    /// dotprod kernels (`smmla` sums 8 values, llama.cpp's arithmetic needs 4-value lanes).
+    /// dotprod kernels (`smmla` sums 8 values where llama.cpp's arithmetic of the 32-value
+    /// blocks needs 4-value lanes; for the K-quant batches it would need interleaved
+    /// layouts, see `kernels/aarch64/i8mm.rs`).
     I8mm,
 }
 

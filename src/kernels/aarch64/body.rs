@@ -6,7 +6,10 @@
 //! integer lane sums; ggml's x86 accumulation for the 32-value blocks (8 f32 lanes,
 //! two `float32x4_t`, one fused multiply-add per block), Q4_K and Q6_K; one sequential
 //! f32 sum of super-block terms for the other K-quants; 32 f32 lanes (eight
-//! `float32x4_t`) for float rows.
+//! `float32x4_t`) for float rows. For the prefill of Q4_K and Q6_K, the batch
+//! arithmetic of the scalar twins (`dot4_q4_k_batch`, `dot4_q6_k_batch`): each weight
+//! super-block is unpacked once for up to 4 vectors, and the vectors' f32 chains run
+//! side by side, one lane each.
 
 /// Instantiate the kernels with target features `$feat` (a string literal). The
 /// invoking module must define `dot16(acc, a, b)`: `acc + Σ` over groups of 4 of
@@ -38,10 +41,10 @@ macro_rules! neon_kernels {
             q2_k: TypeKernels::single(dot_q2_k),
             q3_k: TypeKernels::single(dot_q3_k),
             q4_k: TypeKernels::single(dot_q4_k)
-                .with_batch(crate::kernels::scalar::dot4_q4_k_batch, crate::kernels::table::BatchRule::Groups4),
+                .with_batch(dot4_q4_k_batch, crate::kernels::table::BatchRule::Groups4),
             q5_k: TypeKernels::single(dot_q5_k),
             q6_k: TypeKernels::single(dot_q6_k)
-                .with_batch(crate::kernels::scalar::dot4_q6_k_batch, crate::kernels::table::BatchRule::AllFrom8),
+                .with_batch(dot4_q6_k_batch, crate::kernels::table::BatchRule::AllFrom8),
             iq4_nl: TypeKernels::single(dot_iq4_nl),
             iq4_xs: TypeKernels::single(dot_iq4_xs),
             f32: TypeKernels::single(dot_f32),
@@ -524,6 +527,151 @@ macro_rules! neon_kernels {
                 vst1q_f32(out.as_mut_ptr().add(4), acc1);
             }
             reduce8(out)
+        }
+
+        /// The super-blocks all of `ys[..nv]` have, as blocks (the shortest length).
+        #[inline]
+        fn batch_blocks<'a>(ys: &[&'a [u8]; 4], nv: usize) -> ([&'a [BlockQ8K]; 4], usize) {
+            let yb: [&[BlockQ8K]; 4] = core::array::from_fn(|v| blk::<BlockQ8K>(ys[v]));
+            let nb = yb.iter().take(nv).map(|y| y.len()).min().unwrap_or(0);
+            (yb, nb)
+        }
+
+        /// Writes lanes `..nv` of `r` to `out[..nv]`.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn store_lanes(r: float32x4_t, nv: usize, out: &mut [f32; 4]) {
+            let mut l = [0.0f32; 4];
+            // SAFETY: `l` has room for 4 f32; no alignment requirement.
+            unsafe { vst1q_f32(l.as_mut_ptr(), r) };
+            for (o, v) in out.iter_mut().zip(l).take(nv) {
+                *o = v;
+            }
+        }
+
+        /// q4_K · q8_K in the batch arithmetic (`scalar::dot_q4_k_batch`, ggml's x86
+        /// repacked `gemm`) for up to 4 vectors: each super-block is unpacked once for
+        /// all of them; per pair of sub-blocks the exact sums of the 4 vectors go into
+        /// one register, one lane per vector, and take one fused multiply-add for the
+        /// sums and one for the mins, as the scalar code does vector by vector.
+        #[target_feature(enable = $feat)]
+        fn dot4_q4_k_batch(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
+            let nv = nv.min(4);
+            let xs = blk::<BlockQ4K>(x);
+            let (yb, nb) = batch_blocks(&ys, nv);
+            let (mut acc, mut accm) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+            for (b, x) in xs.iter().enumerate().take(nb) {
+                let sm = k4_scales(&x.scales);
+                // Pair j: the low nibbles of bytes 32j..32j+32 (sub-block 2j), then the
+                // high ones (sub-block 2j + 1).
+                let q: [[int8x16_t; 4]; 4] = core::array::from_fn(|j| {
+                    let (l0, h0) = nibbles(ld_u8(&x.qs, 32 * j));
+                    let (l1, h1) = nibbles(ld_u8(&x.qs, 32 * j + 16));
+                    [l0, l1, h0, h1].map(|v| vreinterpretq_s8_u8(v))
+                });
+                // [vector][pair], read back transposed ([pair][vector]) by `vld4q`.
+                let mut isum = [0i32; 16];
+                let mut msum = [0i32; 16];
+                let mut dy = [0.0f32; 4];
+                // The mins, widened: sub-blocks 0..4 and 4..8.
+                let m = vmovl_u8(vget_high_u8(ld_u8(&sm, 0)));
+                let m_lo = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(m)));
+                let m_hi = vreinterpretq_s32_u32(vmovl_high_u16(m));
+                for v in 0..nv {
+                    let Some(y) = yb[v].get(b) else { continue };
+                    dy[v] = y.d();
+                    let p: [int32x4_t; 4] = core::array::from_fn(|j| {
+                        let (q, base, zero) = (&q[j], 64 * j, vdupq_n_s32(0));
+                        let plo = dot16(dot16(zero, q[0], ld_s8(&y.qs, base)), q[1], ld_s8(&y.qs, base + 16));
+                        let phi = dot16(dot16(zero, q[2], ld_s8(&y.qs, base + 32)), q[3], ld_s8(&y.qs, base + 48));
+                        vmlaq_n_s32(vmulq_n_s32(plo, i32::from(sm[2 * j])), phi, i32::from(sm[2 * j + 1]))
+                    });
+                    // Pair sums: Σ lanes of p[j] for j = 0..4.
+                    let is = vpaddq_s32(vpaddq_s32(p[0], p[1]), vpaddq_s32(p[2], p[3]));
+                    // SAFETY: `bsums` is 32 bytes: two loads of 8 i16.
+                    let (b0, b1) = unsafe {
+                        (vld1q_s16(y.bsums.as_ptr().cast()), vld1q_s16(y.bsums.as_ptr().add(16).cast()))
+                    };
+                    // Sub-block sums (pairs of the 16-value sums, in i32), times the mins,
+                    // then added by pairs of sub-blocks.
+                    let ms = vpaddq_s32(
+                        vmulq_s32(vpaddlq_s16(b0), m_lo),
+                        vmulq_s32(vpaddlq_s16(b1), m_hi),
+                    );
+                    if let (Some(i), Some(o)) = (isum.get_mut(4 * v..4 * v + 4), msum.get_mut(4 * v..4 * v + 4)) {
+                        // SAFETY: `i` and `o` have room for 4 i32 each; no alignment
+                        // requirement.
+                        unsafe {
+                            vst1q_s32(i.as_mut_ptr(), is);
+                            vst1q_s32(o.as_mut_ptr(), ms);
+                        }
+                    }
+                }
+                // SAFETY: `isum` and `msum` hold 16 readable i32, `dy` 4 f32.
+                let (is, ms, dy) = unsafe {
+                    (vld4q_s32(isum.as_ptr()), vld4q_s32(msum.as_ptr()), vld1q_f32(dy.as_ptr()))
+                };
+                // x.d·y.d and x.dmin·y.d per vector (f32 products, as the scalar code).
+                let d = vmulq_n_f32(dy, f16(x.d));
+                let dmin = vmulq_n_f32(dy, f16(x.dmin));
+                for (is, ms) in [(is.0, ms.0), (is.1, ms.1), (is.2, ms.2), (is.3, ms.3)] {
+                    acc = vfmaq_f32(acc, vcvtq_f32_s32(is), d);
+                    accm = vfmaq_f32(accm, vcvtq_f32_s32(ms), dmin);
+                }
+            }
+            store_lanes(vsubq_f32(acc, accm), nv, out);
+        }
+
+        /// q6_K · q8_K in the batch arithmetic (`scalar::dot_q6_k_batch`, llama.cpp's
+        /// tiled K-quant matmul) for up to 4 vectors: each super-block is unpacked once
+        /// (signed quants, −32..=31); per vector the exact `isum`; then, one lane per
+        /// vector, `acc = fma(x.d·isum, y.d, acc)` as the scalar code.
+        #[target_feature(enable = $feat)]
+        fn dot4_q6_k_batch(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
+            let nv = nv.min(4);
+            let xs = blk::<BlockQ6K>(x);
+            let (yb, nb) = batch_blocks(&ys, nv);
+            let m4 = vdupq_n_u8(0x0f);
+            let m3 = vdupq_n_u8(3);
+            let mut acc = vdupq_n_f32(0.0);
+            for (b, x) in xs.iter().enumerate().take(nb) {
+                // a[i]: values 16i..16i+16 of the super-block (scale i).
+                let mut a = [vdupq_n_s8(0); 16];
+                for h in 0..2 {
+                    for half in 0..2 {
+                        let o = 16 * half;
+                        let ql0 = ld_u8(&x.ql, 64 * h + o);
+                        let ql1 = ld_u8(&x.ql, 64 * h + 32 + o);
+                        let qh = ld_u8(&x.qh, 32 * h + o);
+                        let hb = |s: i8| vshlq_n_u8::<4>(vandq_u8(vshlq_u8(qh, vdupq_n_s8(-s)), m3));
+                        let v = [
+                            vorrq_u8(vandq_u8(ql0, m4), hb(0)),
+                            vorrq_u8(vandq_u8(ql1, m4), hb(2)),
+                            vorrq_u8(vshrq_n_u8::<4>(ql0), hb(4)),
+                            vorrq_u8(vshrq_n_u8::<4>(ql1), hb(6)),
+                        ];
+                        for (k, v) in v.into_iter().enumerate() {
+                            a[8 * h + 2 * k + half] = vsubq_s8(vreinterpretq_s8_u8(v), vdupq_n_s8(32));
+                        }
+                    }
+                }
+                let mut isum = [0i32; 4];
+                let mut dy = [0.0f32; 4];
+                for v in 0..nv {
+                    let Some(y) = yb[v].get(b) else { continue };
+                    dy[v] = y.d();
+                    let mut p = vdupq_n_s32(0);
+                    for (i, (a, &sc)) in a.iter().zip(&x.scales).enumerate() {
+                        let d = dot16(vdupq_n_s32(0), *a, ld_s8(&y.qs, 16 * i));
+                        p = vmlaq_n_s32(p, d, i32::from(sc));
+                    }
+                    isum[v] = vaddvq_s32(p);
+                }
+                // SAFETY: `isum` and `dy` hold 4 readable values each.
+                let (is, dy) = unsafe { (vld1q_s32(isum.as_ptr()), vld1q_f32(dy.as_ptr())) };
+                acc = vfmaq_f32(acc, vmulq_n_f32(vcvtq_f32_s32(is), f16(x.d)), dy);
+            }
+            store_lanes(acc, nv, out);
         }
 
         /// iq4_xs · q8_K.
