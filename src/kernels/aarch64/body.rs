@@ -9,7 +9,8 @@
 //! `float32x4_t`) for float rows. For the prefill of Q4_K and Q6_K, the batch
 //! arithmetic of the scalar twins (`dot4_q4_k_batch`, `dot4_q6_k_batch`): each weight
 //! super-block is unpacked once for up to 4 vectors, and the vectors' f32 chains run
-//! side by side, one lane each.
+//! side by side, one lane each. The 32-value blocks' prefill goes through
+//! [`dot32x4_fn`]: one unpack per weight block for up to 4 vectors.
 
 /// Instantiate the kernels with target features `$feat` (a string literal). The
 /// invoking module must define `dot16(acc, a, b)`: `acc + Σ` over groups of 4 of
@@ -19,7 +20,7 @@ macro_rules! neon_kernels {
         use core::arch::aarch64::*;
         use core::arch::asm;
 
-        use crate::kernels::aarch64::body::{block_fn, dot32_fn, dot_float, sequential};
+        use crate::kernels::aarch64::body::{block_fn, dot32_fn, dot32x4_fn, dot_float, sequential};
         use crate::kernels::scalar::{blk, fma, k_term};
         use crate::kernels::table::{Kernels, TypeKernels};
         use crate::kernels::{reduce32, reduce8};
@@ -31,13 +32,13 @@ macro_rules! neon_kernels {
         /// The table of this level (the invoking module makes it a static).
         pub(in crate::kernels) const TABLE_FIELDS: Kernels = Kernels {
             level: $level,
-                    q4_0: TypeKernels::single(dot_q4_0),
-            q4_1: TypeKernels::single(dot_q4_1),
-            q5_0: TypeKernels::single(dot_q5_0),
+            q4_0: TypeKernels::tiled(dot_q4_0, dot4_q4_0),
+            q4_1: TypeKernels::tiled(dot_q4_1, dot4_q4_1),
+            q5_0: TypeKernels::tiled(dot_q5_0, dot4_q5_0),
             // (Repacked Q5_0 rows: the portable code; nothing repacks them on aarch64.)
             q5_0x4: TypeKernels::single(crate::kernels::scalar::dot_q5_0x4),
-            q5_1: TypeKernels::single(dot_q5_1),
-            q8_0: TypeKernels::single(dot_q8_0),
+            q5_1: TypeKernels::tiled(dot_q5_1, dot4_q5_1),
+            q8_0: TypeKernels::tiled(dot_q8_0, dot4_q8_0),
             q2_k: TypeKernels::single(dot_q2_k),
             q3_k: TypeKernels::single(dot_q3_k),
             q4_k: TypeKernels::single(dot_q4_k)
@@ -45,7 +46,7 @@ macro_rules! neon_kernels {
             q5_k: TypeKernels::single(dot_q5_k),
             q6_k: TypeKernels::single(dot_q6_k)
                 .with_batch(dot4_q6_k_batch, crate::kernels::table::BatchRule::AllFrom8),
-            iq4_nl: TypeKernels::single(dot_iq4_nl),
+            iq4_nl: TypeKernels::tiled(dot_iq4_nl, dot4_iq4_nl),
             iq4_xs: TypeKernels::single(dot_iq4_xs),
             f32: TypeKernels::single(dot_f32),
             f16: TypeKernels::single(dot_f16),
@@ -291,6 +292,37 @@ macro_rules! neon_kernels {
             $feat,
             /// iq4_nl · q8_0.
             fn dot_iq4_nl(BlockIQ4NL, BlockQ8_0), block_iq4_nl
+        );
+
+        dot32x4_fn!(
+            $feat,
+            /// q4_0 · q8_0 for up to 4 vectors.
+            fn dot4_q4_0(BlockQ4_0, BlockQ8_0), unpack_q4_0
+        );
+        dot32x4_fn!(
+            $feat,
+            /// q4_1 · q8_1 for up to 4 vectors.
+            fn dot4_q4_1(BlockQ4_1, BlockQ8_1), unpack_q4_1, min: |x, y| (x.m, y.s)
+        );
+        dot32x4_fn!(
+            $feat,
+            /// q5_0 · q8_0 for up to 4 vectors.
+            fn dot4_q5_0(BlockQ5_0, BlockQ8_0), unpack_q5_0
+        );
+        dot32x4_fn!(
+            $feat,
+            /// q5_1 · q8_1 for up to 4 vectors.
+            fn dot4_q5_1(BlockQ5_1, BlockQ8_1), unpack_q5_1, min: |x, y| (x.m, y.s)
+        );
+        dot32x4_fn!(
+            $feat,
+            /// q8_0 · q8_0 for up to 4 vectors.
+            fn dot4_q8_0(BlockQ8_0, BlockQ8_0), unpack_q8_0
+        );
+        dot32x4_fn!(
+            $feat,
+            /// iq4_nl · q8_0 for up to 4 vectors.
+            fn dot4_iq4_nl(BlockIQ4NL, BlockQ8_0), unpack_iq4_nl
         );
 
         // ------------------------------------------------------------ super-blocks
@@ -782,6 +814,57 @@ macro_rules! dot32_fn {
     };
 }
 
+/// [`dot32_fn`]'s dot product for up to 4 vectors (a `Dot4Fn`): each weight block is
+/// unpacked once for all of them (`$unpack`), and every vector keeps its own two
+/// accumulators and its own order of blocks, so each result has the single dot's bits.
+/// Vectors past `nv` (or past the end of their row) are not computed; `out[nv..]` is
+/// left as it is.
+macro_rules! dot32x4_fn {
+    (
+        $feat:literal,
+        $(#[$doc:meta])* fn $name:ident($X:ty, $Y:ty), $unpack:ident
+        $(, min: |$x:ident, $y:ident| ($m:expr, $s:expr))?
+    ) => {
+        $(#[$doc])*
+        #[target_feature(enable = $feat)]
+        fn $name(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
+            let nv = nv.min(4);
+            let xs = blk::<$X>(x);
+            let yv: [&[$Y]; 4] = core::array::from_fn(|v| if v < nv { blk::<$Y>(ys[v]) } else { &[] });
+            let mut acc = [[vdupq_n_f32(0.0); 2]; 4];
+            #[allow(unused_mut)]
+            let mut summs = [0.0f32; 4];
+            for (b, xb) in xs.iter().enumerate() {
+                let (a0, a1) = $unpack(xb);
+                let dx = f16(xb.d);
+                for ((acc, y), _summ) in acc.iter_mut().zip(&yv).zip(summs.iter_mut()) {
+                    let Some(yb) = y.get(b) else { continue };
+                    let (b0, b1) = act_pair(&yb.qs);
+                    let d = dx * f16(yb.d);
+                    let l0 = dot16(vdupq_n_s32(0), a0, b0);
+                    let l1 = dot16(vdupq_n_s32(0), a1, b1);
+                    acc[0] = vfmaq_n_f32(acc[0], vcvtq_f32_s32(l0), d);
+                    acc[1] = vfmaq_n_f32(acc[1], vcvtq_f32_s32(l1), d);
+                    $(
+                        let $x = xb;
+                        let $y = yb;
+                        *_summ += f16($m) * f16($s);
+                    )?
+                }
+            }
+            for ((o, acc), summ) in out.iter_mut().zip(&acc).zip(summs).take(nv) {
+                let mut lanes = [0.0f32; 8];
+                // SAFETY: `lanes` has room for 8 f32; no alignment requirement.
+                unsafe {
+                    vst1q_f32(lanes.as_mut_ptr(), acc[0]);
+                    vst1q_f32(lanes.as_mut_ptr().add(4), acc[1]);
+                }
+                *o = reduce8(lanes) + summ;
+            }
+        }
+    };
+}
+
 /// Sum the super-block terms in order.
 macro_rules! sequential {
     ($xs:expr, $ys:expr, |$x:ident, $y:ident| $term:expr) => {{
@@ -843,4 +926,4 @@ macro_rules! block_fn {
     };
 }
 
-pub(super) use {block_fn, dot32_fn, dot_float, neon_kernels, sequential};
+pub(super) use {block_fn, dot32_fn, dot32x4_fn, dot_float, neon_kernels, sequential};
