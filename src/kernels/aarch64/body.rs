@@ -266,63 +266,32 @@ macro_rules! neon_kernels {
         dot32_fn!(
             $feat,
             /// q4_0 · q8_0.
-            fn dot_q4_0(BlockQ4_0, BlockQ8_0), block_q4_0
+            fn dot_q4_0, dot4_q4_0(BlockQ4_0, BlockQ8_0), block_q4_0, unpack_q4_0
         );
         dot32_fn!(
             $feat,
             /// q4_1 · q8_1.
-            fn dot_q4_1(BlockQ4_1, BlockQ8_1), block_q4_1, min: |x, y| (x.m, y.s)
+            fn dot_q4_1, dot4_q4_1(BlockQ4_1, BlockQ8_1), block_q4_1, unpack_q4_1, min: |x, y| (x.m, y.s)
         );
         dot32_fn!(
             $feat,
             /// q5_0 · q8_0.
-            fn dot_q5_0(BlockQ5_0, BlockQ8_0), block_q5_0
+            fn dot_q5_0, dot4_q5_0(BlockQ5_0, BlockQ8_0), block_q5_0, unpack_q5_0
         );
         dot32_fn!(
             $feat,
             /// q5_1 · q8_1.
-            fn dot_q5_1(BlockQ5_1, BlockQ8_1), block_q5_1, min: |x, y| (x.m, y.s)
+            fn dot_q5_1, dot4_q5_1(BlockQ5_1, BlockQ8_1), block_q5_1, unpack_q5_1, min: |x, y| (x.m, y.s)
         );
         dot32_fn!(
             $feat,
             /// q8_0 · q8_0.
-            fn dot_q8_0(BlockQ8_0, BlockQ8_0), block_q8_0
+            fn dot_q8_0, dot4_q8_0(BlockQ8_0, BlockQ8_0), block_q8_0, unpack_q8_0
         );
         dot32_fn!(
             $feat,
             /// iq4_nl · q8_0.
-            fn dot_iq4_nl(BlockIQ4NL, BlockQ8_0), block_iq4_nl
-        );
-
-        dot32x4_fn!(
-            $feat,
-            /// q4_0 · q8_0 for up to 4 vectors.
-            fn dot4_q4_0(BlockQ4_0, BlockQ8_0), unpack_q4_0
-        );
-        dot32x4_fn!(
-            $feat,
-            /// q4_1 · q8_1 for up to 4 vectors.
-            fn dot4_q4_1(BlockQ4_1, BlockQ8_1), unpack_q4_1, min: |x, y| (x.m, y.s)
-        );
-        dot32x4_fn!(
-            $feat,
-            /// q5_0 · q8_0 for up to 4 vectors.
-            fn dot4_q5_0(BlockQ5_0, BlockQ8_0), unpack_q5_0
-        );
-        dot32x4_fn!(
-            $feat,
-            /// q5_1 · q8_1 for up to 4 vectors.
-            fn dot4_q5_1(BlockQ5_1, BlockQ8_1), unpack_q5_1, min: |x, y| (x.m, y.s)
-        );
-        dot32x4_fn!(
-            $feat,
-            /// q8_0 · q8_0 for up to 4 vectors.
-            fn dot4_q8_0(BlockQ8_0, BlockQ8_0), unpack_q8_0
-        );
-        dot32x4_fn!(
-            $feat,
-            /// iq4_nl · q8_0 for up to 4 vectors.
-            fn dot4_iq4_nl(BlockIQ4NL, BlockQ8_0), unpack_iq4_nl
+            fn dot_iq4_nl, dot4_iq4_nl(BlockIQ4NL, BlockQ8_0), block_iq4_nl, unpack_iq4_nl
         );
 
         // ------------------------------------------------------------ super-blocks
@@ -777,13 +746,20 @@ macro_rules! neon_kernels {
 /// The block dot products of one 32-value block type, in ggml's x86 arithmetic (see
 /// [`crate::kernels`]): per block, the 8 lane sums of `$block(x, y)` converted to f32
 /// and `acc = fma(lanes, dx·dy, acc)` in two `float32x4_t`; `Σ mx·sy` apart (with
-/// `min`); [`reduce8`] at the end.
+/// `min`); [`reduce8`] at the end. Also `$name4`, the same for up to 4 vectors with
+/// one `$unpack` per weight block ([`dot32x4_fn`]).
 macro_rules! dot32_fn {
     (
         $feat:literal,
-        $(#[$doc:meta])* fn $name:ident($X:ty, $Y:ty), $block:ident
+        $(#[$doc:meta])* fn $name:ident, $name4:ident($X:ty, $Y:ty), $block:ident, $unpack:ident
         $(, min: |$x:ident, $y:ident| ($m:expr, $s:expr))?
     ) => {
+        dot32x4_fn!(
+            $feat,
+            /// The same for up to 4 vectors (see `dot32x4_fn!`).
+            fn $name4($X, $Y), $unpack $(, min: |$x, $y| ($m, $s))?
+        );
+
         $(#[$doc])*
         #[target_feature(enable = $feat)]
         fn $name(x: &[u8], y: &[u8], _n: usize) -> f32 {
