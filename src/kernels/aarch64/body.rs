@@ -470,39 +470,54 @@ macro_rules! neon_kernels {
             })
         }
 
+        /// The 256 quants of a Q6_K block, unsigned (0..=63): element `i` holds values
+        /// 16i..16i+16, those of scale `i`.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn unpack_q6_k(x: &BlockQ6K) -> [uint8x16_t; 16] {
+            let m4 = vdupq_n_u8(0x0f);
+            let m3 = vdupq_n_u8(3);
+            let mut a = [vdupq_n_u8(0); 16];
+            for h in 0..2 {
+                for half in 0..2 {
+                    // 16 of the 32 columns `l` of this 128-value half
+                    let o = 16 * half;
+                    let ql0 = ld_u8(&x.ql, 64 * h + o);
+                    let ql1 = ld_u8(&x.ql, 64 * h + 32 + o);
+                    let qh = ld_u8(&x.qh, 32 * h + o);
+                    let hb = |s: i8| vshlq_n_u8::<4>(vandq_u8(vshlq_u8(qh, vdupq_n_s8(-s)), m3));
+                    let v = [
+                        vorrq_u8(vandq_u8(ql0, m4), hb(0)),
+                        vorrq_u8(vandq_u8(ql1, m4), hb(2)),
+                        vorrq_u8(vshrq_n_u8::<4>(ql0), hb(4)),
+                        vorrq_u8(vshrq_n_u8::<4>(ql1), hb(6)),
+                    ];
+                    for (k, v) in v.into_iter().enumerate() {
+                        // Values 128h + 32k + o .. +16: scale 8h + 2k + half.
+                        if let Some(slot) = a.get_mut(8 * h + 2 * k + half) {
+                            *slot = v;
+                        }
+                    }
+                }
+            }
+            a
+        }
+
         /// q6_K · q8_K in ggml's x86 arithmetic (see `scalar::q6_k_lanes`): 8 lanes of
         /// scaled sums of unsigned quants, minus 32·(scale·block sum) per lane pair,
         /// accumulated with one fused multiply-add per super-block.
         #[target_feature(enable = $feat)]
         fn dot_q6_k(x: &[u8], y: &[u8], _n: usize) -> f32 {
             let (xs, ys) = (blk::<BlockQ6K>(x), blk::<BlockQ8K>(y));
-            let m4 = vdupq_n_u8(0x0f);
-            let m3 = vdupq_n_u8(3);
             let mut acc0 = vdupq_n_f32(0.0);
             let mut acc1 = vdupq_n_f32(0.0);
             for (x, y) in xs.iter().zip(ys) {
                 let mut lanes = [vdupq_n_s32(0); 2];
-                for h in 0..2 {
-                    for half in 0..2 {
-                        // 16 of the 32 columns `l` of this 128-value half
-                        let o = 16 * half;
-                        let ql0 = ld_u8(&x.ql, 64 * h + o);
-                        let ql1 = ld_u8(&x.ql, 64 * h + 32 + o);
-                        let qh = ld_u8(&x.qh, 32 * h + o);
-                        let hb = |s: i8| vshlq_n_u8::<4>(vandq_u8(vshlq_u8(qh, vdupq_n_s8(-s)), m3));
-                        let v = [
-                            vorrq_u8(vandq_u8(ql0, m4), hb(0)),
-                            vorrq_u8(vandq_u8(ql1, m4), hb(2)),
-                            vorrq_u8(vshrq_n_u8::<4>(ql0), hb(4)),
-                            vorrq_u8(vshrq_n_u8::<4>(ql1), hb(6)),
-                        ];
-                        for (k, v) in v.into_iter().enumerate() {
-                            let base = 128 * h + 32 * k + o;
-                            let p = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(v), ld_s8(&y.qs, base));
-                            let sc = i32::from(x.scales[8 * h + 2 * k + half]);
-                            lanes[half] = vmlaq_n_s32(lanes[half], p, sc);
-                        }
-                    }
+                // Values 16i..16i+16 (scale i) go to lanes 0..4 (even i) or 4..8 (odd i),
+                // as ggml's 8 lanes of 4 products.
+                for (i, (v, &sc)) in unpack_q6_k(x).into_iter().zip(&x.scales).enumerate() {
+                    let p = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(v), ld_s8(&y.qs, 16 * i));
+                    lanes[i % 2] = vmlaq_n_s32(lanes[i % 2], p, i32::from(sc));
                 }
                 let mut l = [0i32; 8];
                 // SAFETY: `l` has room for 8 i32; no alignment requirement.
@@ -632,30 +647,10 @@ macro_rules! neon_kernels {
             let nv = nv.min(4);
             let xs = blk::<BlockQ6K>(x);
             let (yb, nb) = batch_blocks(&ys, nv);
-            let m4 = vdupq_n_u8(0x0f);
-            let m3 = vdupq_n_u8(3);
             let mut acc = vdupq_n_f32(0.0);
             for (b, x) in xs.iter().enumerate().take(nb) {
-                // a[i]: values 16i..16i+16 of the super-block (scale i).
-                let mut a = [vdupq_n_s8(0); 16];
-                for h in 0..2 {
-                    for half in 0..2 {
-                        let o = 16 * half;
-                        let ql0 = ld_u8(&x.ql, 64 * h + o);
-                        let ql1 = ld_u8(&x.ql, 64 * h + 32 + o);
-                        let qh = ld_u8(&x.qh, 32 * h + o);
-                        let hb = |s: i8| vshlq_n_u8::<4>(vandq_u8(vshlq_u8(qh, vdupq_n_s8(-s)), m3));
-                        let v = [
-                            vorrq_u8(vandq_u8(ql0, m4), hb(0)),
-                            vorrq_u8(vandq_u8(ql1, m4), hb(2)),
-                            vorrq_u8(vshrq_n_u8::<4>(ql0), hb(4)),
-                            vorrq_u8(vshrq_n_u8::<4>(ql1), hb(6)),
-                        ];
-                        for (k, v) in v.into_iter().enumerate() {
-                            a[8 * h + 2 * k + half] = vsubq_s8(vreinterpretq_s8_u8(v), vdupq_n_s8(32));
-                        }
-                    }
-                }
+                // a[i]: values 16i..16i+16 of the super-block (scale i), signed.
+                let a = unpack_q6_k(x).map(|v| vsubq_s8(vreinterpretq_s8_u8(v), vdupq_n_s8(32)));
                 let mut isum = [0i32; 4];
                 let mut dy = [0.0f32; 4];
                 for v in 0..nv {
