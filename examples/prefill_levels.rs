@@ -11,15 +11,14 @@ use std::time::Instant;
 use tramontane::gguf::GgmlType;
 use tramontane::kernels::{self, act_type, Acts, KernelLevel, Threads, Weight, WeightLayout};
 
-/// A small xorshift generator: the same data on every run and machine.
+/// Pseudo-random data: a mixing hash of a counter, the same on every run and machine.
 struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        self.0 = self.0.wrapping_add(1);
+        let x = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^ (x >> 29)
     }
 }
 
@@ -63,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("COLS must be a multiple of 256; ROWS and VECTORS at least 1".into());
     }
     let threads = Threads::single();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(0);
     println!("{rows} x {cols} weights, {nv} vectors, 1 thread, best of {runs} runs; this CPU's level: {}", kernels::cpu_features());
     for ty in [
         GgmlType::Q4_K,

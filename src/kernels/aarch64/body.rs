@@ -545,12 +545,10 @@ macro_rules! neon_kernels {
             reduce8(out)
         }
 
-        /// The super-blocks all of `ys[..nv]` have, as blocks (the shortest length).
+        /// The activation rows `ys[..nv]` as blocks (empty past `nv`).
         #[inline]
-        fn batch_blocks<'a>(ys: &[&'a [u8]; 4], nv: usize) -> ([&'a [BlockQ8K]; 4], usize) {
-            let yb: [&[BlockQ8K]; 4] = core::array::from_fn(|v| blk::<BlockQ8K>(ys[v]));
-            let nb = yb.iter().take(nv).map(|y| y.len()).min().unwrap_or(0);
-            (yb, nb)
+        fn act_rows<'a, Y: bytemuck::Pod>(ys: &[&'a [u8]; 4], nv: usize) -> [&'a [Y]; 4] {
+            core::array::from_fn(|v| if v < nv { blk::<Y>(ys[v]) } else { &[] })
         }
 
         /// Writes lanes `..nv` of `r` to `out[..nv]`.
@@ -574,9 +572,9 @@ macro_rules! neon_kernels {
         fn dot4_q4_k_batch(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
             let nv = nv.min(4);
             let xs = blk::<BlockQ4K>(x);
-            let (yb, nb) = batch_blocks(&ys, nv);
+            let yb = act_rows::<BlockQ8K>(&ys, nv);
             let (mut acc, mut accm) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
-            for (b, x) in xs.iter().enumerate().take(nb) {
+            for (b, x) in xs.iter().enumerate() {
                 let sm = k4_scales(&x.scales);
                 // Pair j: the low nibbles of bytes 32j..32j+32 (sub-block 2j), then the
                 // high ones (sub-block 2j + 1).
@@ -646,9 +644,9 @@ macro_rules! neon_kernels {
         fn dot4_q6_k_batch(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
             let nv = nv.min(4);
             let xs = blk::<BlockQ6K>(x);
-            let (yb, nb) = batch_blocks(&ys, nv);
+            let yb = act_rows::<BlockQ8K>(&ys, nv);
             let mut acc = vdupq_n_f32(0.0);
-            for (b, x) in xs.iter().enumerate().take(nb) {
+            for (b, x) in xs.iter().enumerate() {
                 // a[i]: values 16i..16i+16 of the super-block (scale i), signed.
                 let a = unpack_q6_k(x).map(|v| vsubq_s8(vreinterpretq_s8_u8(v), vdupq_n_s8(32)));
                 let mut isum = [0i32; 4];
@@ -801,7 +799,7 @@ macro_rules! dot32x4_fn {
         fn $name(x: &[u8], ys: [&[u8]; 4], nv: usize, _n: usize, out: &mut [f32; 4]) {
             let nv = nv.min(4);
             let xs = blk::<$X>(x);
-            let yv: [&[$Y]; 4] = core::array::from_fn(|v| if v < nv { blk::<$Y>(ys[v]) } else { &[] });
+            let yv = act_rows::<$Y>(&ys, nv);
             let mut acc = [[vdupq_n_f32(0.0); 2]; 4];
             #[allow(unused_mut)]
             let mut summs = [0.0f32; 4];
